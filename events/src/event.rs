@@ -1,0 +1,159 @@
+//! Recorded facts. Each carries only what changed; its type tag and schema version are stable
+//! strings (rename Rust variants freely, never tags).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::value::MovieFields;
+
+/// The fields an update changed, and only those.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MovieChanges {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub director: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub popularity: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imdb_score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genres: Option<Vec<String>>,
+}
+
+impl MovieChanges {
+    pub fn is_empty(&self) -> bool {
+        *self == MovieChanges::default()
+    }
+
+    /// The names of the fields this change sets, in body order.
+    pub fn field_names(&self) -> Vec<&'static str> {
+        [
+            ("name", self.name.is_some()),
+            ("director", self.director.is_some()),
+            ("popularity", self.popularity.is_some()),
+            ("imdb_score", self.imdb_score.is_some()),
+            ("genres", self.genres.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect()
+    }
+
+    pub fn apply_to(&self, fields: &mut MovieFields) {
+        if let Some(v) = &self.name {
+            fields.name.clone_from(v);
+        }
+        if let Some(v) = &self.director {
+            fields.director.clone_from(v);
+        }
+        if let Some(v) = self.popularity {
+            fields.popularity = v;
+        }
+        if let Some(v) = self.imdb_score {
+            fields.imdb_score = v;
+        }
+        if let Some(v) = &self.genres {
+            fields.genres.clone_from(v);
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MovieEvent {
+    /// `movie.created` v1: the full initial state.
+    Created(MovieFields),
+    /// `movie.updated` v1: only the fields that changed.
+    Updated(MovieChanges),
+    /// `movie.deleted` v1.
+    Deleted,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown event type {0:?} (schema version {1})")]
+    UnknownType(String, i32),
+    #[error("malformed {0} payload: {1}")]
+    Payload(&'static str, #[source] serde_json::Error),
+}
+
+impl MovieEvent {
+    pub const CREATED: &'static str = "movie.created";
+    pub const UPDATED: &'static str = "movie.updated";
+    pub const DELETED: &'static str = "movie.deleted";
+
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            MovieEvent::Created(_) => Self::CREATED,
+            MovieEvent::Updated(_) => Self::UPDATED,
+            MovieEvent::Deleted => Self::DELETED,
+        }
+    }
+
+    /// The schema version new events of this type are written with.
+    pub fn schema_version(&self) -> i32 {
+        1
+    }
+
+    pub fn payload(&self) -> Value {
+        let encoded = match self {
+            MovieEvent::Created(fields) => serde_json::to_value(fields),
+            MovieEvent::Updated(changes) => serde_json::to_value(changes),
+            MovieEvent::Deleted => Ok(Value::Object(Default::default())),
+        };
+        // Serializing plain structs of strings and numbers into a Value cannot fail.
+        encoded.expect("event payloads serialize")
+    }
+
+    /// Reads a stored event. Older schema versions are upcast here, so nothing else sees them.
+    pub fn decode(event_type: &str, schema_version: i32, payload: Value) -> Result<Self, DecodeError> {
+        match (event_type, schema_version) {
+            (Self::CREATED, 1) => serde_json::from_value(payload)
+                .map(MovieEvent::Created)
+                .map_err(|e| DecodeError::Payload(Self::CREATED, e)),
+            (Self::UPDATED, 1) => serde_json::from_value(payload)
+                .map(MovieEvent::Updated)
+                .map_err(|e| DecodeError::Payload(Self::UPDATED, e)),
+            (Self::DELETED, 1) => Ok(MovieEvent::Deleted),
+            (other, version) => Err(DecodeError::UnknownType(other.to_owned(), version)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_update_stores_only_the_changed_fields() {
+        let event = MovieEvent::Updated(MovieChanges { imdb_score: Some(9.1), ..Default::default() });
+        assert_eq!(event.payload(), serde_json::json!({ "imdb_score": 9.1 }));
+    }
+
+    #[test]
+    fn every_event_round_trips_through_its_stored_form() {
+        let fields = MovieFields {
+            name: "Alien".into(),
+            director: "Ridley Scott".into(),
+            popularity: 85.0,
+            imdb_score: 8.5,
+            genres: vec!["Horror".into()],
+        };
+        for event in [
+            MovieEvent::Created(fields),
+            MovieEvent::Updated(MovieChanges { name: Some("Aliens".into()), ..Default::default() }),
+            MovieEvent::Deleted,
+        ] {
+            let decoded = MovieEvent::decode(event.event_type(), event.schema_version(), event.payload());
+            assert_eq!(decoded.unwrap(), event);
+        }
+    }
+
+    #[test]
+    fn an_unknown_type_is_an_error_not_a_guess() {
+        assert!(matches!(
+            MovieEvent::decode("movie.renamed", 1, serde_json::json!({})),
+            Err(DecodeError::UnknownType(..))
+        ));
+    }
+}

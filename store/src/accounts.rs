@@ -1,0 +1,28 @@
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use movies_events::Role;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub username: String,
+    /// A PHC-format password hash (argon2id); never the password.
+    pub password_hash: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("an account named {0:?} already exists")]
+    Exists(String),
+    #[error("the account store is unavailable")]
+    Unavailable(#[from] sqlx::Error),
+}
+
+/// Login accounts. Usernames are unique; `create` never overwrites.
+#[async_trait]
+pub trait AccountStore: Send + Sync + 'static {
+    async fn create(&self, account: &Account) -> Result<(), AccountError>;
+    async fn find(&self, username: &str) -> Result<Option<Account>, AccountError>;
+    async fn count_admins(&self) -> Result<i64, AccountError>;
+}

@@ -1,0 +1,327 @@
+//! Postgres and SQLite adapters. The dialects share one body of code, written once in the
+//! `sql_event_store!` macro and type-checked separately for each database; the few real
+//! differences (Postgres's advisory lock and NOTIFY, SQLite's single writer) are its arguments.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use movies_events::{Actor, EventEnvelope, EventMetadata, MovieEvent, NewEvent, Position, Role, Version};
+use serde_json::Value;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::types::Json;
+use sqlx::{QueryBuilder, Row};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::accounts::{Account, AccountError, AccountStore};
+use crate::port::{Appended, EventStore, Result, StoreError};
+
+/// Serializes appends across all writers so positions are assigned in commit order. The lock is
+/// transaction-scoped: it is released only after the commit is visible to readers.
+const PG_APPEND_LOCK: &str = "SELECT pg_advisory_xact_lock(7283145901)";
+/// Wakes `LISTEN movies_events` sessions (the relay) when an append commits.
+const PG_NOTIFY: &str = "SELECT pg_notify('movies_events', $1::text)";
+
+/// Connects a Postgres pool with bounded waits, so an unreachable database fails fast.
+pub async fn connect_postgres(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+}
+
+/// One SQLite database file: a single-connection writer pool (SQLite allows one writer at a time,
+/// so queueing in the pool beats retrying on `SQLITE_BUSY`) and a pool of readers (WAL mode lets
+/// them read while the writer writes).
+#[derive(Clone, Debug)]
+pub struct SqliteFile {
+    pub writer: SqlitePool,
+    pub reader: SqlitePool,
+}
+
+pub async fn open_sqlite(path: &Path) -> Result<SqliteFile, sqlx::Error> {
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true);
+    let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+    let reader = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+    Ok(SqliteFile { writer, reader })
+}
+
+fn migrator(mut migrator: sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
+    // The event and read-store migrations may share one database (and its `_sqlx_migrations`
+    // table) in Postgres; each migrator must not trip over the other's rows.
+    migrator.set_ignore_missing(true);
+    migrator
+}
+
+pub struct PgEventStore {
+    pool: PgPool,
+    appended: watch::Sender<Position>,
+}
+
+impl PgEventStore {
+    /// Applies the event-log migrations and opens the store.
+    pub async fn open(pool: PgPool) -> Result<Self> {
+        migrator(sqlx::migrate!("../migrations/postgres/events"))
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.into()))?;
+        Ok(Self { pool, appended: watch::Sender::new(0) })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+pub struct SqliteEventStore {
+    file: SqliteFile,
+    appended: watch::Sender<Position>,
+}
+
+impl SqliteEventStore {
+    pub async fn open(file: SqliteFile) -> Result<Self> {
+        migrator(sqlx::migrate!("../migrations/sqlite/events"))
+            .run(&file.writer)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.into()))?;
+        Ok(Self { file, appended: watch::Sender::new(0) })
+    }
+
+    fn writer(&self) -> &SqlitePool {
+        &self.file.writer
+    }
+
+    fn reader(&self) -> &SqlitePool {
+        &self.file.reader
+    }
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error.as_database_error().is_some_and(|e| e.is_unique_violation())
+}
+
+macro_rules! sql_event_store {
+    ($store:ident, $db:ty, lock: $lock:expr, notify: $notify:expr) => {
+        impl $store {
+            /// Appends inside a caller's transaction (the caller commits). Public so batch
+            /// writers and tests can compose it; `EventStore::append` is this plus a commit.
+            pub async fn append_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                stream_id: Uuid,
+                expected: Version,
+                events: &[NewEvent],
+            ) -> Result<Appended> {
+                let (Some(first), Some(last)) = (events.first(), events.last()) else {
+                    return Err(StoreError::NothingToAppend);
+                };
+                if let Some(lock) = $lock {
+                    sqlx::query(lock).execute(&mut **tx).await?;
+                }
+                if let Some(original) = Self::original(&mut **tx, first.event_id, last.event_id).await? {
+                    return Ok(original);
+                }
+                // The first id was checked above; a later one already stored is a malformed retry.
+                // Checked before inserting: a failed insert would abort a Postgres transaction.
+                for event in &events[1..] {
+                    let stored: Option<i64> = sqlx::query_scalar("SELECT position FROM events WHERE event_id = $1")
+                        .bind(event.event_id)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                    if stored.is_some() {
+                        return Err(StoreError::DuplicateEvent(event.event_id));
+                    }
+                }
+                let actual: i64 =
+                    sqlx::query_scalar("SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = $1")
+                        .bind(stream_id)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                if actual != expected {
+                    return Err(StoreError::Conflict { stream_id, expected, actual });
+                }
+                let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+                    .fetch_one(&mut **tx)
+                    .await?;
+                let mut insert = QueryBuilder::<$db>::new(
+                    "INSERT INTO events (position, event_id, stream_id, stream_version, event_type, \
+                     schema_version, payload, recorded_at, actor_subject, actor_role, request_id) ",
+                );
+                insert.push_values(events.iter().zip(1..), |mut row, (event, n): (&NewEvent, i64)| {
+                    row.push_bind(head + n)
+                        .push_bind(event.event_id)
+                        .push_bind(stream_id)
+                        .push_bind(expected + n)
+                        .push_bind(event.event.event_type())
+                        .push_bind(event.event.schema_version())
+                        .push_bind(Json(event.event.payload()))
+                        .push_bind(event.recorded_at)
+                        .push_bind(event.metadata.actor.subject.clone())
+                        .push_bind(event.metadata.actor.role.as_str())
+                        .push_bind(event.metadata.request_id.clone());
+                });
+                insert.build().execute(&mut **tx).await?;
+                let last_position = head + events.len() as i64;
+                if let Some(notify) = $notify {
+                    sqlx::query(notify).bind(last_position).execute(&mut **tx).await?;
+                }
+                Ok(Appended {
+                    stream_id,
+                    version: expected + events.len() as i64,
+                    first_position: head + 1,
+                    last_position,
+                    replayed: false,
+                })
+            }
+
+            /// The outcome of an earlier append of the same events, if there was one.
+            async fn original(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                first: Uuid,
+                last: Uuid,
+            ) -> Result<Option<Appended>> {
+                let find = "SELECT stream_id, stream_version, position FROM events WHERE event_id = $1";
+                let Some(first_row) = sqlx::query(find).bind(first).fetch_optional(&mut *conn).await? else {
+                    return Ok(None);
+                };
+                let Some(last_row) = sqlx::query(find).bind(last).fetch_optional(&mut *conn).await? else {
+                    return Err(StoreError::DuplicateEvent(first));
+                };
+                Ok(Some(Appended {
+                    stream_id: first_row.try_get("stream_id")?,
+                    version: last_row.try_get("stream_version")?,
+                    first_position: first_row.try_get("position")?,
+                    last_position: last_row.try_get("position")?,
+                    replayed: true,
+                }))
+            }
+
+            fn decode(row: &<$db as sqlx::Database>::Row) -> Result<EventEnvelope> {
+                let position: i64 = row.try_get("position")?;
+                let event_type: String = row.try_get("event_type")?;
+                let schema_version: i32 = row.try_get("schema_version")?;
+                let Json(payload): Json<Value> = row.try_get("payload")?;
+                let role: String = row.try_get("actor_role")?;
+                let event = MovieEvent::decode(&event_type, schema_version, payload)
+                    .map_err(|source| StoreError::Decode { position, source })?;
+                Ok(EventEnvelope {
+                    event_id: row.try_get("event_id")?,
+                    stream_id: row.try_get("stream_id")?,
+                    stream_version: row.try_get("stream_version")?,
+                    position,
+                    recorded_at: row.try_get::<DateTime<Utc>, _>("recorded_at")?,
+                    metadata: EventMetadata {
+                        actor: Actor {
+                            subject: row.try_get("actor_subject")?,
+                            role: Role::parse(&role).unwrap_or(Role::System),
+                        },
+                        request_id: row.try_get("request_id")?,
+                    },
+                    event,
+                })
+            }
+        }
+
+        #[async_trait]
+        impl EventStore for $store {
+            async fn load(&self, stream_id: Uuid) -> Result<Vec<EventEnvelope>> {
+                let rows = sqlx::query("SELECT * FROM events WHERE stream_id = $1 ORDER BY stream_version")
+                    .bind(stream_id)
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter().map(Self::decode).collect()
+            }
+
+            async fn append(&self, stream_id: Uuid, expected: Version, events: Vec<NewEvent>) -> Result<Appended> {
+                let mut tx = self.writer().begin().await?;
+                let appended = Self::append_in(&mut tx, stream_id, expected, &events).await?;
+                tx.commit().await?;
+                if !appended.replayed {
+                    self.appended.send_modify(|head| *head = (*head).max(appended.last_position));
+                }
+                Ok(appended)
+            }
+
+            async fn read_all(&self, after: Position, limit: i64) -> Result<Vec<EventEnvelope>> {
+                let rows = sqlx::query("SELECT * FROM events WHERE position > $1 ORDER BY position LIMIT $2")
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter().map(Self::decode).collect()
+            }
+
+            async fn head(&self) -> Result<Position> {
+                Ok(sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+                    .fetch_one(self.reader())
+                    .await?)
+            }
+
+            fn appended(&self) -> watch::Receiver<Position> {
+                self.appended.subscribe()
+            }
+        }
+
+        #[async_trait]
+        impl AccountStore for $store {
+            async fn create(&self, account: &Account) -> Result<(), AccountError> {
+                let inserted = sqlx::query(
+                    "INSERT INTO accounts (username, password_hash, role, created_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&account.username)
+                .bind(&account.password_hash)
+                .bind(account.role.as_str())
+                .bind(account.created_at)
+                .execute(self.writer())
+                .await;
+                match inserted {
+                    Err(e) if is_unique_violation(&e) => Err(AccountError::Exists(account.username.clone())),
+                    other => other.map(drop).map_err(AccountError::from),
+                }
+            }
+
+            async fn find(&self, username: &str) -> Result<Option<Account>, AccountError> {
+                let row = sqlx::query("SELECT * FROM accounts WHERE username = $1")
+                    .bind(username)
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.map(|row| {
+                    let role: String = row.try_get("role")?;
+                    Ok(Account {
+                        username: row.try_get("username")?,
+                        password_hash: row.try_get("password_hash")?,
+                        role: Role::parse(&role).unwrap_or(Role::User),
+                        created_at: row.try_get("created_at")?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn count_admins(&self) -> Result<i64, AccountError> {
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE role = 'admin'")
+                    .fetch_one(self.reader())
+                    .await?)
+            }
+        }
+    };
+}
+
+sql_event_store!(PgEventStore, sqlx::Postgres, lock: Some(PG_APPEND_LOCK), notify: Some(PG_NOTIFY));
+sql_event_store!(SqliteEventStore, sqlx::Sqlite, lock: None::<&'static str>, notify: None::<&'static str>);

@@ -1,0 +1,167 @@
+//! The contract every event store and account store adapter passes. Each case is a plain async
+//! function over the ports; `event_store_contract!` turns them into one test per case for an
+//! adapter's fixture.
+
+use chrono::{TimeZone, Utc};
+use movies_events::{
+    Actor, EventMetadata, MovieChanges, MovieEvent, MovieFields, NewEvent, Role,
+};
+use uuid::Uuid;
+
+use crate::testing::Fixture;
+use crate::{Account, AccountError, StoreError};
+
+pub fn created(name: &str) -> MovieEvent {
+    MovieEvent::Created(MovieFields {
+        name: name.into(),
+        director: "Jane Doe".into(),
+        popularity: 50.0,
+        imdb_score: 7.0,
+        genres: vec!["Drama".into()],
+    })
+}
+
+pub fn renamed(name: &str) -> MovieEvent {
+    MovieEvent::Updated(MovieChanges { name: Some(name.into()), ..Default::default() })
+}
+
+pub fn new_event(event: MovieEvent) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event,
+        recorded_at: Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap(),
+        metadata: EventMetadata {
+            actor: Actor { subject: "alice".into(), role: Role::Admin },
+            request_id: Some("req-1".into()),
+        },
+    }
+}
+
+pub async fn appended_events_load_in_version_order_with_their_envelope(f: Fixture) {
+    let stream = Uuid::now_v7();
+    let events = vec![new_event(created("Alien")), new_event(renamed("Aliens"))];
+    let appended = f.events.append(stream, 0, events.clone()).await.unwrap();
+    assert_eq!((appended.version, appended.replayed), (2, false));
+    assert_eq!(appended.last_position, appended.first_position + 1);
+
+    let loaded = f.events.load(stream).await.unwrap();
+    assert_eq!(loaded.len(), 2);
+    for (n, (stored, sent)) in loaded.iter().zip(&events).enumerate() {
+        assert_eq!(stored.event_id, sent.event_id);
+        assert_eq!(stored.stream_id, stream);
+        assert_eq!(stored.stream_version, n as i64 + 1);
+        assert_eq!(stored.position, appended.first_position + n as i64);
+        assert_eq!(stored.recorded_at, sent.recorded_at);
+        assert_eq!(stored.metadata, sent.metadata);
+        assert_eq!(stored.event, sent.event);
+    }
+    assert!(f.events.load(Uuid::now_v7()).await.unwrap().is_empty());
+}
+
+pub async fn an_append_at_a_stale_version_is_a_conflict_and_writes_nothing(f: Fixture) {
+    let stream = Uuid::now_v7();
+    f.events.append(stream, 0, vec![new_event(created("Alien"))]).await.unwrap();
+    let stale = f.events.append(stream, 0, vec![new_event(renamed("Aliens"))]).await;
+    assert!(matches!(stale, Err(StoreError::Conflict { expected: 0, actual: 1, .. })), "{stale:?}");
+    let ahead = f.events.append(stream, 5, vec![new_event(renamed("Aliens"))]).await;
+    assert!(matches!(ahead, Err(StoreError::Conflict { expected: 5, actual: 1, .. })), "{ahead:?}");
+    assert_eq!(f.events.load(stream).await.unwrap().len(), 1);
+}
+
+pub async fn a_retried_append_returns_the_original_result_and_writes_nothing(f: Fixture) {
+    let stream = Uuid::now_v7();
+    let events = vec![new_event(created("Alien")), new_event(renamed("Aliens"))];
+    let first = f.events.append(stream, 0, events.clone()).await.unwrap();
+    let head = f.events.head().await.unwrap();
+
+    let retry = f.events.append(stream, 0, events.clone()).await.unwrap();
+    assert_eq!(retry, crate::Appended { replayed: true, ..first });
+    // A retry that names another stream (a fresh id minted by the retrying client) still
+    // resolves to the original stream.
+    let elsewhere = f.events.append(Uuid::now_v7(), 0, events).await.unwrap();
+    assert_eq!(elsewhere, crate::Appended { replayed: true, ..first });
+    assert_eq!(f.events.head().await.unwrap(), head);
+    assert_eq!(f.events.load(stream).await.unwrap().len(), 2);
+}
+
+pub async fn an_append_reusing_a_stored_event_id_later_in_the_batch_writes_nothing(f: Fixture) {
+    let stored = new_event(created("Alien"));
+    f.events.append(Uuid::now_v7(), 0, vec![stored.clone()]).await.unwrap();
+    let stream = Uuid::now_v7();
+    let result = f.events.append(stream, 0, vec![new_event(created("Heat")), stored.clone()]).await;
+    assert!(matches!(result, Err(StoreError::DuplicateEvent(id)) if id == stored.event_id), "{result:?}");
+    assert!(f.events.load(stream).await.unwrap().is_empty());
+}
+
+pub async fn an_empty_append_is_refused(f: Fixture) {
+    let result = f.events.append(Uuid::now_v7(), 0, vec![]).await;
+    assert!(matches!(result, Err(StoreError::NothingToAppend)));
+    assert_eq!(f.events.head().await.unwrap(), 0);
+}
+
+pub async fn the_log_reads_across_streams_in_position_order(f: Fixture) {
+    assert_eq!(f.events.head().await.unwrap(), 0);
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    f.events.append(a, 0, vec![new_event(created("A"))]).await.unwrap();
+    f.events.append(b, 0, vec![new_event(created("B"))]).await.unwrap();
+    f.events.append(a, 1, vec![new_event(renamed("A2")), new_event(renamed("A3"))]).await.unwrap();
+
+    let all = f.events.read_all(0, 100).await.unwrap();
+    let order: Vec<_> = all.iter().map(|e| (e.stream_id, e.stream_version)).collect();
+    assert_eq!(order, vec![(a, 1), (b, 1), (a, 2), (a, 3)]);
+    assert!(all.windows(2).all(|w| w[0].position < w[1].position));
+    assert_eq!(f.events.head().await.unwrap(), all[3].position);
+
+    let page = f.events.read_all(all[0].position, 2).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.position).collect::<Vec<_>>(), vec![all[1].position, all[2].position]);
+    assert!(f.events.read_all(all[3].position, 10).await.unwrap().is_empty());
+}
+
+pub async fn an_append_wakes_subscribers_with_its_position(f: Fixture) {
+    let mut appended = f.events.appended();
+    let result = f.events.append(Uuid::now_v7(), 0, vec![new_event(created("A"))]).await.unwrap();
+    appended.changed().await.unwrap();
+    assert_eq!(*appended.borrow(), result.last_position);
+}
+
+pub async fn accounts_are_created_once_and_found_by_name(f: Fixture) {
+    let account = Account {
+        username: "alice".into(),
+        password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+        role: Role::Admin,
+        created_at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
+    };
+    assert_eq!(f.accounts.count_admins().await.unwrap(), 0);
+    f.accounts.create(&account).await.unwrap();
+    assert_eq!(f.accounts.find("alice").await.unwrap(), Some(account.clone()));
+    assert_eq!(f.accounts.find("bob").await.unwrap(), None);
+    let again = Account { password_hash: "other".into(), role: Role::User, ..account.clone() };
+    assert!(matches!(f.accounts.create(&again).await, Err(AccountError::Exists(_))));
+    assert_eq!(f.accounts.find("alice").await.unwrap(), Some(account));
+    assert_eq!(f.accounts.count_admins().await.unwrap(), 1);
+}
+
+/// Expands to one `#[tokio::test]` per contract case, each with a fresh fixture from `$fixture`.
+#[macro_export]
+macro_rules! event_store_contract {
+    ($fixture:path) => {
+        $crate::event_store_contract!(@cases $fixture;
+            appended_events_load_in_version_order_with_their_envelope,
+            an_append_at_a_stale_version_is_a_conflict_and_writes_nothing,
+            a_retried_append_returns_the_original_result_and_writes_nothing,
+            an_append_reusing_a_stored_event_id_later_in_the_batch_writes_nothing,
+            an_empty_append_is_refused,
+            the_log_reads_across_streams_in_position_order,
+            an_append_wakes_subscribers_with_its_position,
+            accounts_are_created_once_and_found_by_name,
+        );
+    };
+    (@cases $fixture:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                $crate::contract::$case($fixture().await).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,18 @@
+//! The write side's storage: the event store port, the accounts port, and their two adapters,
+//! Postgres (distributed) and SQLite (embedded). Every adapter passes the same contract suite
+//! (`contract`, behind the `testing` feature).
+//!
+//! Depends on the domain (`movies-events`) and sqlx only; nothing here knows about HTTP.
+
+mod accounts;
+mod adapters;
+mod port;
+
+#[cfg(feature = "testing")]
+pub mod contract;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use accounts::{Account, AccountError, AccountStore};
+pub use adapters::{connect_postgres, open_sqlite, PgEventStore, SqliteEventStore, SqliteFile};
+pub use port::{Appended, EventStore, StoreError};

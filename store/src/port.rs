@@ -1,0 +1,68 @@
+use async_trait::async_trait;
+use movies_events::{DecodeError, EventEnvelope, NewEvent, Position, Version};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// What an append wrote (or, for a retry, what the original append wrote).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub stream_id: Uuid,
+    /// The stream's version after the append.
+    pub version: Version,
+    /// The global position of the first and last appended event.
+    pub first_position: Position,
+    pub last_position: Position,
+    /// True when the event ids were already stored: nothing was written this time.
+    pub replayed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The stream is not at the version the caller decided against: someone else appended first.
+    #[error("stream {stream_id} is at version {actual}, not {expected}")]
+    Conflict { stream_id: Uuid, expected: Version, actual: Version },
+    /// One of the event ids (but not the first) is already stored: a malformed retry.
+    #[error("event {0} is already stored in another append")]
+    DuplicateEvent(Uuid),
+    #[error("an append needs at least one event")]
+    NothingToAppend,
+    #[error("stored event at position {position} cannot be read")]
+    Decode { position: Position, #[source] source: DecodeError },
+    #[error("the event store is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Unavailable(error)
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Append-only streams, one per movie, and one global commit-ordered log over all of them.
+///
+/// Contract (checked by `contract`, for every adapter):
+/// - `append` writes all events or none, with consecutive stream versions after `expected`, and
+///   fails with `Conflict` if the stream is no longer at `expected` (0 = a new stream).
+/// - Appending events whose first event id is already stored is a retry: it returns the original
+///   `Appended` (with `replayed: true`) and writes nothing, whatever stream or version it names.
+/// - Positions grow in commit order: once `read_all` has returned position `p`, no event with a
+///   position below `p` can appear later. Positions may have gaps.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Every event of one stream, in version order; empty if the stream does not exist.
+    async fn load(&self, stream_id: Uuid) -> Result<Vec<EventEnvelope>>;
+
+    async fn append(&self, stream_id: Uuid, expected: Version, events: Vec<NewEvent>) -> Result<Appended>;
+
+    /// Up to `limit` events with a position above `after`, in position order.
+    async fn read_all(&self, after: Position, limit: i64) -> Result<Vec<EventEnvelope>>;
+
+    /// The position of the last committed event (0 for an empty log).
+    async fn head(&self) -> Result<Position>;
+
+    /// A receiver that changes whenever this process appends: the in-process transport that
+    /// wakes a tailing projector without polling.
+    fn appended(&self) -> watch::Receiver<Position>;
+}
