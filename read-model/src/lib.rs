@@ -1,1 +1,13 @@
-//! placeholder
+//! The read side's model, shared by the projector (which writes it) and the query API (which
+//! reads it): the movie document, list queries with keyset cursors, the read store port with its
+//! Postgres and SQLite adapters, and the tantivy search index.
+//!
+//! Depends on the domain's event types only; it never sees commands or HTTP.
+
+mod doc;
+mod search;
+mod store;
+
+pub use doc::{Cursor, CursorError, Filters, GenreCount, ListQuery, MovieDoc, Order, Page, SortField, SortValue};
+pub use search::{SearchHit, SearchPage, SearchQuery, TantivySearchIndex};
+pub use store::{PgReadStore, ProjectionError, ReadStore, SqliteReadStore};

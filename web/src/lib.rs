@@ -1,1 +1,20 @@
-//! placeholder
+//! HTTP pieces both APIs share: RFC 9457 problem responses (and the layer that turns every
+//! other error response into one), JWT issuing and verification with Ed25519 keys, password
+//! hashing, and the extractors that tell anonymous readers, users and admins apart.
+//!
+//! Knows nothing of stores or projections: handlers get their data through their own state.
+
+mod auth;
+mod problem;
+
+pub use auth::{
+    Admin, AuthError, Caller, Claims, JwtKeys, PasswordHasher, Principal, ACCESS_TOKEN_TTL_SECONDS,
+};
+pub use problem::{problem_layer, ApiError, FieldProblem, Problem, PROBLEM_JSON};
+
+/// The header carrying a request's id: taken from the client if sent, else generated; echoed in
+/// every response and recorded in the metadata of the events a request causes.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Bodies above this size get 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -1,0 +1,148 @@
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A movie as readers see it: the v1 body plus what the store assigned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MovieDoc {
+    pub id: Uuid,
+    pub name: String,
+    pub director: String,
+    pub popularity: f64,
+    pub imdb_score: f64,
+    pub genres: Vec<String>,
+    /// The movie's stream version; also its ETag.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct GenreCount {
+    pub genre: String,
+    pub movies: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SortField {
+    #[default]
+    Name,
+    Popularity,
+    ImdbScore,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    #[default]
+    Asc,
+    Desc,
+}
+
+/// Filters every list and search accepts. Text filters match case-insensitively.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Filters {
+    pub genre: Option<String>,
+    pub director: Option<String>,
+    pub min_score: Option<f64>,
+    pub max_score: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SortValue {
+    Number(f64),
+    Text(String),
+}
+
+/// Where the previous page ended: the last row's sort value and id, for keyset pagination.
+/// Opaque to clients; it names its sort so it cannot be replayed against another one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cursor {
+    #[serde(rename = "s")]
+    pub sort: SortField,
+    #[serde(rename = "o")]
+    pub order: Order,
+    #[serde(rename = "v")]
+    pub value: SortValue,
+    #[serde(rename = "i")]
+    pub id: Uuid,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CursorError {
+    #[error("the cursor is not one this API issued")]
+    Malformed,
+    #[error("the cursor belongs to another sort order")]
+    OtherSort,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        // A struct of plain values always serializes.
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).expect("cursor serializes"))
+    }
+
+    pub fn decode(raw: &str, sort: SortField, order: Order) -> Result<Self, CursorError> {
+        let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| CursorError::Malformed)?;
+        let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| CursorError::Malformed)?;
+        let value_fits = matches!(
+            (sort, &cursor.value),
+            (SortField::Name, SortValue::Text(_)) | (SortField::Popularity | SortField::ImdbScore, SortValue::Number(_))
+        );
+        if !value_fits {
+            return Err(CursorError::Malformed);
+        }
+        if cursor.sort != sort || cursor.order != order {
+            return Err(CursorError::OtherSort);
+        }
+        Ok(cursor)
+    }
+
+    pub fn after(doc: &MovieDoc, sort: SortField, order: Order) -> Self {
+        let value = match sort {
+            SortField::Name => SortValue::Text(doc.name.to_lowercase()),
+            SortField::Popularity => SortValue::Number(doc.popularity),
+            SortField::ImdbScore => SortValue::Number(doc.imdb_score),
+        };
+        Cursor { sort, order, value, id: doc.id }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ListQuery {
+    pub sort: SortField,
+    pub order: Order,
+    pub filters: Filters,
+    pub limit: i64,
+    pub after: Option<Cursor>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<Cursor>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_and_refuses_another_sort() {
+        let cursor = Cursor {
+            sort: SortField::Popularity,
+            order: Order::Desc,
+            value: SortValue::Number(42.5),
+            id: Uuid::now_v7(),
+        };
+        let raw = cursor.encode();
+        assert_eq!(Cursor::decode(&raw, SortField::Popularity, Order::Desc), Ok(cursor));
+        assert_eq!(Cursor::decode(&raw, SortField::Popularity, Order::Asc), Err(CursorError::OtherSort));
+        assert_eq!(Cursor::decode(&raw, SortField::Name, Order::Desc), Err(CursorError::Malformed));
+        assert_eq!(Cursor::decode("not a cursor", SortField::Name, Order::Asc), Err(CursorError::Malformed));
+    }
+}
