@@ -1,1 +1,330 @@
-//! placeholder
+//! The command API: admin-only writes, validated by the domain and appended to the event log,
+//! plus the token endpoint and the write half of the assignment's compatibility API.
+//!
+//! Sees the stores only through ports (`EventStore`, `AccountStore`); never reads projections.
+
+mod service;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{post, put};
+use axum::{Json, Router};
+use movies_events::{
+    Actor, EventMetadata, MovieCommand, MovieDraft, MovieError, MovieInput, MoviePatch, MoviePatchInput, Role,
+    ValidationErrors,
+};
+use movies_read_model::{CompatMovie, GenreName, MovieDoc};
+use movies_store::AccountStore;
+use movies_web::{Admin, ApiError, JwtKeys, PasswordHasher, Principal, ACCESS_TOKEN_TTL_SECONDS, REQUEST_ID};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+pub use service::{fold, CommandContext, CommandError, CommandService, Outcome};
+
+/// The response header carrying the global log position of a write's event.
+pub const POSITION_HEADER: &str = "movies-position";
+
+#[derive(Clone)]
+pub struct CommandState {
+    pub service: Arc<CommandService>,
+    pub accounts: Arc<dyn AccountStore>,
+    pub keys: Arc<JwtKeys>,
+    pub hasher: PasswordHasher,
+}
+
+impl FromRef<CommandState> for Arc<JwtKeys> {
+    fn from_ref(state: &CommandState) -> Self {
+        state.keys.clone()
+    }
+}
+
+pub fn router(state: CommandState) -> Router {
+    Router::new()
+        .route("/api/v1/auth/token", post(issue_token))
+        .route("/api/v1/movies", post(create_movie))
+        .route("/api/v1/movies/{id}", put(replace_movie).patch(patch_movie).delete(delete_movie))
+        .route("/api/movies/", post(compat_create))
+        .route("/api/movie/{id}/", put(compat_replace).delete(compat_delete))
+        .with_state(state)
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(issue_token, create_movie, replace_movie, patch_movie, delete_movie, compat_create, compat_replace, compat_delete),
+    components(schemas(TokenRequest, TokenResponse, MovieBody, MovieDoc, CompatMovieBody, CompatMovie, GenreName))
+)]
+pub struct CommandApiDoc;
+
+impl From<CommandError> for ApiError {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::Rejected(MovieError::Invalid(errors)) => ApiError::Invalid(errors),
+            CommandError::Rejected(MovieError::NotFound) => ApiError::NotFound("no such movie".into()),
+            CommandError::Rejected(MovieError::AlreadyExists) => ApiError::Conflict("the movie already exists".into()),
+            e @ CommandError::VersionMismatch { .. } => ApiError::PreconditionFailed(e.to_string()),
+            e @ CommandError::Conflict => ApiError::Conflict(e.to_string()),
+            e @ CommandError::KeyReused => ApiError::Unprocessable(e.to_string()),
+            CommandError::Store(e) => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+// ---- auth ----
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct TokenRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the token expires.
+    pub expires_in: i64,
+}
+
+/// Exchange a username and password for a signed access token.
+#[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth", request_body = TokenRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, description = "Unknown user or wrong password")))]
+async fn issue_token(State(state): State<CommandState>, Json(request): Json<TokenRequest>) -> Result<Json<TokenResponse>, ApiError> {
+    let account = state.accounts.find(&request.username).await.map_err(|e| ApiError::Internal(e.into()))?;
+    let hasher = state.hasher.clone();
+    let hash = account.as_ref().map(|a| a.password_hash.clone());
+    let password = request.password;
+    // argon2 is deliberately slow: keep it off the async workers.
+    let valid = tokio::task::spawn_blocking(move || hasher.verify(hash.as_deref(), &password))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let account = account.filter(|_| valid).ok_or_else(|| ApiError::Unauthorized("wrong username or password".into()))?;
+    let now = chrono::Utc::now().timestamp();
+    let token = state.keys.issue(&account.username, account.role, now, ACCESS_TOKEN_TTL_SECONDS).map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(Json(TokenResponse { access_token: token, token_type: "Bearer".into(), expires_in: ACCESS_TOKEN_TTL_SECONDS }))
+}
+
+// ---- v1 movies ----
+
+/// A movie as clients send it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct MovieBody {
+    pub name: String,
+    pub director: String,
+    /// 0 to 100.
+    pub popularity: f64,
+    /// 0 to 10.
+    pub imdb_score: f64,
+    /// 1 to 20 genres; duplicates (ignoring case) are dropped.
+    pub genres: Vec<String>,
+}
+
+impl From<MovieBody> for MovieInput {
+    fn from(b: MovieBody) -> Self {
+        MovieInput { name: b.name, director: b.director, popularity: b.popularity, imdb_score: b.imdb_score, genres: b.genres }
+    }
+}
+
+fn context(principal: &Principal, headers: &HeaderMap, event_id: Option<Uuid>) -> CommandContext {
+    let request_id = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    CommandContext {
+        metadata: EventMetadata { actor: Actor { subject: principal.subject.clone(), role: principal.role }, request_id },
+        event_id,
+    }
+}
+
+/// An `Idempotency-Key` becomes the id of the command's first event, scoped to the caller, so a
+/// retried request maps onto the event it already stored.
+fn idempotent_event_id(principal: &Principal, headers: &HeaderMap) -> Result<Option<Uuid>, ApiError> {
+    let Some(key) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = key.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255).ok_or_else(|| {
+        ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
+    })?;
+    let name = format!("idempotency-key\n{}\n{key}", principal.subject);
+    Ok(Some(Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes())))
+}
+
+/// `If-Match: "3"` (or `W/"3"`, or `3`) as a version. `*` means any existing version.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let raw = value.to_str().unwrap_or_default().trim();
+    if raw == "*" {
+        return Ok(None);
+    }
+    raw.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse::<i64>()
+        .map(Some)
+        .map_err(|_| ApiError::BadRequest(format!("If-Match must be a movie version such as \"3\", not {raw:?}")))
+}
+
+fn write_headers(outcome: &Outcome) -> [(header::HeaderName, HeaderValue); 2] {
+    [
+        (header::ETAG, HeaderValue::from_str(&format!("\"{}\"", outcome.version)).expect("digits are a valid header")),
+        (header::HeaderName::from_static(POSITION_HEADER), HeaderValue::from(outcome.position)),
+    ]
+}
+
+fn movie_response(status: StatusCode, outcome: Outcome, body: impl FnOnce(&MovieDoc) -> Response) -> Response {
+    let headers = write_headers(&outcome);
+    match &outcome.movie {
+        Some(movie) => {
+            let mut response = (status, headers, body(movie)).into_response();
+            if status == StatusCode::CREATED {
+                let location = format!("/api/v1/movies/{}", outcome.id);
+                response.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&location).expect("uuid path"));
+            }
+            response
+        }
+        None => (StatusCode::NO_CONTENT, headers).into_response(),
+    }
+}
+
+async fn create(state: &CommandState, admin: &Principal, headers: &HeaderMap, input: MovieInput) -> Result<Outcome, ApiError> {
+    let event_id = idempotent_event_id(admin, headers)?;
+    let draft = MovieDraft::parse(input).map_err(ApiError::Invalid)?;
+    Ok(state.service.execute(Uuid::now_v7(), None, MovieCommand::Create(draft), context(admin, headers, event_id)).await?)
+}
+
+/// Create a movie. Send `Idempotency-Key` to make retries safe: a retry returns the same movie.
+#[utoipa::path(post, path = "/api/v1/movies", tag = "movies", request_body = MovieBody, security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried create return the first result")),
+    responses((status = 201, body = MovieDoc, description = "Created; `ETag` is the version, `Movies-Position` the event's log position"),
+        (status = 401), (status = 403), (status = 422, description = "Validation failed; `errors` lists the fields")))]
+async fn create_movie(State(state): State<CommandState>, Admin(admin): Admin, headers: HeaderMap, Json(body): Json<MovieBody>) -> Result<Response, ApiError> {
+    let outcome = create(&state, &admin, &headers, body.into()).await?;
+    Ok(movie_response(StatusCode::CREATED, outcome, |m| Json(m).into_response()))
+}
+
+/// Replace a movie. `If-Match: "<version>"` makes it conditional (412 when the movie moved on).
+#[utoipa::path(put, path = "/api/v1/movies/{id}", tag = "movies", request_body = MovieBody, security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = MovieDoc), (status = 404), (status = 409), (status = 412), (status = 422)))]
+async fn replace_movie(State(state): State<CommandState>, Admin(admin): Admin, Path(id): Path<Uuid>, headers: HeaderMap, Json(body): Json<MovieBody>) -> Result<Response, ApiError> {
+    let draft = MovieDraft::parse(body.into()).map_err(ApiError::Invalid)?;
+    let outcome = state.service.execute(id, if_match(&headers)?, MovieCommand::Replace(draft), context(&admin, &headers, None)).await?;
+    Ok(movie_response(StatusCode::OK, outcome, |m| Json(m).into_response()))
+}
+
+/// A JSON merge patch (RFC 7396) as a domain patch: every key must be a movie field, and no
+/// field may be removed (they are all required).
+fn merge_patch(body: Value) -> Result<MoviePatchInput, ApiError> {
+    let Value::Object(fields) = body else {
+        return Err(ApiError::BadRequest("a merge patch must be a JSON object".into()));
+    };
+    let mut errors = Vec::new();
+    let mut patch = MoviePatchInput::default();
+    for (key, value) in fields {
+        let problem = |message: &str| movies_events::FieldError { field: key.clone(), message: message.into() };
+        if value.is_null() {
+            errors.push(problem("is required and cannot be removed"));
+            continue;
+        }
+        let parsed = match key.as_str() {
+            "name" => value.as_str().map(|v| patch.name = Some(v.to_owned())),
+            "director" => value.as_str().map(|v| patch.director = Some(v.to_owned())),
+            "popularity" => value.as_f64().map(|v| patch.popularity = Some(v)),
+            "imdb_score" => value.as_f64().map(|v| patch.imdb_score = Some(v)),
+            "genres" => serde_json::from_value::<Vec<String>>(value).ok().map(|v| patch.genres = Some(v)),
+            _ => {
+                errors.push(problem("is not a movie field"));
+                continue;
+            }
+        };
+        if parsed.is_none() {
+            errors.push(problem("has the wrong type"));
+        }
+    }
+    if errors.is_empty() {
+        Ok(patch)
+    } else {
+        Err(ApiError::Invalid(ValidationErrors(errors)))
+    }
+}
+
+/// Change some fields (JSON merge patch). Honours `If-Match` like PUT.
+#[utoipa::path(patch, path = "/api/v1/movies/{id}", tag = "movies", security(("bearer" = [])),
+    request_body(content = Object, content_type = "application/merge-patch+json"),
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = MovieDoc), (status = 404), (status = 409), (status = 412), (status = 422)))]
+async fn patch_movie(State(state): State<CommandState>, Admin(admin): Admin, Path(id): Path<Uuid>, headers: HeaderMap, Json(body): Json<Value>) -> Result<Response, ApiError> {
+    let patch = MoviePatch::parse(merge_patch(body)?).map_err(ApiError::Invalid)?;
+    let outcome = state.service.execute(id, if_match(&headers)?, MovieCommand::Patch(patch), context(&admin, &headers, None)).await?;
+    Ok(movie_response(StatusCode::OK, outcome, |m| Json(m).into_response()))
+}
+
+/// Delete a movie. Its history stays in the log.
+#[utoipa::path(delete, path = "/api/v1/movies/{id}", tag = "movies", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 204, description = "Deleted; `Movies-Position` is the event's log position"), (status = 404), (status = 409), (status = 412)))]
+async fn delete_movie(State(state): State<CommandState>, Admin(admin): Admin, Path(id): Path<Uuid>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let outcome = state.service.execute(id, if_match(&headers)?, MovieCommand::Delete, context(&admin, &headers, None)).await?;
+    Ok(movie_response(StatusCode::NO_CONTENT, outcome, |_| StatusCode::NO_CONTENT.into_response()))
+}
+
+// ---- the assignment's API ----
+
+/// A movie in the assignment's shape. `99popularity`, the data file's key, is accepted too.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct CompatMovieBody {
+    pub name: String,
+    pub director: String,
+    #[serde(alias = "99popularity")]
+    pub popularity: f64,
+    pub imdb_score: f64,
+    pub genre: Vec<GenreName>,
+}
+
+impl From<CompatMovieBody> for MovieInput {
+    fn from(b: CompatMovieBody) -> Self {
+        MovieInput {
+            name: b.name,
+            director: b.director,
+            popularity: b.popularity,
+            imdb_score: b.imdb_score,
+            genres: b.genre.into_iter().map(|g| g.name).collect(),
+        }
+    }
+}
+
+fn compat_json(movie: &MovieDoc) -> Response {
+    Json(CompatMovie::from(movie)).into_response()
+}
+
+/// The assignment's create.
+#[utoipa::path(post, path = "/api/movies/", tag = "compatibility", request_body = CompatMovieBody, security(("bearer" = [])),
+    responses((status = 201, body = CompatMovie), (status = 401), (status = 403), (status = 422)))]
+async fn compat_create(State(state): State<CommandState>, Admin(admin): Admin, headers: HeaderMap, Json(body): Json<CompatMovieBody>) -> Result<Response, ApiError> {
+    let outcome = create(&state, &admin, &headers, body.into()).await?;
+    Ok(movie_response(StatusCode::CREATED, outcome, compat_json))
+}
+
+/// The assignment's update (a full replace).
+#[utoipa::path(put, path = "/api/movie/{id}/", tag = "compatibility", request_body = CompatMovieBody, security(("bearer" = [])),
+    params(("id" = Uuid, Path)), responses((status = 200, body = CompatMovie), (status = 404), (status = 422)))]
+async fn compat_replace(State(state): State<CommandState>, Admin(admin): Admin, Path(id): Path<Uuid>, headers: HeaderMap, Json(body): Json<CompatMovieBody>) -> Result<Response, ApiError> {
+    let draft = MovieDraft::parse(body.into()).map_err(ApiError::Invalid)?;
+    let outcome = state.service.execute(id, if_match(&headers)?, MovieCommand::Replace(draft), context(&admin, &headers, None)).await?;
+    Ok(movie_response(StatusCode::OK, outcome, compat_json))
+}
+
+/// The assignment's delete.
+#[utoipa::path(delete, path = "/api/movie/{id}/", tag = "compatibility", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), responses((status = 204), (status = 404)))]
+async fn compat_delete(State(state): State<CommandState>, Admin(admin): Admin, Path(id): Path<Uuid>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let outcome = state.service.execute(id, if_match(&headers)?, MovieCommand::Delete, context(&admin, &headers, None)).await?;
+    Ok(movie_response(StatusCode::NO_CONTENT, outcome, |_| StatusCode::NO_CONTENT.into_response()))
+}
+
+/// The actor recorded for system writers such as ingest.
+pub fn system_actor(name: &str) -> Actor {
+    Actor { subject: format!("system:{name}"), role: Role::System }
+}

@@ -1,1 +1,427 @@
-//! placeholder
+//! The query API: anonymous (or signed-in) reads of the read model: lists with keyset cursors,
+//! details with ETags, ranked search, genre counts, and the read half of the assignment's API.
+//!
+//! Reads projections only; never the event log. `min_position` lets a client that just wrote
+//! wait (bounded) until the projections have caught up with its write.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{FromRef, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use movies_events::Position;
+use movies_read_model::{
+    CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, ListQuery, MovieDoc, Order, ReadStore,
+    SearchQuery, SortField, TantivySearchIndex,
+};
+use movies_web::{ApiError, Caller, JwtKeys};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+pub const MAX_LIMIT: i64 = 100;
+pub const DEFAULT_LIMIT: i64 = 20;
+/// The longest a read waits for `min_position`.
+pub const MAX_WAIT: Duration = Duration::from_secs(2);
+/// The response header telling which log position the projections had applied.
+pub const PROJECTED_HEADER: &str = "movies-projected-position";
+/// Deep search pages stop here; refine the query instead.
+const MAX_SEARCH_OFFSET: usize = 10_000;
+/// The compatibility list streams the catalogue in pages of this size.
+const COMPAT_PAGE: i64 = 500;
+
+#[derive(Clone)]
+pub struct QueryState {
+    pub read_store: Arc<dyn ReadStore>,
+    pub search: Arc<TantivySearchIndex>,
+    pub keys: Arc<JwtKeys>,
+    /// The log position all projections have applied.
+    pub progress: watch::Receiver<Position>,
+}
+
+impl FromRef<QueryState> for Arc<JwtKeys> {
+    fn from_ref(state: &QueryState) -> Self {
+        state.keys.clone()
+    }
+}
+
+pub fn router(state: QueryState) -> Router {
+    Router::new()
+        .route("/api/v1/movies", get(list_movies))
+        .route("/api/v1/movies/{id}", get(get_movie))
+        .route("/api/v1/search", get(search_movies))
+        .route("/api/v1/genres", get(list_genres))
+        .route("/api/movies/", get(compat_list))
+        .route("/api/movie/{id}/", get(compat_get))
+        .with_state(state)
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(list_movies, get_movie, search_movies, list_genres, compat_list, compat_get),
+    components(schemas(MoviePage, SearchResults, GenreList, GenreCount, MovieDoc, CompatMovie, GenreName, SortField, Order))
+)]
+pub struct QueryApiDoc;
+
+impl QueryState {
+    /// Waits until the projections reach `position` or `MAX_WAIT` passes; returns the position
+    /// they had reached.
+    async fn reached(&self, position: Option<Position>) -> Position {
+        let mut progress = self.progress.clone();
+        if let Some(wanted) = position {
+            let _ = tokio::time::timeout(MAX_WAIT, progress.wait_for(|p| *p >= wanted)).await;
+        }
+        let reached = *progress.borrow();
+        reached
+    }
+}
+
+fn projected(position: Position) -> (header::HeaderName, HeaderValue) {
+    (header::HeaderName::from_static(PROJECTED_HEADER), HeaderValue::from(position))
+}
+
+// ---- lists ----
+
+/// Filters and paging shared by lists and search.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Items per page, 1 to 100 (default 20).
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// `name` (default), `popularity` or `imdb_score`; search also takes `relevance`.
+    pub sort: Option<String>,
+    /// `asc` or `desc` (default: asc for name, desc otherwise).
+    pub order: Option<Order>,
+    /// Only movies of this genre (any case).
+    pub genre: Option<String>,
+    /// Only movies by this director (exact name, any case).
+    pub director: Option<String>,
+    pub min_score: Option<f64>,
+    pub max_score: Option<f64>,
+    /// Wait (up to 2 s) until the projections have applied this log position.
+    pub min_position: Option<Position>,
+}
+
+impl ListParams {
+    fn limit(&self) -> Result<i64, ApiError> {
+        match self.limit {
+            None => Ok(DEFAULT_LIMIT),
+            Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            Some(n) => Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}, not {n}"))),
+        }
+    }
+
+    fn filters(&self) -> Result<Filters, ApiError> {
+        for (name, value) in [("min_score", self.min_score), ("max_score", self.max_score)] {
+            if value.is_some_and(|v| !(0.0..=10.0).contains(&v)) {
+                return Err(ApiError::BadRequest(format!("{name} must be between 0 and 10")));
+            }
+        }
+        if let (Some(min), Some(max)) = (self.min_score, self.max_score) {
+            if min > max {
+                return Err(ApiError::BadRequest("min_score must not exceed max_score".into()));
+            }
+        }
+        let text = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        Ok(Filters {
+            genre: text(&self.genre),
+            director: text(&self.director),
+            min_score: self.min_score,
+            max_score: self.max_score,
+        })
+    }
+
+    fn sort(&self) -> Result<(SortField, Order), ApiError> {
+        let sort = match self.sort.as_deref() {
+            None | Some("name") => SortField::Name,
+            Some("popularity") => SortField::Popularity,
+            Some("imdb_score") => SortField::ImdbScore,
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "sort must be name, popularity or imdb_score, not {other:?}"
+                )))
+            }
+        };
+        let default_order = if sort == SortField::Name { Order::Asc } else { Order::Desc };
+        Ok((sort, self.order.unwrap_or(default_order)))
+    }
+
+    /// The `Link` header value of the page after this one: the same query with `cursor` set.
+    fn next_link(&self, path: &str, text: Option<&str>, cursor: &str) -> String {
+        let next = ListParams { cursor: Some(cursor.to_owned()), min_position: None, ..self.clone() };
+        // Plain strings and numbers always encode.
+        let mut query = serde_urlencoded::to_string(&next).expect("query encodes");
+        if let Some(text) = text {
+            query = format!("{}&{query}", serde_urlencoded::to_string([("q", text)]).expect("query encodes"));
+        }
+        format!("<{path}?{query}>; rel=\"next\"")
+    }
+}
+
+/// One page of movies.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MoviePage {
+    pub items: Vec<MovieDoc>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn page_response<T: Serialize>(body: T, link: Option<String>, position: Position) -> Response {
+    let mut response = (
+        [projected(position), (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=5, stale-while-revalidate=30"))],
+        Json(body),
+    )
+        .into_response();
+    if let Some(link) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    response
+}
+
+/// List movies, sorted and filtered, a page at a time.
+#[utoipa::path(get, path = "/api/v1/movies", tag = "movies", params(ListParams),
+    responses((status = 200, body = MoviePage, description = "`Link: <...>; rel=\"next\"` points at the next page"), (status = 400)))]
+async fn list_movies(State(state): State<QueryState>, _caller: Caller, Query(params): Query<ListParams>) -> Result<Response, ApiError> {
+    let (sort, order) = params.sort()?;
+    let after = params
+        .cursor
+        .as_deref()
+        .map(|raw| Cursor::decode(raw, sort, order))
+        .transpose()
+        .map_err(|e: CursorError| ApiError::BadRequest(e.to_string()))?;
+    let query = ListQuery { sort, order, filters: params.filters()?, limit: params.limit()?, after };
+    let position = state.reached(params.min_position).await;
+    let page = state.read_store.list(&query).await.map_err(|e| ApiError::Internal(e.into()))?;
+    let next_cursor = page.next.map(|c| c.encode());
+    let link = next_cursor.as_deref().map(|c| params.next_link("/api/v1/movies", None, c));
+    Ok(page_response(MoviePage { items: page.items, next_cursor }, link, position))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReadParams {
+    /// Wait (up to 2 s) until the projections have applied this log position.
+    pub min_position: Option<Position>,
+}
+
+fn etag(version: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header")
+}
+
+fn not_modified(headers: &HeaderMap, version: i64) -> bool {
+    let tag = format!("\"{version}\"");
+    headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == tag || t == "*")
+    })
+}
+
+async fn find(state: &QueryState, id: Uuid) -> Result<MovieDoc, ApiError> {
+    state
+        .read_store
+        .get(id)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .ok_or_else(|| ApiError::NotFound(format!("no movie with id {id}")))
+}
+
+/// One movie. `ETag` is its version; `If-None-Match` with it gives 304.
+#[utoipa::path(get, path = "/api/v1/movies/{id}", tag = "movies", params(("id" = Uuid, Path), ReadParams),
+    responses((status = 200, body = MovieDoc), (status = 304), (status = 404)))]
+async fn get_movie(State(state): State<QueryState>, _caller: Caller, Path(id): Path<Uuid>, Query(params): Query<ReadParams>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let position = state.reached(params.min_position).await;
+    let movie = find(&state, id).await?;
+    let cache = (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=5, stale-while-revalidate=60"));
+    if not_modified(&headers, movie.version) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag(movie.version)), cache, projected(position)]).into_response());
+    }
+    Ok(([(header::ETAG, etag(movie.version)), cache, projected(position)], Json(movie)).into_response())
+}
+
+// ---- search ----
+
+/// The search words; the other parameters are the list's (`ListParams`).
+#[derive(Debug, Deserialize)]
+pub struct SearchText {
+    #[serde(default)]
+    pub q: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SearchResults {
+    pub items: Vec<MovieDoc>,
+    pub next_cursor: Option<String>,
+    /// How many movies match in all.
+    pub total: usize,
+}
+
+fn search_cursor(offset: usize) -> String {
+    URL_SAFE_NO_PAD.encode(format!("o:{offset}"))
+}
+
+fn search_offset(cursor: Option<&str>) -> Result<usize, ApiError> {
+    let Some(raw) = cursor else { return Ok(0) };
+    URL_SAFE_NO_PAD
+        .decode(raw)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("o:").and_then(|n| n.parse().ok()))
+        .filter(|n| *n <= MAX_SEARCH_OFFSET)
+        .ok_or_else(|| ApiError::BadRequest("the cursor is not one this API issued".into()))
+}
+
+async fn run_search(state: &QueryState, query: SearchQuery) -> Result<(Vec<MovieDoc>, usize), ApiError> {
+    let index = state.search.clone();
+    let page = tokio::task::spawn_blocking(move || index.search(&query))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let ids: Vec<Uuid> = page.hits.iter().map(|h| h.id).collect();
+    let mut docs = state.read_store.get_many(&ids).await.map_err(|e| ApiError::Internal(e.into()))?;
+    docs.sort_by_key(|d| ids.iter().position(|id| *id == d.id));
+    Ok((docs, page.total))
+}
+
+/// Ranked full-text search over titles, directors and genres, with the list filters.
+#[utoipa::path(get, path = "/api/v1/search", tag = "movies",
+    params(("q" = String, Query, description = "Words to find in titles, directors and genres; query syntax is treated as text"), ListParams),
+    responses((status = 200, body = SearchResults), (status = 400)))]
+async fn search_movies(State(state): State<QueryState>, _caller: Caller, Query(SearchText { q }): Query<SearchText>, Query(list): Query<ListParams>) -> Result<Response, ApiError> {
+    let limit = list.limit()? as usize;
+    let offset = search_offset(list.cursor.as_deref())?;
+    let query = SearchQuery { text: q.clone(), filters: list.filters()?, limit, offset };
+    let position = state.reached(list.min_position).await;
+    let (items, total) = run_search(&state, query).await?;
+    let next = offset + limit;
+    let next_cursor = (next < total && next <= MAX_SEARCH_OFFSET).then(|| search_cursor(next));
+    let link = next_cursor.as_deref().map(|c| list.next_link("/api/v1/search", Some(&q), c));
+    Ok(page_response(SearchResults { items, next_cursor, total }, link, position))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct GenreList {
+    pub items: Vec<GenreCount>,
+}
+
+/// Every genre with its number of movies, most common first.
+#[utoipa::path(get, path = "/api/v1/genres", tag = "movies", params(ReadParams), responses((status = 200, body = GenreList)))]
+async fn list_genres(State(state): State<QueryState>, _caller: Caller, Query(params): Query<ReadParams>) -> Result<Response, ApiError> {
+    let position = state.reached(params.min_position).await;
+    let items = state.read_store.genres().await.map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(page_response(GenreList { items }, None, position))
+}
+
+// ---- the assignment's API ----
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CompatParams {
+    /// Movies whose name, director or genre match these words.
+    pub search: Option<String>,
+    /// A 1-based page of `page_size` movies; without it, the whole list.
+    pub page: Option<i64>,
+    /// 1 to 100, default 20; only with `page`.
+    pub page_size: Option<i64>,
+}
+
+/// The assignment's list: every movie by name (streamed), a page, or search matches.
+#[utoipa::path(get, path = "/api/movies/", tag = "compatibility", params(CompatParams),
+    responses((status = 200, body = Vec<CompatMovie>)))]
+async fn compat_list(State(state): State<QueryState>, _caller: Caller, Query(params): Query<CompatParams>) -> Result<Response, ApiError> {
+    let page_size = match params.page_size {
+        None => DEFAULT_LIMIT,
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => n,
+        Some(n) => return Err(ApiError::BadRequest(format!("page_size must be between 1 and {MAX_LIMIT}, not {n}"))),
+    };
+    let page = match params.page {
+        None => None,
+        Some(n) if n >= 1 => Some(n),
+        Some(n) => return Err(ApiError::BadRequest(format!("page must be 1 or more, not {n}"))),
+    };
+    if let Some(text) = params.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let (limit, offset) = match page {
+            Some(n) => (page_size as usize, ((n - 1) * page_size) as usize),
+            None => (MAX_SEARCH_OFFSET, 0),
+        };
+        if offset > MAX_SEARCH_OFFSET {
+            return Ok(Json(Vec::<CompatMovie>::new()).into_response());
+        }
+        let query = SearchQuery { text: text.to_owned(), filters: Filters::default(), limit, offset };
+        let (docs, _) = run_search(&state, query).await?;
+        return Ok(Json(docs.iter().map(CompatMovie::from).collect::<Vec<_>>()).into_response());
+    }
+    if let Some(n) = page {
+        // Walk by cursor to the page: keyset reads, never an OFFSET scan.
+        let mut query = ListQuery { limit: page_size, ..ListQuery::default() };
+        let mut items = Vec::new();
+        for _ in 0..n {
+            let page = state.read_store.list(&query).await.map_err(|e| ApiError::Internal(e.into()))?;
+            items = page.items;
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => {
+                    query.after = None;
+                    break;
+                }
+            }
+        }
+        let reached = query.after.is_some() || items.len() as i64 <= page_size;
+        let items = if reached { items } else { Vec::new() };
+        return Ok(Json(items.iter().map(CompatMovie::from).collect::<Vec<_>>()).into_response());
+    }
+    Ok(stream_catalogue(state.read_store.clone()))
+}
+
+/// The whole catalogue as one JSON array, streamed page by page so memory stays flat.
+fn stream_catalogue(store: Arc<dyn ReadStore>) -> Response {
+    struct Walk {
+        store: Arc<dyn ReadStore>,
+        query: Option<ListQuery>,
+        first: bool,
+    }
+    let start = Walk { store, query: Some(ListQuery { limit: COMPAT_PAGE, ..ListQuery::default() }), first: true };
+    let chunks = futures::stream::unfold(start, |mut walk| async move {
+        let mut query = walk.query.take()?;
+        let mut chunk = if walk.first { b"[".to_vec() } else { Vec::new() };
+        match walk.store.list(&query).await {
+            Ok(page) => {
+                for doc in &page.items {
+                    if !(walk.first && chunk.len() == 1) {
+                        chunk.push(b',');
+                    }
+                    // Plain data always serializes.
+                    chunk.extend(serde_json::to_vec(&CompatMovie::from(doc)).expect("movie serializes"));
+                }
+                walk.first = walk.first && page.items.is_empty();
+                match page.next {
+                    Some(next) => {
+                        query.after = Some(next);
+                        walk.query = Some(query);
+                    }
+                    None => chunk.push(b']'),
+                }
+                Some((Ok::<_, std::io::Error>(chunk), walk))
+            }
+            Err(error) => {
+                tracing::error!(error = format!("{error:#}"), "streaming the catalogue failed");
+                Some((Err(std::io::Error::other(error)), walk))
+            }
+        }
+    });
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], Body::from_stream(chunks)).into_response()
+}
+
+/// The assignment's detail.
+#[utoipa::path(get, path = "/api/movie/{id}/", tag = "compatibility", params(("id" = Uuid, Path)),
+    responses((status = 200, body = CompatMovie), (status = 404)))]
+async fn compat_get(State(state): State<QueryState>, _caller: Caller, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
+    let movie = find(&state, id).await?;
+    Ok(([(header::ETAG, etag(movie.version))], Json(CompatMovie::from(&movie))).into_response())
+}

@@ -146,3 +146,33 @@ mod tests {
         assert_eq!(Cursor::decode("not a cursor", SortField::Name, Order::Asc), Err(CursorError::Malformed));
     }
 }
+
+/// A genre in the assignment's original shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GenreName {
+    pub name: String,
+}
+
+/// A movie in the assignment's original API shape, served by the compatibility layer.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct CompatMovie {
+    pub id: Uuid,
+    pub name: String,
+    pub director: String,
+    pub popularity: f64,
+    pub imdb_score: f64,
+    pub genre: Vec<GenreName>,
+}
+
+impl From<&MovieDoc> for CompatMovie {
+    fn from(doc: &MovieDoc) -> Self {
+        CompatMovie {
+            id: doc.id,
+            name: doc.name.clone(),
+            director: doc.director.clone(),
+            popularity: doc.popularity,
+            imdb_score: doc.imdb_score,
+            genre: doc.genres.iter().map(|g| GenreName { name: g.clone() }).collect(),
+        }
+    }
+}

@@ -91,6 +91,8 @@ pub enum ApiError {
     #[error("{0}")]
     PreconditionFailed(String),
     #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -106,6 +108,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -123,6 +126,7 @@ impl IntoResponse for ApiError {
                 ..Problem::new(status, "validation", Some("the movie breaks one or more rules".to_owned()))
             },
             ApiError::PreconditionFailed(detail) => Problem::new(status, "precondition-failed", Some(detail.clone())),
+            ApiError::Unprocessable(detail) => Problem::new(status, "unprocessable", Some(detail.clone())),
             ApiError::Internal(error) => {
                 tracing::error!(error = format!("{error:#}"), "request failed");
                 Problem::for_status(status, None)

@@ -1,0 +1,265 @@
+//! The `movies` application: wires the ports to adapters (chosen by URL), serves the APIs and
+//! runs the operator commands. The only crate that names adapters.
+
+pub mod ingest;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, StatusCode};
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::Utc;
+use indicatif::ProgressBar;
+use movies_command_api::{CommandApiDoc, CommandService, CommandState};
+use movies_events::Role;
+use movies_projector::Projector;
+use movies_query_api::{QueryApiDoc, QueryState};
+use movies_read_model::{PgReadStore, ReadStore, SqliteReadStore, TantivySearchIndex};
+use movies_store::{
+    connect_postgres, open_sqlite, Account, AccountError, AccountStore, EventStore, PgEventStore, SqliteEventStore,
+};
+use movies_web::{problem_layer, ApiError, JwtKeys, PasswordHasher, MAX_BODY_BYTES, REQUEST_ID};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+/// The assignment's data set, bundled so a fresh start is seeded wherever it runs.
+pub const BUNDLED_SEED: &[u8] = include_bytes!("../data/imdb.json");
+
+/// What a new deployment is seeded with when its event log is empty.
+#[derive(Debug, Clone)]
+pub enum Seed {
+    Bundled,
+    File(PathBuf),
+    Nothing,
+}
+
+#[derive(Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    /// Keys, the SQLite files and the search index live here.
+    pub data_dir: PathBuf,
+    /// `postgres://...` for the event log and read store; `None` for SQLite files in `data_dir`.
+    pub database_url: Option<String>,
+    pub admin_password: Option<String>,
+    pub seed: Seed,
+    pub hasher: PasswordHasher,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url.as_ref().map(|_| "<set>"))
+            .field("admin_password", &self.admin_password.as_ref().map(|_| "<set>"))
+            .field("seed", &self.seed)
+            .finish()
+    }
+}
+
+/// The write side's stores, opened by URL.
+pub struct WriteSide {
+    pub events: Arc<dyn EventStore>,
+    pub accounts: Arc<dyn AccountStore>,
+}
+
+pub async fn open_write_side(settings: &Settings) -> anyhow::Result<WriteSide> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating the data directory {}", settings.data_dir.display()))?;
+    match &settings.database_url {
+        Some(url) if url.starts_with("postgres") => {
+            let pool = connect_postgres(url, 16).await.context("connecting to Postgres")?;
+            let store = Arc::new(PgEventStore::open(pool).await.context("migrating the event log")?);
+            Ok(WriteSide { events: store.clone(), accounts: store })
+        }
+        Some(url) => anyhow::bail!("unsupported DATABASE_URL scheme in {url:?}: use postgres://, or none for SQLite"),
+        None => {
+            let file = open_sqlite(&settings.data_dir.join("events.db")).await.context("opening events.db")?;
+            let store = Arc::new(SqliteEventStore::open(file).await.context("migrating events.db")?);
+            Ok(WriteSide { events: store.clone(), accounts: store })
+        }
+    }
+}
+
+async fn open_read_store(settings: &Settings) -> anyhow::Result<Arc<dyn ReadStore>> {
+    Ok(match &settings.database_url {
+        Some(url) => {
+            let pool = connect_postgres(url, 16).await.context("connecting to Postgres")?;
+            Arc::new(PgReadStore::open(pool).await.context("migrating the read store")?)
+        }
+        None => {
+            let file = open_sqlite(&settings.data_dir.join("read.db")).await.context("opening read.db")?;
+            Arc::new(SqliteReadStore::open(file.writer, file.reader).await.context("migrating read.db")?)
+        }
+    })
+}
+
+/// Makes sure an admin can sign in: creates `admin` with the configured password, or with a
+/// generated one printed this once (only its hash is stored).
+pub async fn ensure_admin(accounts: &dyn AccountStore, settings: &Settings) -> anyhow::Result<()> {
+    if accounts.find("admin").await?.is_some() {
+        return Ok(());
+    }
+    let (password, generated) = match &settings.admin_password {
+        Some(password) => (password.clone(), false),
+        None => (generate_password(), true),
+    };
+    let account = Account {
+        username: "admin".into(),
+        password_hash: settings.hasher.hash(&password),
+        role: Role::Admin,
+        created_at: Utc::now(),
+    };
+    match accounts.create(&account).await {
+        Ok(()) if generated => {
+            println!("Created the account `admin` with the password: {password}");
+            println!("  (printed only this once; set MOVIES_ADMIN_PASSWORD before the first start to choose it)");
+        }
+        // Another process created it first: theirs stands.
+        Ok(()) | Err(AccountError::Exists(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+pub fn generate_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rngs::OsRng;
+    (0..20).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
+}
+
+pub fn keys(settings: &Settings) -> anyhow::Result<JwtKeys> {
+    JwtKeys::load_or_create(&settings.data_dir.join("keys")).context("loading the JWT signing keys")
+}
+
+/// Everything one all-in-one process runs.
+pub struct Embedded {
+    pub router: Router,
+    pub projector: Arc<Projector>,
+}
+
+pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
+    let write = open_write_side(settings).await?;
+    let keys = Arc::new(keys(settings)?);
+    ensure_admin(write.accounts.as_ref(), settings).await?;
+    let read_store = open_read_store(settings).await?;
+    let search = Arc::new(TantivySearchIndex::open(&settings.data_dir.join("index")).context("opening the search index")?);
+    let projector = Arc::new(Projector::new(write.events.clone(), read_store.clone(), search.clone()));
+    let service = Arc::new(CommandService::new(write.events.clone()));
+
+    if write.events.head().await? == 0 {
+        let bytes = match &settings.seed {
+            Seed::Bundled => Some(BUNDLED_SEED.to_vec()),
+            Seed::File(path) => Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?),
+            Seed::Nothing => None,
+        };
+        if let Some(bytes) = bytes {
+            let report = ingest::ingest(&service, &bytes, &ProgressBar::new(0)).await?;
+            println!("Seeded the empty catalogue: {} movies created, {} rejected", report.created, report.rejected.len());
+        }
+    }
+    projector.catch_up().await.context("building the projections")?;
+
+    let command = movies_command_api::router(CommandState {
+        service,
+        accounts: write.accounts.clone(),
+        keys: keys.clone(),
+        hasher: settings.hasher.clone(),
+    });
+    let query = movies_query_api::router(QueryState {
+        read_store: read_store.clone(),
+        search,
+        keys,
+        progress: projector.progress(),
+    });
+    let health = {
+        let (events, progress) = (write.events.clone(), projector.progress());
+        get(move || async move {
+            let head = events.head().await.map_err(|e| ApiError::Unavailable(format!("event log: {e}")))?;
+            let projected = *progress.borrow();
+            Ok::<_, ApiError>(Json(serde_json::json!({
+                "status": "ok", "log_head": head, "projected_position": projected, "projection_lag": head - projected,
+            })))
+        })
+    };
+    let router = Router::new()
+        .merge(command)
+        .merge(query)
+        .route("/health", health)
+        .route("/", get(|| async { Redirect::temporary("/docs/") }))
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/api/v1/openapi.json", openapi()));
+    Ok(Embedded { router: layers(router), projector })
+}
+
+/// The layers every deployment's HTTP server wears.
+pub fn layers(router: Router) -> Router {
+    let request_id = HeaderName::from_static(REQUEST_ID);
+    router
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED.into_response() })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(problem_layer))
+        .layer(CatchPanicLayer::new())
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build();
+        openapi.components.get_or_insert_with(Default::default).add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "movies", description = "A movie catalogue: CQRS and event-sourced. Reads are anonymous; \
+        writes need an admin token from POST /api/v1/auth/token. Errors are application/problem+json."),
+    modifiers(&BearerAuth)
+)]
+struct AppDoc;
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = AppDoc::openapi();
+    doc.merge(CommandApiDoc::openapi());
+    doc.merge(QueryApiDoc::openapi());
+    doc
+}
+
+/// Serves the embedded all-in-one process on `listener` until `shutdown` turns true.
+pub async fn serve(listener: TcpListener, settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    run(listener, build(&settings).await?, shutdown).await
+}
+
+/// Runs a built process: the projector in the background, HTTP in front, both stopping
+/// gracefully when `shutdown` turns true.
+pub async fn run(listener: TcpListener, embedded: Embedded, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let projector = tokio::spawn(embedded.projector.clone().run(shutdown.clone()));
+    axum::serve(listener, embedded.router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await
+        .context("serving HTTP")?;
+    projector.await.context("stopping the projector")?;
+    Ok(())
+}
+
+/// The default data directory, relative to where the binary runs.
+pub fn default_data_dir() -> PathBuf {
+    Path::new("movies-data").to_path_buf()
+}
