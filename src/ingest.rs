@@ -55,13 +55,18 @@ pub fn movie_id(input: &MovieInput) -> Uuid {
     const JAN_2020_MS: u64 = 1_577_836_800_000;
     let hash = Uuid::new_v5(&INGEST_NAMESPACE, identity(input).as_bytes());
     let bytes = hash.as_bytes();
-    let millis = JAN_2020_MS + u64::from(u32::from_be_bytes([bytes[10], bytes[11], bytes[12], bytes[13]])) * 8;
+    let millis =
+        JAN_2020_MS + u64::from(u32::from_be_bytes([bytes[10], bytes[11], bytes[12], bytes[13]])) * 8;
     uuid::Builder::from_unix_timestamp_millis(millis, bytes[..10].try_into().expect("10 bytes")).into_uuid()
 }
 
 /// Parses every record first: a malformed file writes nothing. Then appends valid records one
 /// by one (each atomically), reporting invalid ones by index.
-pub async fn ingest(service: &CommandService, bytes: &[u8], progress: &ProgressBar) -> Result<IngestReport, IngestError> {
+pub async fn ingest(
+    service: &CommandService,
+    bytes: &[u8],
+    progress: &ProgressBar,
+) -> Result<IngestReport, IngestError> {
     let records: Vec<serde_json::Value> = serde_json::from_slice(bytes).map_err(IngestError::Malformed)?;
     let mut report = IngestReport::default();
     let mut seen = std::collections::HashMap::new();
@@ -99,10 +104,14 @@ pub async fn ingest(service: &CommandService, bytes: &[u8], progress: &ProgressB
     let metadata = EventMetadata { actor: system_actor("ingest"), request_id: None };
     for (index, id, draft) in valid {
         let fail = |source| IngestError::Command { index, source };
-        let current = Movie::fold(service.events().load(id).await.map_err(|e| fail(e.into()))?.iter().map(|e| &e.event));
+        let current = Movie::fold(
+            service.events().load(id).await.map_err(|e| fail(e.into()))?.iter().map(|e| &e.event),
+        );
         let (command, counter) = match current {
             Movie::Absent => (MovieCommand::Create(draft.clone()), &mut report.created),
-            Movie::Live(fields) if &fields != draft.fields() => (MovieCommand::Replace(draft.clone()), &mut report.updated),
+            Movie::Live(fields) if &fields != draft.fields() => {
+                (MovieCommand::Replace(draft.clone()), &mut report.updated)
+            }
             // Unchanged, or deleted by an admin since: re-ingesting never resurrects a movie.
             Movie::Live(_) | Movie::Deleted(_) => {
                 report.unchanged += 1;

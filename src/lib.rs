@@ -21,7 +21,8 @@ use movies_projector::Projector;
 use movies_query_api::{QueryApiDoc, QueryState};
 use movies_read_model::{PgReadStore, ReadStore, SqliteReadStore, TantivySearchIndex};
 use movies_store::{
-    connect_postgres, open_sqlite, Account, AccountError, AccountStore, EventStore, PgEventStore, SqliteEventStore,
+    connect_postgres, open_sqlite, Account, AccountError, AccountStore, EventStore, PgEventStore,
+    SqliteEventStore,
 };
 use movies_web::{problem_layer, ApiError, JwtKeys, PasswordHasher, MAX_BODY_BYTES, REQUEST_ID};
 use tokio::net::TcpListener;
@@ -81,9 +82,12 @@ pub async fn open_write_side(settings: &Settings) -> anyhow::Result<WriteSide> {
             let store = Arc::new(PgEventStore::open(pool).await.context("migrating the event log")?);
             Ok(WriteSide { events: store.clone(), accounts: store })
         }
-        Some(url) => anyhow::bail!("unsupported DATABASE_URL scheme in {url:?}: use postgres://, or none for SQLite"),
+        Some(url) => {
+            anyhow::bail!("unsupported DATABASE_URL scheme in {url:?}: use postgres://, or none for SQLite")
+        }
         None => {
-            let file = open_sqlite(&settings.data_dir.join("events.db")).await.context("opening events.db")?;
+            let file =
+                open_sqlite(&settings.data_dir.join("events.db")).await.context("opening events.db")?;
             let store = Arc::new(SqliteEventStore::open(file).await.context("migrating events.db")?);
             Ok(WriteSide { events: store.clone(), accounts: store })
         }
@@ -122,7 +126,9 @@ pub async fn ensure_admin(accounts: &dyn AccountStore, settings: &Settings) -> a
     match accounts.create(&account).await {
         Ok(()) if generated => {
             println!("Created the account `admin` with the password: {password}");
-            println!("  (printed only this once; set MOVIES_ADMIN_PASSWORD before the first start to choose it)");
+            println!(
+                "  (printed only this once; set MOVIES_ADMIN_PASSWORD before the first start to choose it)"
+            );
         }
         // Another process created it first: theirs stands.
         Ok(()) | Err(AccountError::Exists(_)) => {}
@@ -153,19 +159,27 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
     let keys = Arc::new(keys(settings)?);
     ensure_admin(write.accounts.as_ref(), settings).await?;
     let read_store = open_read_store(settings).await?;
-    let search = Arc::new(TantivySearchIndex::open(&settings.data_dir.join("index")).context("opening the search index")?);
+    let search = Arc::new(
+        TantivySearchIndex::open(&settings.data_dir.join("index")).context("opening the search index")?,
+    );
     let projector = Arc::new(Projector::new(write.events.clone(), read_store.clone(), search.clone()));
     let service = Arc::new(CommandService::new(write.events.clone()));
 
     if write.events.head().await? == 0 {
         let bytes = match &settings.seed {
             Seed::Bundled => Some(BUNDLED_SEED.to_vec()),
-            Seed::File(path) => Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?),
+            Seed::File(path) => {
+                Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+            }
             Seed::Nothing => None,
         };
         if let Some(bytes) = bytes {
             let report = ingest::ingest(&service, &bytes, &ProgressBar::new(0)).await?;
-            println!("Seeded the empty catalogue: {} movies created, {} rejected", report.created, report.rejected.len());
+            println!(
+                "Seeded the empty catalogue: {} movies created, {} rejected",
+                report.created,
+                report.rejected.len()
+            );
         }
     }
     projector.catch_up().await.context("building the projections")?;
@@ -221,7 +235,10 @@ impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build();
-        openapi.components.get_or_insert_with(Default::default).add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
     }
 }
 
@@ -241,13 +258,21 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// Serves the embedded all-in-one process on `listener` until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, settings: Settings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     run(listener, build(&settings).await?, shutdown).await
 }
 
 /// Runs a built process: the projector in the background, HTTP in front, both stopping
 /// gracefully when `shutdown` turns true.
-pub async fn run(listener: TcpListener, embedded: Embedded, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    embedded: Embedded,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     let projector = tokio::spawn(embedded.projector.clone().run(shutdown.clone()));
     axum::serve(listener, embedded.router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {

@@ -100,7 +100,8 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn,tantivy=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn,tantivy=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -121,7 +122,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let write = movies::open_write_side(&settings).await?;
             let service = movies_command_api::CommandService::new(write.events);
-            let bar = if std::io::stderr().is_terminal() { ProgressBar::new(0) } else { ProgressBar::hidden() };
+            let bar =
+                if std::io::stderr().is_terminal() { ProgressBar::new(0) } else { ProgressBar::hidden() };
             let report = movies::ingest::ingest(&service, &bytes, &bar).await?;
             for (index, reason) in &report.rejected {
                 eprintln!("record {index} rejected: {reason}");
@@ -139,16 +141,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let name = name.trim().to_owned();
             anyhow::ensure!(!name.is_empty() && name.len() <= 64, "a username is 1 to 64 characters");
             let write = movies::open_write_side(&settings).await?;
-            let (password, generated) = match std::env::var("MOVIES_NEW_PASSWORD").ok().filter(|p| !p.is_empty()) {
-                Some(password) => (password, false),
-                None => (movies::generate_password(), true),
-            };
+            let (password, generated) =
+                match std::env::var("MOVIES_NEW_PASSWORD").ok().filter(|p| !p.is_empty()) {
+                    Some(password) => (password, false),
+                    None => (movies::generate_password(), true),
+                };
             let role = match role {
                 CliRole::User => Role::User,
                 CliRole::Admin => Role::Admin,
             };
-            let account =
-                Account { username: name.clone(), password_hash: settings.hasher.hash(&password), role, created_at: chrono::Utc::now() };
+            let account = Account {
+                username: name.clone(),
+                password_hash: settings.hasher.hash(&password),
+                role,
+                created_at: chrono::Utc::now(),
+            };
             match write.accounts.create(&account).await {
                 Err(AccountError::Exists(_)) => anyhow::bail!("an account named {name:?} already exists"),
                 other => other?,
@@ -162,7 +169,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Token { user, ttl }) => {
             anyhow::ensure!(ttl > 0, "--ttl must be positive");
             let write = movies::open_write_side(&settings).await?;
-            let account = write.accounts.find(&user).await?.with_context(|| format!("no account named {user:?}"))?;
+            let account =
+                write.accounts.find(&user).await?.with_context(|| format!("no account named {user:?}"))?;
             let keys = movies::keys(&settings)?;
             println!("{}", keys.issue(&account.username, account.role, chrono::Utc::now().timestamp(), ttl)?);
             Ok(())
@@ -171,9 +179,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("binding {} (pass --listen or MOVIES_LISTEN to use another address)", settings.listen))?;
+    let listener = tokio::net::TcpListener::bind(settings.listen).await.with_context(|| {
+        format!("binding {} (pass --listen or MOVIES_LISTEN to use another address)", settings.listen)
+    })?;
     let address = listener.local_addr()?;
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -189,5 +197,4 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     println!("  assignment: http://{address}/api/movies/");
     println!("Press Ctrl-C to stop.");
     movies::run(listener, embedded, shutdown).await
-
 }

@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use axum::{Json, Router};
 use movies_events::{
-    Actor, EventMetadata, MovieCommand, MovieDraft, MovieError, MovieInput, MoviePatch, MoviePatchInput, Role,
-    ValidationErrors,
+    Actor, EventMetadata, MovieCommand, MovieDraft, MovieError, MovieInput, MoviePatch, MoviePatchInput,
+    Role, ValidationErrors,
 };
 use movies_read_model::{CompatMovie, GenreName, MovieDoc};
 use movies_store::AccountStore;
@@ -54,8 +54,25 @@ pub fn router(state: CommandState) -> Router {
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(issue_token, create_movie, replace_movie, patch_movie, delete_movie, compat_create, compat_replace, compat_delete),
-    components(schemas(TokenRequest, TokenResponse, MovieBody, MovieDoc, CompatMovieBody, CompatMovie, GenreName))
+    paths(
+        issue_token,
+        create_movie,
+        replace_movie,
+        patch_movie,
+        delete_movie,
+        compat_create,
+        compat_replace,
+        compat_delete
+    ),
+    components(schemas(
+        TokenRequest,
+        TokenResponse,
+        MovieBody,
+        MovieDoc,
+        CompatMovieBody,
+        CompatMovie,
+        GenreName
+    ))
 )]
 pub struct CommandApiDoc;
 
@@ -64,7 +81,9 @@ impl From<CommandError> for ApiError {
         match error {
             CommandError::Rejected(MovieError::Invalid(errors)) => ApiError::Invalid(errors),
             CommandError::Rejected(MovieError::NotFound) => ApiError::NotFound("no such movie".into()),
-            CommandError::Rejected(MovieError::AlreadyExists) => ApiError::Conflict("the movie already exists".into()),
+            CommandError::Rejected(MovieError::AlreadyExists) => {
+                ApiError::Conflict("the movie already exists".into())
+            }
             e @ CommandError::VersionMismatch { .. } => ApiError::PreconditionFailed(e.to_string()),
             e @ CommandError::Conflict => ApiError::Conflict(e.to_string()),
             e @ CommandError::KeyReused => ApiError::Unprocessable(e.to_string()),
@@ -93,7 +112,10 @@ pub struct TokenResponse {
 /// Exchange a username and password for a signed access token.
 #[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth", request_body = TokenRequest,
     responses((status = 200, body = TokenResponse), (status = 401, description = "Unknown user or wrong password")))]
-async fn issue_token(State(state): State<CommandState>, Json(request): Json<TokenRequest>) -> Result<Json<TokenResponse>, ApiError> {
+async fn issue_token(
+    State(state): State<CommandState>,
+    Json(request): Json<TokenRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
     let account = state.accounts.find(&request.username).await.map_err(|e| ApiError::Internal(e.into()))?;
     let hasher = state.hasher.clone();
     let hash = account.as_ref().map(|a| a.password_hash.clone());
@@ -102,10 +124,19 @@ async fn issue_token(State(state): State<CommandState>, Json(request): Json<Toke
     let valid = tokio::task::spawn_blocking(move || hasher.verify(hash.as_deref(), &password))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    let account = account.filter(|_| valid).ok_or_else(|| ApiError::Unauthorized("wrong username or password".into()))?;
+    let account = account
+        .filter(|_| valid)
+        .ok_or_else(|| ApiError::Unauthorized("wrong username or password".into()))?;
     let now = chrono::Utc::now().timestamp();
-    let token = state.keys.issue(&account.username, account.role, now, ACCESS_TOKEN_TTL_SECONDS).map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(Json(TokenResponse { access_token: token, token_type: "Bearer".into(), expires_in: ACCESS_TOKEN_TTL_SECONDS }))
+    let token = state
+        .keys
+        .issue(&account.username, account.role, now, ACCESS_TOKEN_TTL_SECONDS)
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(Json(TokenResponse {
+        access_token: token,
+        token_type: "Bearer".into(),
+        expires_in: ACCESS_TOKEN_TTL_SECONDS,
+    }))
 }
 
 // ---- v1 movies ----
@@ -125,14 +156,23 @@ pub struct MovieBody {
 
 impl From<MovieBody> for MovieInput {
     fn from(b: MovieBody) -> Self {
-        MovieInput { name: b.name, director: b.director, popularity: b.popularity, imdb_score: b.imdb_score, genres: b.genres }
+        MovieInput {
+            name: b.name,
+            director: b.director,
+            popularity: b.popularity,
+            imdb_score: b.imdb_score,
+            genres: b.genres,
+        }
     }
 }
 
 fn context(principal: &Principal, headers: &HeaderMap, event_id: Option<Uuid>) -> CommandContext {
     let request_id = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
     CommandContext {
-        metadata: EventMetadata { actor: Actor { subject: principal.subject.clone(), role: principal.role }, request_id },
+        metadata: EventMetadata {
+            actor: Actor { subject: principal.subject.clone(), role: principal.role },
+            request_id,
+        },
         event_id,
     }
 }
@@ -159,28 +199,35 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     if raw == "*" {
         return Ok(None);
     }
-    raw.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse::<i64>()
-        .map(Some)
-        .map_err(|_| ApiError::BadRequest(format!("If-Match must be a movie version such as \"3\", not {raw:?}")))
+    raw.trim_start_matches("W/").trim_matches('"').parse::<i64>().map(Some).map_err(|_| {
+        ApiError::BadRequest(format!("If-Match must be a movie version such as \"3\", not {raw:?}"))
+    })
 }
 
 fn write_headers(outcome: &Outcome) -> [(header::HeaderName, HeaderValue); 2] {
     [
-        (header::ETAG, HeaderValue::from_str(&format!("\"{}\"", outcome.version)).expect("digits are a valid header")),
+        (
+            header::ETAG,
+            HeaderValue::from_str(&format!("\"{}\"", outcome.version)).expect("digits are a valid header"),
+        ),
         (header::HeaderName::from_static(POSITION_HEADER), HeaderValue::from(outcome.position)),
     ]
 }
 
-fn movie_response(status: StatusCode, outcome: Outcome, body: impl FnOnce(&MovieDoc) -> Response) -> Response {
+fn movie_response(
+    status: StatusCode,
+    outcome: Outcome,
+    body: impl FnOnce(&MovieDoc) -> Response,
+) -> Response {
     let headers = write_headers(&outcome);
     match &outcome.movie {
         Some(movie) => {
             let mut response = (status, headers, body(movie)).into_response();
             if status == StatusCode::CREATED {
                 let location = format!("/api/v1/movies/{}", outcome.id);
-                response.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&location).expect("uuid path"));
+                response
+                    .headers_mut()
+                    .insert(header::LOCATION, HeaderValue::from_str(&location).expect("uuid path"));
             }
             response
         }
@@ -188,10 +235,18 @@ fn movie_response(status: StatusCode, outcome: Outcome, body: impl FnOnce(&Movie
     }
 }
 
-async fn create(state: &CommandState, admin: &Principal, headers: &HeaderMap, input: MovieInput) -> Result<Outcome, ApiError> {
+async fn create(
+    state: &CommandState,
+    admin: &Principal,
+    headers: &HeaderMap,
+    input: MovieInput,
+) -> Result<Outcome, ApiError> {
     let event_id = idempotent_event_id(admin, headers)?;
     let draft = MovieDraft::parse(input).map_err(ApiError::Invalid)?;
-    Ok(state.service.execute(Uuid::now_v7(), None, MovieCommand::Create(draft), context(admin, headers, event_id)).await?)
+    Ok(state
+        .service
+        .execute(Uuid::now_v7(), None, MovieCommand::Create(draft), context(admin, headers, event_id))
+        .await?)
 }
 
 /// Create a movie. Send `Idempotency-Key` to make retries safe: a retry returns the same movie.
@@ -199,7 +254,12 @@ async fn create(state: &CommandState, admin: &Principal, headers: &HeaderMap, in
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried create return the first result")),
     responses((status = 201, body = MovieDoc, description = "Created; `ETag` is the version, `Movies-Position` the event's log position"),
         (status = 401), (status = 403), (status = 422, description = "Validation failed; `errors` lists the fields")))]
-async fn create_movie(State(state): State<CommandState>, Admin(admin): Admin, headers: HeaderMap, Json(body): Json<MovieBody>) -> Result<Response, ApiError> {
+async fn create_movie(
+    State(state): State<CommandState>,
+    Admin(admin): Admin,
+    headers: HeaderMap,
+    Json(body): Json<MovieBody>,
+) -> Result<Response, ApiError> {
     let outcome = create(&state, &admin, &headers, body.into()).await?;
     Ok(movie_response(StatusCode::CREATED, outcome, |m| Json(m).into_response()))
 }
@@ -208,9 +268,18 @@ async fn create_movie(State(state): State<CommandState>, Admin(admin): Admin, he
 #[utoipa::path(put, path = "/api/v1/movies/{id}", tag = "movies", request_body = MovieBody, security(("bearer" = [])),
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, body = MovieDoc), (status = 404), (status = 409), (status = 412), (status = 422)))]
-async fn replace_movie(State(state): State<CommandState>, Admin(admin): Admin, Path(id): Path<Uuid>, headers: HeaderMap, Json(body): Json<MovieBody>) -> Result<Response, ApiError> {
+async fn replace_movie(
+    State(state): State<CommandState>,
+    Admin(admin): Admin,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    Json(body): Json<MovieBody>,
+) -> Result<Response, ApiError> {
     let draft = MovieDraft::parse(body.into()).map_err(ApiError::Invalid)?;
-    let outcome = state.service.execute(id, if_match(&headers)?, MovieCommand::Replace(draft), context(&admin, &headers, None)).await?;
+    let outcome = state
+        .service
+        .execute(id, if_match(&headers)?, MovieCommand::Replace(draft), context(&admin, &headers, None))
+        .await?;
     Ok(movie_response(StatusCode::OK, outcome, |m| Json(m).into_response()))
 }
 
@@ -223,7 +292,8 @@ fn merge_patch(body: Value) -> Result<MoviePatchInput, ApiError> {
     let mut errors = Vec::new();
     let mut patch = MoviePatchInput::default();
     for (key, value) in fields {
-        let problem = |message: &str| movies_events::FieldError { field: key.clone(), message: message.into() };
+        let problem =
+            |message: &str| movies_events::FieldError { field: key.clone(), message: message.into() };
         if value.is_null() {
             errors.push(problem("is required and cannot be removed"));
             continue;
@@ -255,9 +325,18 @@ fn merge_patch(body: Value) -> Result<MoviePatchInput, ApiError> {
     request_body(content = Object, content_type = "application/merge-patch+json"),
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 200, body = MovieDoc), (status = 404), (status = 409), (status = 412), (status = 422)))]
-async fn patch_movie(State(state): State<CommandState>, Admin(admin): Admin, Path(id): Path<Uuid>, headers: HeaderMap, Json(body): Json<Value>) -> Result<Response, ApiError> {
+async fn patch_movie(
+    State(state): State<CommandState>,
+    Admin(admin): Admin,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
     let patch = MoviePatch::parse(merge_patch(body)?).map_err(ApiError::Invalid)?;
-    let outcome = state.service.execute(id, if_match(&headers)?, MovieCommand::Patch(patch), context(&admin, &headers, None)).await?;
+    let outcome = state
+        .service
+        .execute(id, if_match(&headers)?, MovieCommand::Patch(patch), context(&admin, &headers, None))
+        .await?;
     Ok(movie_response(StatusCode::OK, outcome, |m| Json(m).into_response()))
 }
 
@@ -265,8 +344,16 @@ async fn patch_movie(State(state): State<CommandState>, Admin(admin): Admin, Pat
 #[utoipa::path(delete, path = "/api/v1/movies/{id}", tag = "movies", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
     responses((status = 204, description = "Deleted; `Movies-Position` is the event's log position"), (status = 404), (status = 409), (status = 412)))]
-async fn delete_movie(State(state): State<CommandState>, Admin(admin): Admin, Path(id): Path<Uuid>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let outcome = state.service.execute(id, if_match(&headers)?, MovieCommand::Delete, context(&admin, &headers, None)).await?;
+async fn delete_movie(
+    State(state): State<CommandState>,
+    Admin(admin): Admin,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let outcome = state
+        .service
+        .execute(id, if_match(&headers)?, MovieCommand::Delete, context(&admin, &headers, None))
+        .await?;
     Ok(movie_response(StatusCode::NO_CONTENT, outcome, |_| StatusCode::NO_CONTENT.into_response()))
 }
 
@@ -302,7 +389,12 @@ fn compat_json(movie: &MovieDoc) -> Response {
 /// The assignment's create.
 #[utoipa::path(post, path = "/api/movies/", tag = "compatibility", request_body = CompatMovieBody, security(("bearer" = [])),
     responses((status = 201, body = CompatMovie), (status = 401), (status = 403), (status = 422)))]
-async fn compat_create(State(state): State<CommandState>, Admin(admin): Admin, headers: HeaderMap, Json(body): Json<CompatMovieBody>) -> Result<Response, ApiError> {
+async fn compat_create(
+    State(state): State<CommandState>,
+    Admin(admin): Admin,
+    headers: HeaderMap,
+    Json(body): Json<CompatMovieBody>,
+) -> Result<Response, ApiError> {
     let outcome = create(&state, &admin, &headers, body.into()).await?;
     Ok(movie_response(StatusCode::CREATED, outcome, compat_json))
 }
@@ -310,17 +402,34 @@ async fn compat_create(State(state): State<CommandState>, Admin(admin): Admin, h
 /// The assignment's update (a full replace).
 #[utoipa::path(put, path = "/api/movie/{id}/", tag = "compatibility", request_body = CompatMovieBody, security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 200, body = CompatMovie), (status = 404), (status = 422)))]
-async fn compat_replace(State(state): State<CommandState>, Admin(admin): Admin, Path(id): Path<Uuid>, headers: HeaderMap, Json(body): Json<CompatMovieBody>) -> Result<Response, ApiError> {
+async fn compat_replace(
+    State(state): State<CommandState>,
+    Admin(admin): Admin,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    Json(body): Json<CompatMovieBody>,
+) -> Result<Response, ApiError> {
     let draft = MovieDraft::parse(body.into()).map_err(ApiError::Invalid)?;
-    let outcome = state.service.execute(id, if_match(&headers)?, MovieCommand::Replace(draft), context(&admin, &headers, None)).await?;
+    let outcome = state
+        .service
+        .execute(id, if_match(&headers)?, MovieCommand::Replace(draft), context(&admin, &headers, None))
+        .await?;
     Ok(movie_response(StatusCode::OK, outcome, compat_json))
 }
 
 /// The assignment's delete.
 #[utoipa::path(delete, path = "/api/movie/{id}/", tag = "compatibility", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 204), (status = 404)))]
-async fn compat_delete(State(state): State<CommandState>, Admin(admin): Admin, Path(id): Path<Uuid>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let outcome = state.service.execute(id, if_match(&headers)?, MovieCommand::Delete, context(&admin, &headers, None)).await?;
+async fn compat_delete(
+    State(state): State<CommandState>,
+    Admin(admin): Admin,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let outcome = state
+        .service
+        .execute(id, if_match(&headers)?, MovieCommand::Delete, context(&admin, &headers, None))
+        .await?;
     Ok(movie_response(StatusCode::NO_CONTENT, outcome, |_| StatusCode::NO_CONTENT.into_response()))
 }
 

@@ -63,7 +63,9 @@ impl Movie {
     /// An edit that changes nothing returns no events.
     pub fn decide(&self, command: MovieCommand) -> Result<Vec<MovieEvent>, MovieError> {
         match (self, command) {
-            (Movie::Absent, MovieCommand::Create(draft)) => Ok(vec![MovieEvent::Created(draft.into_fields())]),
+            (Movie::Absent, MovieCommand::Create(draft)) => {
+                Ok(vec![MovieEvent::Created(draft.into_fields())])
+            }
             (_, MovieCommand::Create(_)) => Err(MovieError::AlreadyExists),
             (Movie::Live(current), MovieCommand::Replace(draft)) => {
                 Ok(Self::updated(changes(current, draft.into_fields())))
@@ -158,7 +160,8 @@ mod tests {
     fn an_edit_that_changes_nothing_records_nothing() {
         let movie = given(&[MovieEvent::Created(draft("Up", 8.2).into_fields())]);
         assert_eq!(movie.decide(MovieCommand::Replace(draft(" Up ", 8.2))), Ok(vec![]));
-        let same = MoviePatch::parse(MoviePatchInput { name: Some("Up".into()), ..Default::default() }).unwrap();
+        let same =
+            MoviePatch::parse(MoviePatchInput { name: Some("Up".into()), ..Default::default() }).unwrap();
         assert_eq!(movie.decide(MovieCommand::Patch(same)), Ok(vec![]));
     }
 

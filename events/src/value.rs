@@ -212,7 +212,8 @@ mod tests {
     #[test]
     fn a_patch_checks_only_the_fields_it_sets() {
         assert!(MoviePatch::parse(MoviePatchInput { imdb_score: Some(9.0), ..Default::default() }).is_ok());
-        let err = MoviePatch::parse(MoviePatchInput { name: Some(" ".into()), ..Default::default() }).unwrap_err();
+        let err =
+            MoviePatch::parse(MoviePatchInput { name: Some(" ".into()), ..Default::default() }).unwrap_err();
         assert_eq!(err.0[0].field, "name");
     }
 }

@@ -25,7 +25,11 @@ pub struct Projector {
 }
 
 impl Projector {
-    pub fn new(events: Arc<dyn EventStore>, read_store: Arc<dyn ReadStore>, search: Arc<TantivySearchIndex>) -> Self {
+    pub fn new(
+        events: Arc<dyn EventStore>,
+        read_store: Arc<dyn ReadStore>,
+        search: Arc<TantivySearchIndex>,
+    ) -> Self {
         Self { events, read_store, search, progress: watch::Sender::new(0) }
     }
 

@@ -65,7 +65,17 @@ pub fn router(state: QueryState) -> Router {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(list_movies, get_movie, search_movies, list_genres, compat_list, compat_get),
-    components(schemas(MoviePage, SearchResults, GenreList, GenreCount, MovieDoc, CompatMovie, GenreName, SortField, Order))
+    components(schemas(
+        MoviePage,
+        SearchResults,
+        GenreList,
+        GenreCount,
+        MovieDoc,
+        CompatMovie,
+        GenreName,
+        SortField,
+        Order
+    ))
 )]
 pub struct QueryApiDoc;
 
@@ -130,7 +140,8 @@ impl ListParams {
                 return Err(ApiError::BadRequest("min_score must not exceed max_score".into()));
             }
         }
-        let text = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        let text =
+            |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
         Ok(Filters {
             genre: text(&self.genre),
             director: text(&self.director),
@@ -176,7 +187,10 @@ pub struct MoviePage {
 
 fn page_response<T: Serialize>(body: T, link: Option<String>, position: Position) -> Response {
     let mut response = (
-        [projected(position), (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=5, stale-while-revalidate=30"))],
+        [
+            projected(position),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=5, stale-while-revalidate=30")),
+        ],
         Json(body),
     )
         .into_response();
@@ -189,7 +203,11 @@ fn page_response<T: Serialize>(body: T, link: Option<String>, position: Position
 /// List movies, sorted and filtered, a page at a time.
 #[utoipa::path(get, path = "/api/v1/movies", tag = "movies", params(ListParams),
     responses((status = 200, body = MoviePage, description = "`Link: <...>; rel=\"next\"` points at the next page"), (status = 400)))]
-async fn list_movies(State(state): State<QueryState>, _caller: Caller, Query(params): Query<ListParams>) -> Result<Response, ApiError> {
+async fn list_movies(
+    State(state): State<QueryState>,
+    _caller: Caller,
+    Query(params): Query<ListParams>,
+) -> Result<Response, ApiError> {
     let (sort, order) = params.sort()?;
     let after = params
         .cursor
@@ -235,12 +253,23 @@ async fn find(state: &QueryState, id: Uuid) -> Result<MovieDoc, ApiError> {
 /// One movie. `ETag` is its version; `If-None-Match` with it gives 304.
 #[utoipa::path(get, path = "/api/v1/movies/{id}", tag = "movies", params(("id" = Uuid, Path), ReadParams),
     responses((status = 200, body = MovieDoc), (status = 304), (status = 404)))]
-async fn get_movie(State(state): State<QueryState>, _caller: Caller, Path(id): Path<Uuid>, Query(params): Query<ReadParams>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn get_movie(
+    State(state): State<QueryState>,
+    _caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(params): Query<ReadParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let position = state.reached(params.min_position).await;
     let movie = find(&state, id).await?;
-    let cache = (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=5, stale-while-revalidate=60"));
+    let cache =
+        (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=5, stale-while-revalidate=60"));
     if not_modified(&headers, movie.version) {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag(movie.version)), cache, projected(position)]).into_response());
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag(movie.version)), cache, projected(position)],
+        )
+            .into_response());
     }
     Ok(([(header::ETAG, etag(movie.version)), cache, projected(position)], Json(movie)).into_response())
 }
@@ -293,7 +322,12 @@ async fn run_search(state: &QueryState, query: SearchQuery) -> Result<(Vec<Movie
 #[utoipa::path(get, path = "/api/v1/search", tag = "movies",
     params(("q" = String, Query, description = "Words to find in titles, directors and genres; query syntax is treated as text"), ListParams),
     responses((status = 200, body = SearchResults), (status = 400)))]
-async fn search_movies(State(state): State<QueryState>, _caller: Caller, Query(SearchText { q }): Query<SearchText>, Query(list): Query<ListParams>) -> Result<Response, ApiError> {
+async fn search_movies(
+    State(state): State<QueryState>,
+    _caller: Caller,
+    Query(SearchText { q }): Query<SearchText>,
+    Query(list): Query<ListParams>,
+) -> Result<Response, ApiError> {
     let limit = list.limit()? as usize;
     let offset = search_offset(list.cursor.as_deref())?;
     let query = SearchQuery { text: q.clone(), filters: list.filters()?, limit, offset };
@@ -312,7 +346,11 @@ pub struct GenreList {
 
 /// Every genre with its number of movies, most common first.
 #[utoipa::path(get, path = "/api/v1/genres", tag = "movies", params(ReadParams), responses((status = 200, body = GenreList)))]
-async fn list_genres(State(state): State<QueryState>, _caller: Caller, Query(params): Query<ReadParams>) -> Result<Response, ApiError> {
+async fn list_genres(
+    State(state): State<QueryState>,
+    _caller: Caller,
+    Query(params): Query<ReadParams>,
+) -> Result<Response, ApiError> {
     let position = state.reached(params.min_position).await;
     let items = state.read_store.genres().await.map_err(|e| ApiError::Internal(e.into()))?;
     Ok(page_response(GenreList { items }, None, position))
@@ -334,11 +372,17 @@ pub struct CompatParams {
 /// The assignment's list: every movie by name (streamed), a page, or search matches.
 #[utoipa::path(get, path = "/api/movies/", tag = "compatibility", params(CompatParams),
     responses((status = 200, body = Vec<CompatMovie>)))]
-async fn compat_list(State(state): State<QueryState>, _caller: Caller, Query(params): Query<CompatParams>) -> Result<Response, ApiError> {
+async fn compat_list(
+    State(state): State<QueryState>,
+    _caller: Caller,
+    Query(params): Query<CompatParams>,
+) -> Result<Response, ApiError> {
     let page_size = match params.page_size {
         None => DEFAULT_LIMIT,
         Some(n) if (1..=MAX_LIMIT).contains(&n) => n,
-        Some(n) => return Err(ApiError::BadRequest(format!("page_size must be between 1 and {MAX_LIMIT}, not {n}"))),
+        Some(n) => {
+            return Err(ApiError::BadRequest(format!("page_size must be between 1 and {MAX_LIMIT}, not {n}")))
+        }
     };
     let page = match params.page {
         None => None,
@@ -361,19 +405,16 @@ async fn compat_list(State(state): State<QueryState>, _caller: Caller, Query(par
         // Walk by cursor to the page: keyset reads, never an OFFSET scan.
         let mut query = ListQuery { limit: page_size, ..ListQuery::default() };
         let mut items = Vec::new();
-        for _ in 0..n {
+        for walked in 1..=n {
             let page = state.read_store.list(&query).await.map_err(|e| ApiError::Internal(e.into()))?;
-            items = page.items;
-            match page.next {
-                Some(next) => query.after = Some(next),
-                None => {
-                    query.after = None;
-                    break;
-                }
+            if walked == n {
+                items = page.items;
+            } else if let Some(next) = page.next {
+                query.after = Some(next);
+            } else {
+                break;
             }
         }
-        let reached = query.after.is_some() || items.len() as i64 <= page_size;
-        let items = if reached { items } else { Vec::new() };
         return Ok(Json(items.iter().map(CompatMovie::from).collect::<Vec<_>>()).into_response());
     }
     Ok(stream_catalogue(state.read_store.clone()))
@@ -386,7 +427,8 @@ fn stream_catalogue(store: Arc<dyn ReadStore>) -> Response {
         query: Option<ListQuery>,
         first: bool,
     }
-    let start = Walk { store, query: Some(ListQuery { limit: COMPAT_PAGE, ..ListQuery::default() }), first: true };
+    let start =
+        Walk { store, query: Some(ListQuery { limit: COMPAT_PAGE, ..ListQuery::default() }), first: true };
     let chunks = futures::stream::unfold(start, |mut walk| async move {
         let mut query = walk.query.take()?;
         let mut chunk = if walk.first { b"[".to_vec() } else { Vec::new() };
@@ -415,13 +457,18 @@ fn stream_catalogue(store: Arc<dyn ReadStore>) -> Response {
             }
         }
     });
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], Body::from_stream(chunks)).into_response()
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], Body::from_stream(chunks))
+        .into_response()
 }
 
 /// The assignment's detail.
 #[utoipa::path(get, path = "/api/movie/{id}/", tag = "compatibility", params(("id" = Uuid, Path)),
     responses((status = 200, body = CompatMovie), (status = 404)))]
-async fn compat_get(State(state): State<QueryState>, _caller: Caller, Path(id): Path<Uuid>) -> Result<Response, ApiError> {
+async fn compat_get(
+    State(state): State<QueryState>,
+    _caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
     let movie = find(&state, id).await?;
     Ok(([(header::ETAG, etag(movie.version))], Json(CompatMovie::from(&movie))).into_response())
 }

@@ -91,7 +91,8 @@ impl Cursor {
         let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| CursorError::Malformed)?;
         let value_fits = matches!(
             (sort, &cursor.value),
-            (SortField::Name, SortValue::Text(_)) | (SortField::Popularity | SortField::ImdbScore, SortValue::Number(_))
+            (SortField::Name, SortValue::Text(_))
+                | (SortField::Popularity | SortField::ImdbScore, SortValue::Number(_))
         );
         if !value_fits {
             return Err(CursorError::Malformed);

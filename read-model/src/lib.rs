@@ -8,6 +8,9 @@ mod doc;
 mod search;
 mod store;
 
-pub use doc::{CompatMovie, Cursor, CursorError, GenreName, Filters, GenreCount, ListQuery, MovieDoc, Order, Page, SortField, SortValue};
+pub use doc::{
+    CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, ListQuery, MovieDoc, Order, Page,
+    SortField, SortValue,
+};
 pub use search::{SearchHit, SearchPage, SearchQuery, TantivySearchIndex};
 pub use store::{PgReadStore, ProjectionError, ReadStore, SqliteReadStore};

@@ -12,16 +12,24 @@ use movies_events::{genre_key, EventEnvelope, MovieEvent, MovieFields, Position,
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{AllQuery, BooleanQuery, BoostQuery, DisjunctionMaxQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::query::{
+    AllQuery, BooleanQuery, BoostQuery, DisjunctionMaxQuery, Occur, Query, RangeQuery, TermQuery,
+};
 use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
 };
 use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, SimpleTokenizer, TextAnalyzer};
-use tantivy::{DocAddress, DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader, TantivyDocument, Term};
+use tantivy::{
+    DocAddress, DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader, TantivyDocument,
+    Term,
+};
 use uuid::Uuid;
 
 use crate::doc::Filters;
 use crate::store::{ProjectionError, Result};
+
+/// Relevance, then popularity to break ties.
+type Ranked = (Score, f64);
 
 const TOKENIZER: &str = "movie_text";
 const WRITER_HEAP_BYTES: usize = 50_000_000;
@@ -43,7 +51,9 @@ fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
     let text = TextOptions::default()
         .set_indexing_options(
-            TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqsAndPositions),
+            TextFieldIndexing::default()
+                .set_tokenizer(TOKENIZER)
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
         )
         .set_stored();
     let number = NumericOptions::default().set_indexed().set_fast().set_stored();
@@ -107,7 +117,7 @@ impl TantivySearchIndex {
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| tantivy::TantivyError::IoError(e.into()))?;
         let (schema, fields) = schema();
-        let directory = MmapDirectory::open(dir).map_err(|e| tantivy::TantivyError::from(tantivy::directory::error::OpenDirectoryError::from(e)))?;
+        let directory = MmapDirectory::open(dir).map_err(tantivy::TantivyError::from)?;
         let index = Index::open_or_create(directory, schema)?;
         Self::with_index(index, fields)
     }
@@ -166,7 +176,10 @@ impl TantivySearchIndex {
                 director: text(self.fields.director),
                 popularity: number(self.fields.popularity),
                 imdb_score: number(self.fields.imdb_score),
-                genres: doc.get_all(self.fields.genres).filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+                genres: doc
+                    .get_all(self.fields.genres)
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
             },
             version: doc.get_first(self.fields.version).and_then(|v| v.as_i64()).unwrap_or_default(),
         }))
@@ -258,7 +271,8 @@ impl TantivySearchIndex {
             let per_field: Vec<Box<dyn Query>> = [(f.name, 3.0), (f.director, 2.0), (f.genres, 1.0)]
                 .into_iter()
                 .map(|(field, boost)| {
-                    let term = TermQuery::new(Term::from_field_text(field, &word), IndexRecordOption::WithFreqs);
+                    let term =
+                        TermQuery::new(Term::from_field_text(field, &word), IndexRecordOption::WithFreqs);
                     Box::new(BoostQuery::new(Box::new(term), boost)) as Box<dyn Query>
                 })
                 .collect();
@@ -293,21 +307,23 @@ impl TantivySearchIndex {
         let query = self.query(q)?;
         let top = TopDocs::with_limit(q.limit.max(1)).and_offset(q.offset);
         let by_relevance = top.tweak_score(|segment: &SegmentReader| {
-            let popularity = segment
-                .fast_fields()
-                .f64("popularity")
-                .map(|column| column.first_or_default_col(0.0));
+            let popularity =
+                segment.fast_fields().f64("popularity").map(|column| column.first_or_default_col(0.0));
             move |doc: DocId, score: Score| {
                 let popularity = popularity.as_ref().map_or(0.0, |column| column.get_val(doc));
                 (score, popularity)
             }
         });
-        let (ranked, total): (Vec<((Score, f64), DocAddress)>, usize) = searcher.search(&query, &(by_relevance, Count))?;
+        let (ranked, total): (Vec<(Ranked, DocAddress)>, usize) =
+            searcher.search(&query, &(by_relevance, Count))?;
         let hits = ranked
             .into_iter()
             .map(|((score, _), address)| {
                 let doc: TantivyDocument = searcher.doc(address)?;
-                let id = doc.get_first(self.fields.id).and_then(|v| v.as_str()).and_then(|s| Uuid::parse_str(s).ok());
+                let id = doc
+                    .get_first(self.fields.id)
+                    .and_then(|v| v.as_str())
+                    .and_then(|s| Uuid::parse_str(s).ok());
                 Ok(id.map(|id| SearchHit { id, score }))
             })
             .filter_map(|hit: Result<Option<SearchHit>>| hit.transpose())

@@ -61,7 +61,10 @@ pub struct PgReadStore {
 
 impl PgReadStore {
     pub async fn open(pool: PgPool) -> Result<Self> {
-        migrator(sqlx::migrate!("../migrations/postgres/read")).run(&pool).await.map_err(sqlx::Error::from)?;
+        migrator(sqlx::migrate!("../migrations/postgres/read"))
+            .run(&pool)
+            .await
+            .map_err(sqlx::Error::from)?;
         Ok(Self { pool })
     }
 
@@ -82,7 +85,10 @@ pub struct SqliteReadStore {
 impl SqliteReadStore {
     /// `writer` should be a single-connection pool (SQLite has one writer at a time).
     pub async fn open(writer: SqlitePool, reader: SqlitePool) -> Result<Self> {
-        migrator(sqlx::migrate!("../migrations/sqlite/read")).run(&writer).await.map_err(sqlx::Error::from)?;
+        migrator(sqlx::migrate!("../migrations/sqlite/read"))
+            .run(&writer)
+            .await
+            .map_err(sqlx::Error::from)?;
         Ok(Self { writer, reader })
     }
 

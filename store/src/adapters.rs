@@ -11,7 +11,9 @@ use chrono::{DateTime, Utc};
 use movies_events::{Actor, EventEnvelope, EventMetadata, MovieEvent, NewEvent, Position, Role, Version};
 use serde_json::Value;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row};
 use tokio::sync::watch;

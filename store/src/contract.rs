@@ -3,9 +3,7 @@
 //! adapter's fixture.
 
 use chrono::{TimeZone, Utc};
-use movies_events::{
-    Actor, EventMetadata, MovieChanges, MovieEvent, MovieFields, NewEvent, Role,
-};
+use movies_events::{Actor, EventMetadata, MovieChanges, MovieEvent, MovieFields, NewEvent, Role};
 use uuid::Uuid;
 
 use crate::testing::Fixture;

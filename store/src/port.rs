@@ -27,7 +27,11 @@ pub enum StoreError {
     #[error("an append needs at least one event")]
     NothingToAppend,
     #[error("stored event at position {position} cannot be read")]
-    Decode { position: Position, #[source] source: DecodeError },
+    Decode {
+        position: Position,
+        #[source]
+        source: DecodeError,
+    },
     #[error("the event store is unavailable")]
     Unavailable(#[source] sqlx::Error),
 }

@@ -15,7 +15,9 @@ pub const POSTGRES_ENV: &str = "MOVIES_TEST_POSTGRES";
 /// Panics (a test failure, never a skip) when the server is not there.
 pub async fn postgres_database() -> String {
     let admin_url = std::env::var(POSTGRES_ENV).unwrap_or_else(|_| {
-        panic!("{POSTGRES_ENV} is not set: run the suite with scripts/test, which starts a throwaway Postgres")
+        panic!(
+            "{POSTGRES_ENV} is not set: run the suite with scripts/test, which starts a throwaway Postgres"
+        )
     });
     let name = format!("test_{}", uuid::Uuid::new_v4().simple());
     let mut admin = sqlx::PgConnection::connect(&admin_url)

@@ -30,11 +30,13 @@ async fn a_tailing_reader_sees_every_committed_event_once_in_position_order() {
             let stream = Uuid::now_v7();
             let mut version = 0;
             for n in 0..APPENDS_EACH {
-                let event = new_event(if version == 0 { created("Film") } else { renamed(&format!("Film {n}")) });
+                let event =
+                    new_event(if version == 0 { created("Film") } else { renamed(&format!("Film {n}")) });
                 let mut tx = pool.begin().await.unwrap();
-                let appended = PgEventStore::append_in(&mut tx, stream, version, std::slice::from_ref(&event))
-                    .await
-                    .unwrap();
+                let appended =
+                    PgEventStore::append_in(&mut tx, stream, version, std::slice::from_ref(&event))
+                        .await
+                        .unwrap();
                 let (delay, roll_back) = {
                     let mut rng = rand::thread_rng();
                     (rng.gen_range(0..4), rng.gen_bool(0.2))
@@ -80,7 +82,8 @@ async fn a_tailing_reader_sees_every_committed_event_once_in_position_order() {
         appender.await.unwrap();
     }
     done.store(true, Ordering::SeqCst);
-    let seen = tokio::time::timeout(Duration::from_secs(60), reader).await.expect("reader caught up").unwrap();
+    let seen =
+        tokio::time::timeout(Duration::from_secs(60), reader).await.expect("reader caught up").unwrap();
     let committed = committed.lock().await.clone();
 
     let unique: HashSet<_> = seen.iter().copied().collect();

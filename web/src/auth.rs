@@ -63,15 +63,18 @@ impl JwtKeys {
     pub fn generate_pem() -> Result<(String, String), AuthError> {
         let signing = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
         let private = signing.to_pkcs8_pem(LineEnding::LF).map_err(|e| AuthError::Key(e.to_string()))?;
-        let public =
-            signing.verifying_key().to_public_key_pem(LineEnding::LF).map_err(|e| AuthError::Key(e.to_string()))?;
+        let public = signing
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| AuthError::Key(e.to_string()))?;
         Ok((private.to_string(), public))
     }
 
     /// Keys that can sign and verify.
     pub fn from_pem(private_pem: &[u8], public_pem: &[u8]) -> Result<Self, AuthError> {
         let mut keys = Self::verify_only(public_pem)?;
-        keys.encoding = Some(EncodingKey::from_ed_pem(private_pem).map_err(|e| AuthError::Key(e.to_string()))?);
+        keys.encoding =
+            Some(EncodingKey::from_ed_pem(private_pem).map_err(|e| AuthError::Key(e.to_string()))?);
         Ok(keys)
     }
 
@@ -109,7 +112,8 @@ impl JwtKeys {
             iat: now,
             exp: now + ttl_seconds,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, key).map_err(|e| AuthError::Key(e.to_string()))
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, key)
+            .map_err(|e| AuthError::Key(e.to_string()))
     }
 
     /// Checks signature, algorithm (EdDSA only: `none` and HMAC tokens are refused), issuer,
@@ -168,7 +172,8 @@ impl PasswordHasher {
     /// says no.
     pub fn verify(&self, hash: Option<&str>, password: &str) -> bool {
         let matches = |h: &str| {
-            PasswordHash::new(h).is_ok_and(|parsed| self.argon.verify_password(password.as_bytes(), &parsed).is_ok())
+            PasswordHash::new(h)
+                .is_ok_and(|parsed| self.argon.verify_password(password.as_bytes(), &parsed).is_ok())
         };
         match hash {
             Some(hash) => matches(hash),

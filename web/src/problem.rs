@@ -121,11 +121,17 @@ impl IntoResponse for ApiError {
         let problem = match &self {
             ApiError::Invalid(errors) => Problem {
                 errors: Some(
-                    errors.0.iter().map(|e| FieldProblem { field: e.field.clone(), message: e.message.clone() }).collect(),
+                    errors
+                        .0
+                        .iter()
+                        .map(|e| FieldProblem { field: e.field.clone(), message: e.message.clone() })
+                        .collect(),
                 ),
                 ..Problem::new(status, "validation", Some("the movie breaks one or more rules".to_owned()))
             },
-            ApiError::PreconditionFailed(detail) => Problem::new(status, "precondition-failed", Some(detail.clone())),
+            ApiError::PreconditionFailed(detail) => {
+                Problem::new(status, "precondition-failed", Some(detail.clone()))
+            }
             ApiError::Unprocessable(detail) => Problem::new(status, "unprocessable", Some(detail.clone())),
             ApiError::Internal(error) => {
                 tracing::error!(error = format!("{error:#}"), "request failed");
@@ -147,7 +153,8 @@ const MAX_DETAIL_BYTES: usize = 4096;
 /// headers (Allow, WWW-Authenticate, Retry-After) and using a plain-text body as the detail.
 pub async fn problem_layer(response: Response) -> Response {
     let status = response.status();
-    let is_problem = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+    let is_problem =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
     if !(status.is_client_error() || status.is_server_error()) || is_problem {
         return response;
     }
@@ -156,7 +163,9 @@ pub async fn problem_layer(response: Response) -> Response {
     let text = String::from_utf8_lossy(&text).trim().to_owned();
     let detail = match status {
         StatusCode::NOT_FOUND if text.is_empty() => Some("no such resource".to_owned()),
-        StatusCode::METHOD_NOT_ALLOWED if text.is_empty() => Some("the resource does not allow this method".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED if text.is_empty() => {
+            Some("the resource does not allow this method".to_owned())
+        }
         s if s.is_server_error() => None,
         _ if text.is_empty() => None,
         _ => Some(text),

@@ -1,0 +1,188 @@
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, etag, movie, position, spawn_app};
+
+#[tokio::test]
+async fn a_created_movie_gets_201_location_etag_and_position_and_becomes_readable() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    let body = json!({
+        "name": "  Alien ",
+        "director": "Ridley Scott",
+        "popularity": 85.0,
+        "imdb_score": 8.5,
+        "genres": ["Sci-Fi", "horror", " Horror "],
+    });
+    let response = app.create(&token, &body).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(etag(&response), "\"1\"");
+    let at = position(&response);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(location, format!("/api/v1/movies/{}", created["id"].as_str().unwrap()));
+    assert_eq!(created["name"], "Alien");
+    assert_eq!(created["genres"], json!(["Sci-Fi", "horror"]));
+    assert_eq!(created["version"], 1);
+
+    let read = app.get(&format!("{location}?min_position={at}")).await;
+    assert_eq!(read.status(), StatusCode::OK);
+    assert_eq!(etag(&read), "\"1\"");
+    let read: Value = read.json().await.unwrap();
+    assert_eq!(read, created);
+}
+
+#[tokio::test]
+async fn put_replaces_and_patch_merges_honouring_if_match() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    let created = app.created(&token, &movie("Alien")).await;
+    let path = format!("/api/v1/movies/{}", created["id"].as_str().unwrap());
+
+    let mut replacement = movie("Aliens");
+    replacement["director"] = json!("James Cameron");
+    let put = app
+        .http
+        .put(app.url(&path))
+        .bearer_auth(&token)
+        .header("if-match", "\"1\"")
+        .json(&replacement)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    assert_eq!(etag(&put), "\"2\"");
+
+    let patch = app
+        .http
+        .patch(app.url(&path))
+        .bearer_auth(&token)
+        .header("if-match", "\"2\"")
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"imdb_score": 8.4}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch.status(), StatusCode::OK);
+    let at = position(&patch);
+    let patched: Value = patch.json().await.unwrap();
+    assert_eq!(
+        (patched["name"].as_str(), patched["imdb_score"].as_f64(), patched["version"].as_i64()),
+        (Some("Aliens"), Some(8.4), Some(3))
+    );
+
+    let seen = app.get_json(&format!("{path}?min_position={at}")).await;
+    assert_eq!(seen["director"], "James Cameron");
+    assert_eq!(seen["imdb_score"], 8.4);
+    assert_eq!(seen["version"], 3);
+
+    let before = app.snapshot().await;
+    let stale = app
+        .http
+        .put(app.url(&path))
+        .bearer_auth(&token)
+        .header("if-match", "\"1\"")
+        .json(&movie("Lost"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(stale, StatusCode::PRECONDITION_FAILED).await;
+    let stale =
+        app.http.delete(app.url(&path)).bearer_auth(&token).header("if-match", "\"2\"").send().await.unwrap();
+    assert_problem(stale, StatusCode::PRECONDITION_FAILED).await;
+    assert_eq!(app.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn an_edit_that_changes_nothing_records_nothing() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    let created = app.created(&token, &movie("Alien")).await;
+    let path = format!("/api/v1/movies/{}", created["id"].as_str().unwrap());
+    let before = app.snapshot().await;
+    let put = app.http.put(app.url(&path)).bearer_auth(&token).json(&movie(" Alien ")).send().await.unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    assert_eq!(etag(&put), "\"1\"");
+    let patch = app
+        .http
+        .patch(app.url(&path))
+        .bearer_auth(&token)
+        .json(&json!({"genres": ["Sci-Fi", "Horror", " horror"]}))
+        .send()
+        .await;
+    assert_eq!(patch.unwrap().status(), StatusCode::OK);
+    let (head, movies) = app.snapshot().await;
+    assert_eq!((head, movies.len()), (before.0, 1));
+}
+
+#[tokio::test]
+async fn a_deleted_movie_is_gone_from_reads_and_cannot_be_edited() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    let created = app.created(&token, &movie("Alien")).await;
+    let path = format!("/api/v1/movies/{}", created["id"].as_str().unwrap());
+    let delete = app.http.delete(app.url(&path)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(delete.status(), StatusCode::NO_CONTENT);
+    let at = position(&delete);
+    assert_problem(app.get(&format!("{path}?min_position={at}")).await, StatusCode::NOT_FOUND).await;
+    assert!(app.all_movies().await.is_empty());
+    let again = app.http.delete(app.url(&path)).bearer_auth(&token).send().await.unwrap();
+    assert_problem(again, StatusCode::NOT_FOUND).await;
+    let edit = app.http.put(app.url(&path)).bearer_auth(&token).json(&movie("Alien")).send().await.unwrap();
+    assert_problem(edit, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_makes_a_retried_post_return_the_same_movie() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    let post = |body: Value| {
+        app.http
+            .post(app.url("/api/v1/movies"))
+            .bearer_auth(&token)
+            .header("idempotency-key", "order-66")
+            .json(&body)
+            .send()
+    };
+    let first = post(movie("Alien")).await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first_position = position(&first);
+    let first: Value = first.json().await.unwrap();
+    let retry = post(movie("Alien")).await.unwrap();
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert_eq!(position(&retry), first_position);
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry["id"], first["id"]);
+    app.wait_for(first_position).await;
+    let before = app.snapshot().await;
+    assert_eq!(before.1.len(), 1);
+
+    let reused = post(movie("Heat")).await.unwrap();
+    assert_problem(reused, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(app.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn concurrent_edits_at_the_same_version_let_exactly_one_win() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    let created = app.created(&token, &movie("Alien")).await;
+    let path = format!("/api/v1/movies/{}", created["id"].as_str().unwrap());
+    let edits = (0..8).map(|n| {
+        app.http
+            .put(app.url(&path))
+            .bearer_auth(&token)
+            .header("if-match", "\"1\"")
+            .json(&movie(&format!("Alien {n}")))
+            .send()
+    });
+    let statuses: Vec<StatusCode> =
+        futures::future::join_all(edits).await.into_iter().map(|r| r.unwrap().status()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::OK).count(), 1, "{statuses:?}");
+    assert!(statuses
+        .iter()
+        .all(|s| [StatusCode::OK, StatusCode::PRECONDITION_FAILED, StatusCode::CONFLICT].contains(s)));
+    let head = app.get_json("/health").await["log_head"].as_i64().unwrap();
+    app.wait_for(head).await;
+    assert_eq!(app.get_json(&path).await["version"], 2);
+}

@@ -1,0 +1,11 @@
+//! HTTP tests against the all-in-one server spawned on port 0. Writes are checked through the
+//! query API (written, then visible), and bad input is checked to leave everything stored as it was.
+
+mod auth;
+mod commands;
+mod compat;
+mod errors;
+mod helpers;
+mod ingest;
+mod lifecycle;
+mod queries;
