@@ -367,6 +367,8 @@ pub struct CompatParams {
     pub page: Option<i64>,
     /// 1 to 100, default 20; only with `page`.
     pub page_size: Option<i64>,
+    /// Wait (up to 2 s) until the projections have applied this log position.
+    pub min_position: Option<Position>,
 }
 
 /// The assignment's list: every movie by name (streamed), a page, or search matches.
@@ -389,6 +391,7 @@ async fn compat_list(
         Some(n) if n >= 1 => Some(n),
         Some(n) => return Err(ApiError::BadRequest(format!("page must be 1 or more, not {n}"))),
     };
+    state.reached(params.min_position).await;
     if let Some(text) = params.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         let (limit, offset) = match page {
             Some(n) => (page_size as usize, ((n - 1) * page_size) as usize),
@@ -462,7 +465,7 @@ fn stream_catalogue(store: Arc<dyn ReadStore>) -> Response {
 }
 
 /// The assignment's detail.
-#[utoipa::path(get, path = "/api/movie/{id}/", tag = "compatibility", params(("id" = Uuid, Path)),
+#[utoipa::path(get, path = "/api/movie/{id}/", tag = "compatibility", params(("id" = Uuid, Path), ReadParams),
     responses((status = 200, body = CompatMovie), (status = 404)))]
 async fn compat_get(
     State(state): State<QueryState>,

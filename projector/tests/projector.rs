@@ -1,0 +1,123 @@
+//! The projector against real stores: every event applied once, duplicates ignored, gaps healed
+//! from the log; for both read store dialects.
+
+use std::sync::Arc;
+
+use movies_events::{EventEnvelope, MovieChanges, MovieEvent};
+use movies_projector::Projector;
+use movies_read_model::{
+    ListQuery, PgReadStore, ProjectionError, ReadStore, SearchQuery, SqliteReadStore, TantivySearchIndex,
+};
+use movies_store::contract::{created, new_event, renamed};
+use movies_store::testing::{postgres_database, TempDir};
+use movies_store::{connect_postgres, open_sqlite, EventStore, SqliteEventStore};
+use uuid::Uuid;
+
+struct Setup {
+    events: Arc<dyn EventStore>,
+    read: Arc<dyn ReadStore>,
+    search: Arc<TantivySearchIndex>,
+    _dir: TempDir,
+}
+
+async fn setup(postgres: bool) -> Setup {
+    let dir = std::env::temp_dir().join(format!("movies-projector-{}", Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let events =
+        Arc::new(SqliteEventStore::open(open_sqlite(&dir.join("events.db")).await.unwrap()).await.unwrap());
+    let read: Arc<dyn ReadStore> = if postgres {
+        let pool = connect_postgres(&postgres_database().await, 8).await.unwrap();
+        Arc::new(PgReadStore::open(pool).await.unwrap())
+    } else {
+        let file = open_sqlite(&dir.join("read.db")).await.unwrap();
+        Arc::new(SqliteReadStore::open(file.writer, file.reader).await.unwrap())
+    };
+    let search = Arc::new(TantivySearchIndex::open(&dir.join("index")).unwrap());
+    Setup { events, read, search, _dir: TempDir(dir) }
+}
+
+async fn log(setup: &Setup) -> Vec<EventEnvelope> {
+    setup.events.read_all(0, 1000).await.unwrap()
+}
+
+async fn duplicates_and_replays_change_nothing(postgres: bool) {
+    let s = setup(postgres).await;
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    s.events.append(a, 0, vec![new_event(created("Alien")), new_event(renamed("Aliens"))]).await.unwrap();
+    s.events.append(b, 0, vec![new_event(created("Heat"))]).await.unwrap();
+    s.events.append(b, 1, vec![new_event(MovieEvent::Deleted)]).await.unwrap();
+    let projector = Projector::new(s.events.clone(), s.read.clone(), s.search.clone());
+    assert_eq!(projector.catch_up().await.unwrap(), 4);
+
+    let all = log(&s).await;
+    s.read.apply(&all).await.unwrap();
+    s.read.apply(&all[..2]).await.unwrap();
+    s.search.apply(&all).unwrap();
+    let page = s.read.list(&ListQuery { limit: 10, ..Default::default() }).await.unwrap();
+    let names: Vec<_> = page.items.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["Aliens"]);
+    assert_eq!(page.items[0].version, 2);
+    assert_eq!(s.read.stream_version(b).await.unwrap(), 2);
+    assert_eq!(s.read.checkpoint().await.unwrap(), 4);
+    assert_eq!(s.search.len(), 1);
+    let hits =
+        s.search.search(&SearchQuery { text: "aliens".into(), limit: 10, ..Default::default() }).unwrap();
+    assert_eq!(hits.hits.iter().map(|h| h.id).collect::<Vec<_>>(), vec![a]);
+    let genres = s.read.genres().await.unwrap();
+    assert_eq!(genres.len(), 1);
+    assert_eq!((genres[0].genre.as_str(), genres[0].movies), ("Drama", 1));
+}
+
+async fn a_gap_in_a_stream_is_healed_from_the_log(postgres: bool) {
+    let s = setup(postgres).await;
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    s.events.append(a, 0, vec![new_event(created("Alien"))]).await.unwrap();
+    let score = MovieEvent::Updated(MovieChanges { imdb_score: Some(9.9), ..Default::default() });
+    s.events.append(a, 1, vec![new_event(score)]).await.unwrap();
+    s.events.append(b, 0, vec![new_event(created("Heat"))]).await.unwrap();
+    let all = log(&s).await;
+    // The read store's checkpoint passes A's second event without applying it: a gap.
+    s.read.apply(&[all[0].clone(), all[2].clone()]).await.unwrap();
+    s.search.apply(&all).unwrap();
+    s.events.append(a, 2, vec![new_event(renamed("Aliens"))]).await.unwrap();
+    let next = s.events.read_all(3, 10).await.unwrap();
+    let refused = s.read.apply(&next).await;
+    assert!(matches!(refused, Err(ProjectionError::Gap { have: 1, got: 3, .. })), "{refused:?}");
+
+    let projector = Projector::new(s.events.clone(), s.read.clone(), s.search.clone());
+    assert_eq!(projector.catch_up().await.unwrap(), 4);
+    let movie = s.read.get(a).await.unwrap().unwrap();
+    assert_eq!((movie.name.as_str(), movie.imdb_score, movie.version), ("Aliens", 9.9, 3));
+}
+
+#[tokio::test]
+async fn sqlite_duplicates_and_replays_change_nothing() {
+    duplicates_and_replays_change_nothing(false).await;
+}
+
+#[tokio::test]
+async fn postgres_duplicates_and_replays_change_nothing() {
+    duplicates_and_replays_change_nothing(true).await;
+}
+
+#[tokio::test]
+async fn sqlite_a_gap_in_a_stream_is_healed_from_the_log() {
+    a_gap_in_a_stream_is_healed_from_the_log(false).await;
+}
+
+#[tokio::test]
+async fn postgres_a_gap_in_a_stream_is_healed_from_the_log() {
+    a_gap_in_a_stream_is_healed_from_the_log(true).await;
+}
+
+#[tokio::test]
+async fn the_index_checkpoint_survives_a_reopen() {
+    let s = setup(false).await;
+    s.events.append(Uuid::now_v7(), 0, vec![new_event(created("Alien"))]).await.unwrap();
+    s.search.apply(&log(&s).await).unwrap();
+    assert_eq!(s.search.checkpoint(), 1);
+    let dir = s._dir.0.join("index");
+    drop(s.search);
+    let reopened = TantivySearchIndex::open(&dir).unwrap();
+    assert_eq!((reopened.checkpoint(), reopened.len()), (1, 1));
+}

@@ -1,0 +1,186 @@
+//! The `movies` binary itself: the all-in-one server as `cargo run` starts it, and the operator
+//! commands.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_movies");
+
+fn movies(data_dir: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command.arg("--data-dir").arg(data_dir).env_remove("DATABASE_URL").env("RUST_LOG", "warn");
+    command
+}
+
+async fn run(command: &mut Command) -> String {
+    let output = command.output().await.unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Starts the server on a free port and returns it with its base URL, read from what it prints.
+async fn serve(data_dir: &Path) -> (Child, String, Vec<String>) {
+    let mut child = movies(data_dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("MOVIES_ADMIN_PASSWORD", "cli-test-admin")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let base = tokio::time::timeout(Duration::from_secs(120), async {
+        let mut base = None;
+        while let Some(line) = lines.next_line().await.unwrap() {
+            printed.push(line.clone());
+            if let Some(rest) = line.strip_prefix("movies is serving on ") {
+                base = Some(rest.split_whitespace().next().unwrap().to_owned());
+            }
+            if line.starts_with("Press Ctrl-C") {
+                return base.expect("the address comes first");
+            }
+        }
+        panic!("the server exited before printing its address: {printed:?}");
+    })
+    .await
+    .expect("the server printed its address");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base, printed)
+}
+
+async fn interrupt(mut child: Child) {
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(status.success());
+    let exit =
+        tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("stops on Ctrl-C").unwrap();
+    assert!(exit.success(), "a graceful stop exits 0, not {exit:?}");
+}
+
+async fn distinct_ids(base: &str) -> usize {
+    let http = reqwest::Client::new();
+    let (mut ids, mut url) = (HashSet::new(), format!("{base}/api/v1/movies?limit=100"));
+    loop {
+        let page: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+        ids.extend(page["items"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => url = format!("{base}/api/v1/movies?limit=100&cursor={cursor}"),
+            None => return ids.len(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_server_seeds_on_first_start_prints_its_urls_and_keeps_data_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, base, printed) = serve(dir.path()).await;
+    assert!(printed.iter().any(|l| l.contains("248 movies created")), "{printed:?}");
+    assert!(printed.iter().any(|l| l.contains(&format!("{base}/docs/"))), "{printed:?}");
+    assert_eq!(distinct_ids(&base).await, 248);
+    let star: Value =
+        reqwest::get(format!("{base}/api/movies/?search=star")).await.unwrap().json().await.unwrap();
+    let names: Vec<&str> = star.as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"Star Wars") && names.contains(&"Star Trek"), "{names:?}");
+    interrupt(server).await;
+
+    let (server, base, printed) = serve(dir.path()).await;
+    assert!(!printed.iter().any(|l| l.contains("Seeded")), "a restart ingests nothing: {printed:?}");
+    assert_eq!(distinct_ids(&base).await, 248);
+    interrupt(server).await;
+}
+
+#[tokio::test]
+async fn a_generated_admin_password_is_printed_once_and_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(movies(dir.path())
+        .args(["--no-seed", "users", "add", "probe", "--role", "user"])
+        .env("MOVIES_NEW_PASSWORD", "pw"))
+    .await;
+    assert!(output.contains("created user account"), "{output}");
+    let mut child = movies(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--no-seed"])
+        .env_remove("MOVIES_ADMIN_PASSWORD")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut password, mut base) = (None, None);
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if let Some(p) = line.strip_prefix("Created the account `admin` with the password: ") {
+            password = Some(p.to_owned());
+        }
+        if let Some(rest) = line.strip_prefix("movies is serving on ") {
+            base = Some(rest.split_whitespace().next().unwrap().to_owned());
+            break;
+        }
+    }
+    let (password, base) = (password.expect("the password is printed"), base.unwrap());
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/v1/auth/token"))
+        .json(&serde_json::json!({ "username": "admin", "password": password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    interrupt(child).await;
+    let (server, _, printed) = serve(dir.path()).await;
+    assert!(!printed.iter().any(|l| l.contains("password")), "printed only once: {printed:?}");
+    interrupt(server).await;
+}
+
+#[tokio::test]
+async fn ingest_users_and_token_commands_work_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/imdb.json");
+    let first = run(movies(dir.path()).arg("ingest").arg(&data)).await;
+    assert_eq!(first.trim(), "created 248, updated 0, unchanged 0, rejected 0");
+    let again = run(movies(dir.path()).arg("ingest").arg(&data)).await;
+    assert_eq!(again.trim(), "created 0, updated 0, unchanged 248, rejected 0");
+
+    let added = run(movies(dir.path())
+        .args(["users", "add", "carol", "--role", "admin"])
+        .env_remove("MOVIES_NEW_PASSWORD"))
+    .await;
+    assert!(added.contains("created admin account \"carol\"") && added.contains("password: "), "{added}");
+    let duplicate = movies(dir.path()).args(["users", "add", "carol"]).output().await.unwrap();
+    assert!(!duplicate.status.success());
+    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("already exists"));
+    let token = run(movies(dir.path()).args(["token", "--user", "carol"])).await;
+    let missing = movies(dir.path()).args(["token", "--user", "nobody"]).output().await.unwrap();
+    assert!(!missing.status.success());
+
+    let (server, base, _) = serve(dir.path()).await;
+    let body = serde_json::json!({ "name": "Heat", "director": "Michael Mann", "popularity": 80, "imdb_score": 8.3, "genres": ["Crime"] });
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/v1/movies"))
+        .bearer_auth(token.trim())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    interrupt(server).await;
+}
+
+#[tokio::test]
+async fn a_malformed_ingest_file_fails_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.json");
+    std::fs::write(&file, "[{\"name\": ").unwrap();
+    let output = movies(dir.path()).arg("ingest").arg(&file).output().await.unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a JSON array"));
+    let again = run(movies(dir.path())
+        .arg("ingest")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/imdb.json")))
+    .await;
+    assert!(again.starts_with("created 248"), "{again}");
+}
