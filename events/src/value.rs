@@ -8,7 +8,7 @@ pub const MAX_GENRES: usize = 20;
 pub const MAX_GENRE_CHARS: usize = 50;
 
 /// The state of a live movie: what the v1 API calls the movie body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct MovieFields {
     pub name: String,
     pub director: String,
@@ -17,15 +17,9 @@ pub struct MovieFields {
     pub genres: Vec<String>,
 }
 
-/// A full movie body as a client sent it: nothing checked yet.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct MovieInput {
-    pub name: String,
-    pub director: String,
-    pub popularity: f64,
-    pub imdb_score: f64,
-    pub genres: Vec<String>,
-}
+/// A full movie body as a client sent it: the same fields, nothing checked yet. Only
+/// `MovieDraft::parse` turns one into something the domain accepts.
+pub type MovieInput = MovieFields;
 
 /// A partial body (JSON merge patch): `None` leaves a field as it is.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
