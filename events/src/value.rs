@@ -82,6 +82,8 @@ fn text(field: &str, raw: &str, max: usize, errors: &mut ValidationErrors) -> St
         errors.push(field, "must not be blank");
     } else if trimmed.chars().count() > max {
         errors.push(field, format!("must be at most {max} characters"));
+    } else if trimmed.chars().any(char::is_control) {
+        errors.push(field, "must not contain control characters");
     }
     trimmed.to_owned()
 }
@@ -195,6 +197,13 @@ mod tests {
         assert!(MovieDraft::parse(edge.clone()).is_ok());
         let over = MovieInput { genres: (0..=MAX_GENRES).map(|i| format!("g{i}")).collect(), ..edge };
         assert_eq!(MovieDraft::parse(over).unwrap_err().0[0].field, "genres");
+    }
+
+    #[test]
+    fn control_characters_are_refused() {
+        let bad = MovieInput { name: "Al\u{0}ien".into(), genres: vec!["Dra\nma".into()], ..input() };
+        let fields: Vec<_> = MovieDraft::parse(bad).unwrap_err().0.into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["name", "genres[0]"]);
     }
 
     #[test]

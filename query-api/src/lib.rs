@@ -140,6 +140,13 @@ impl ListParams {
                 return Err(ApiError::BadRequest("min_score must not exceed max_score".into()));
             }
         }
+        for (name, value) in [("genre", &self.genre), ("director", &self.director)] {
+            if value.as_deref().is_some_and(|v| v.chars().any(char::is_control) || v.chars().count() > 300) {
+                return Err(ApiError::BadRequest(format!(
+                    "{name} must be at most 300 characters, without control characters"
+                )));
+            }
+        }
         let text =
             |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
         Ok(Filters {

@@ -89,11 +89,11 @@ impl Cursor {
     pub fn decode(raw: &str, sort: SortField, order: Order) -> Result<Self, CursorError> {
         let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| CursorError::Malformed)?;
         let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| CursorError::Malformed)?;
-        let value_fits = matches!(
-            (sort, &cursor.value),
-            (SortField::Name, SortValue::Text(_))
-                | (SortField::Popularity | SortField::ImdbScore, SortValue::Number(_))
-        );
+        let value_fits = match (sort, &cursor.value) {
+            (SortField::Name, SortValue::Text(text)) => !text.chars().any(char::is_control),
+            (SortField::Popularity | SortField::ImdbScore, SortValue::Number(n)) => n.is_finite(),
+            _ => false,
+        };
         if !value_fits {
             return Err(CursorError::Malformed);
         }

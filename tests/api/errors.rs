@@ -114,6 +114,15 @@ async fn rule_breaking_movies_get_422_listing_every_failing_field() {
     fields.sort();
     assert_eq!(fields, ["budget", "imdb_score", "name"]);
 
+    // A NUL byte would be stored by SQLite but refused by Postgres: the domain refuses it for both.
+    let nul = app
+        .create(
+            &token,
+            &json!({ "name": "A\u{0}", "director": "B", "popularity": 1, "imdb_score": 1, "genres": ["C"] }),
+        )
+        .await;
+    assert_problem(nul, StatusCode::UNPROCESSABLE_ENTITY).await;
+
     // Missing fields and wrong types in a full body are refused before the domain sees them.
     let missing = app.create(&token, &json!({ "name": "Heat" })).await;
     assert_problem(missing, StatusCode::UNPROCESSABLE_ENTITY).await;

@@ -95,6 +95,9 @@ async fn bad_list_parameters_get_400() {
         "min_score=11".to_owned(),
         "min_score=9&max_score=2".to_owned(),
         "cursor=garbage".to_owned(),
+        "genre=%00".to_owned(),
+        "director=a%0Ab".to_owned(),
+        "min_score=NaN".to_owned(),
         format!("cursor={cursor}&sort=name"),
     ] {
         assert_problem(app.get(&format!("/api/v1/movies?{query}")).await, StatusCode::BAD_REQUEST).await;
@@ -149,6 +152,7 @@ async fn search_treats_query_syntax_as_text() {
     let app = spawn_seeded().await;
     for q in [
         "\"star",
+        "%00%01",
         "title:star",
         "(star",
         "star AND",
