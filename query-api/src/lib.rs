@@ -4,6 +4,7 @@
 //! Reads projections only; never the event log. `min_position` lets a client that just wrote
 //! wait (bounded) until the projections have caught up with its write.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,8 +18,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use movies_events::Position;
 use movies_read_model::{
-    CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, ListQuery, MovieDoc, Order, ReadStore,
-    SearchQuery, SortField, TantivySearchIndex,
+    CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, Highlight, ListQuery, MovieDoc, Order,
+    ReadStore, SearchFilters, SearchPage, SearchQuery, SearchSort, SortField, TantivySearchIndex,
 };
 use movies_web::{ApiError, Caller, JwtKeys};
 use serde::{Deserialize, Serialize};
@@ -56,6 +57,7 @@ pub fn router(state: QueryState) -> Router {
         .route("/api/v1/movies", get(list_movies))
         .route("/api/v1/movies/{id}", get(get_movie))
         .route("/api/v1/search", get(search_movies))
+        .route("/api/v1/suggest", get(suggest))
         .route("/api/v1/genres", get(list_genres))
         .route("/api/movies/", get(compat_list))
         .route("/api/movie/{id}/", get(compat_get))
@@ -64,7 +66,7 @@ pub fn router(state: QueryState) -> Router {
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(list_movies, get_movie, search_movies, list_genres, compat_list, compat_get),
+    paths(list_movies, get_movie, search_movies, suggest, list_genres, compat_list, compat_get),
     components(schemas(
         MoviePage,
         SearchResults,
@@ -283,19 +285,133 @@ async fn get_movie(
 
 // ---- search ----
 
-/// The search words; the other parameters are the list's (`ListParams`).
-#[derive(Debug, Deserialize)]
-pub struct SearchText {
-    #[serde(default)]
-    pub q: String,
+/// Search parameters: the words, how to order matches, filters and paging.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchParams {
+    /// Words to find in titles, directors and genres; the last word also matches as a prefix,
+    /// longer words tolerate typos. Query syntax characters are treated as plain text.
+    pub q: Option<String>,
+    /// Items per page, 1 to 100 (default 20).
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// `relevance` (default), `popularity`, `imdb_score` or `name`.
+    pub sort: Option<String>,
+    /// `asc` or `desc` (default: asc for name, desc otherwise).
+    pub order: Option<Order>,
+    /// Comma-separated genres: movies with any of them.
+    pub genre: Option<String>,
+    /// Comma-separated genres: movies with all of them.
+    pub genre_all: Option<String>,
+    /// Only movies by this director (exact name, any case).
+    pub director: Option<String>,
+    pub min_score: Option<f64>,
+    pub max_score: Option<f64>,
+    pub min_popularity: Option<f64>,
+    pub max_popularity: Option<f64>,
+    /// Include genre counts over all matches (default true).
+    pub facets: Option<bool>,
+    /// Wait (up to 2 s) until the projections have applied this log position.
+    pub min_position: Option<Position>,
+}
+
+fn check_text(name: &str, value: &str) -> Result<(), ApiError> {
+    if value.chars().any(char::is_control) || value.chars().count() > 300 {
+        return Err(ApiError::BadRequest(format!(
+            "{name} must be at most 300 characters, without control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn check_range(name: &str, min: Option<f64>, max: Option<f64>, limit: f64) -> Result<(), ApiError> {
+    for value in [min, max].into_iter().flatten() {
+        if !(0.0..=limit).contains(&value) {
+            return Err(ApiError::BadRequest(format!("{name} bounds must be between 0 and {limit}")));
+        }
+    }
+    if let (Some(min), Some(max)) = (min, max) {
+        if min > max {
+            return Err(ApiError::BadRequest(format!("min_{name} must not exceed max_{name}")));
+        }
+    }
+    Ok(())
+}
+
+fn genre_list(name: &str, value: &Option<String>) -> Result<Vec<String>, ApiError> {
+    let Some(value) = value else { return Ok(Vec::new()) };
+    check_text(name, value)?;
+    Ok(value.split(',').map(str::trim).filter(|g| !g.is_empty()).map(str::to_owned).collect())
+}
+
+impl SearchParams {
+    fn query(&self) -> Result<SearchQuery, ApiError> {
+        let limit = ListParams { limit: self.limit, ..ListParams::default() }.limit()? as usize;
+        let sort = match self.sort.as_deref() {
+            None | Some("relevance") => SearchSort::Relevance,
+            Some("popularity") => SearchSort::Popularity,
+            Some("imdb_score") => SearchSort::ImdbScore,
+            Some("name") => SearchSort::Name,
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "sort must be relevance, popularity, imdb_score or name, not {other:?}"
+                )))
+            }
+        };
+        check_range("score", self.min_score, self.max_score, 10.0)?;
+        check_range("popularity", self.min_popularity, self.max_popularity, 100.0)?;
+        let text = self.q.clone().unwrap_or_default();
+        if let Some(director) = &self.director {
+            check_text("director", director)?;
+        }
+        Ok(SearchQuery {
+            text,
+            filters: SearchFilters {
+                genre_any: genre_list("genre", &self.genre)?,
+                genre_all: genre_list("genre_all", &self.genre_all)?,
+                director: self
+                    .director
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_owned),
+                min_score: self.min_score,
+                max_score: self.max_score,
+                min_popularity: self.min_popularity,
+                max_popularity: self.max_popularity,
+            },
+            sort,
+            order: self.order,
+            limit,
+            offset: search_offset(self.cursor.as_deref())?,
+            facets: self.facets.unwrap_or(true),
+        })
+    }
+}
+
+/// A search hit: the movie, and its matched parts marked.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SearchItem {
+    #[serde(flatten)]
+    pub movie: MovieDoc,
+    pub highlight: Highlight,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Facets {
+    /// Genre counts over every match, most common first.
+    pub genres: Vec<GenreCount>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SearchResults {
-    pub items: Vec<MovieDoc>,
+    pub items: Vec<SearchItem>,
     pub next_cursor: Option<String>,
-    /// How many movies match in all.
+    /// How many movies match in all (exact).
     pub total: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facets: Option<Facets>,
 }
 
 fn search_cursor(offset: usize) -> String {
@@ -313,37 +429,121 @@ fn search_offset(cursor: Option<&str>) -> Result<usize, ApiError> {
         .ok_or_else(|| ApiError::BadRequest("the cursor is not one this API issued".into()))
 }
 
-async fn run_search(state: &QueryState, query: SearchQuery) -> Result<(Vec<MovieDoc>, usize), ApiError> {
-    let index = state.search.clone();
-    let page = tokio::task::spawn_blocking(move || index.search(&query))
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> movies_read_model::ProjectionResult<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    let ids: Vec<Uuid> = page.hits.iter().map(|h| h.id).collect();
-    let mut docs = state.read_store.get_many(&ids).await.map_err(|e| ApiError::Internal(e.into()))?;
-    docs.sort_by_key(|d| ids.iter().position(|id| *id == d.id));
-    Ok((docs, page.total))
+        .map_err(|e| ApiError::Internal(e.into()))
 }
 
-/// Ranked full-text search over titles, directors and genres, with the list filters.
-#[utoipa::path(get, path = "/api/v1/search", tag = "movies",
-    params(("q" = String, Query, description = "Words to find in titles, directors and genres; query syntax is treated as text"), ListParams),
+/// Runs a search and hydrates its hits from the read store, keeping the index's order.
+async fn run_search(
+    state: &QueryState,
+    query: SearchQuery,
+) -> Result<(Vec<SearchItem>, SearchPage), ApiError> {
+    let index = state.search.clone();
+    let mut page = blocking(move || index.search(&query)).await?;
+    let ids: Vec<Uuid> = page.hits.iter().map(|h| h.id).collect();
+    let mut docs: HashMap<Uuid, MovieDoc> = state
+        .read_store
+        .get_many(&ids)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .into_iter()
+        .map(|d| (d.id, d))
+        .collect();
+    let items = std::mem::take(&mut page.hits)
+        .into_iter()
+        .filter_map(|hit| docs.remove(&hit.id).map(|movie| SearchItem { movie, highlight: hit.highlight }))
+        .collect();
+    Ok((items, page))
+}
+
+/// Ranked full-text search over titles, directors and genres, with filters, facets and
+/// highlighting. An empty `q` browses the filtered catalogue.
+#[utoipa::path(get, path = "/api/v1/search", tag = "search", params(SearchParams),
     responses((status = 200, body = SearchResults), (status = 400)))]
 async fn search_movies(
     State(state): State<QueryState>,
     _caller: Caller,
-    Query(SearchText { q }): Query<SearchText>,
-    Query(list): Query<ListParams>,
+    Query(params): Query<SearchParams>,
 ) -> Result<Response, ApiError> {
-    let limit = list.limit()? as usize;
-    let offset = search_offset(list.cursor.as_deref())?;
-    let query = SearchQuery { text: q.clone(), filters: list.filters()?, limit, offset };
-    let position = state.reached(list.min_position).await;
-    let (items, total) = run_search(&state, query).await?;
+    let query = params.query()?;
+    let (limit, offset) = (query.limit, query.offset);
+    let facets = query.facets;
+    let position = state.reached(params.min_position).await;
+    let (items, page) = run_search(&state, query).await?;
     let next = offset + limit;
-    let next_cursor = (next < total && next <= MAX_SEARCH_OFFSET).then(|| search_cursor(next));
-    let link = next_cursor.as_deref().map(|c| list.next_link("/api/v1/search", Some(&q), c));
-    Ok(page_response(SearchResults { items, next_cursor, total }, link, position))
+    let next_cursor = (next < page.total && next <= MAX_SEARCH_OFFSET).then(|| search_cursor(next));
+    let link = next_cursor.as_deref().map(|cursor| {
+        let next = SearchParams { cursor: Some(cursor.to_owned()), min_position: None, ..params.clone() };
+        // Plain strings and numbers always encode.
+        format!(
+            "</api/v1/search?{}>; rel=\"next\"",
+            serde_urlencoded::to_string(&next).expect("query encodes")
+        )
+    });
+    let facets = facets.then(|| Facets {
+        genres: page
+            .facets
+            .into_iter()
+            .map(|(genre, movies)| GenreCount { genre, movies: movies as i64 })
+            .collect(),
+    });
+    Ok(page_response(SearchResults { items, next_cursor, total: page.total, facets }, link, position))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SuggestParams {
+    /// What the user has typed so far.
+    pub q: Option<String>,
+    /// 1 to 10 (default 10).
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Suggestion {
+    pub id: Uuid,
+    pub name: String,
+    /// The name with the typed parts marked.
+    pub highlight: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Suggestions {
+    pub items: Vec<Suggestion>,
+}
+
+/// Title completions for a query being typed, cheap enough for every keystroke.
+#[utoipa::path(get, path = "/api/v1/suggest", tag = "search", params(SuggestParams),
+    responses((status = 200, body = Suggestions), (status = 400)))]
+async fn suggest(
+    State(state): State<QueryState>,
+    _caller: Caller,
+    Query(params): Query<SuggestParams>,
+) -> Result<Response, ApiError> {
+    let limit = params.limit.unwrap_or(10);
+    if !(1..=10).contains(&limit) {
+        return Err(ApiError::BadRequest(format!("limit must be between 1 and 10, not {limit}")));
+    }
+    let text = params.q.unwrap_or_default();
+    if text.chars().count() > 300 {
+        return Err(ApiError::BadRequest("q must be at most 300 characters".into()));
+    }
+    let index = state.search.clone();
+    let hits = blocking(move || index.suggest(&text, limit)).await?;
+    let items = hits
+        .into_iter()
+        .map(|h| Suggestion { id: h.id, name: h.name, highlight: h.highlight.name })
+        .collect();
+    Ok((
+        [(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=30"))],
+        Json(Suggestions { items }),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -407,9 +607,11 @@ async fn compat_list(
         if offset > MAX_SEARCH_OFFSET {
             return Ok(Json(Vec::<CompatMovie>::new()).into_response());
         }
-        let query = SearchQuery { text: text.to_owned(), filters: Filters::default(), limit, offset };
-        let (docs, _) = run_search(&state, query).await?;
-        return Ok(Json(docs.iter().map(CompatMovie::from).collect::<Vec<_>>()).into_response());
+        let query = SearchQuery { text: text.to_owned(), limit, offset, ..SearchQuery::default() };
+        let (items, _) = run_search(&state, query).await?;
+        return Ok(
+            Json(items.iter().map(|i| CompatMovie::from(&i.movie)).collect::<Vec<_>>()).into_response()
+        );
     }
     if let Some(n) = page {
         // Walk by cursor to the page: keyset reads, never an OFFSET scan.

@@ -12,5 +12,7 @@ pub use doc::{
     CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, ListQuery, MovieDoc, Order, Page,
     SortField, SortValue,
 };
-pub use search::{SearchHit, SearchPage, SearchQuery, TantivySearchIndex};
-pub use store::{PgReadStore, ProjectionError, ReadStore, SqliteReadStore};
+pub use search::{
+    Highlight, SearchFilters, SearchHit, SearchPage, SearchQuery, SearchSort, TantivySearchIndex,
+};
+pub use store::{PgReadStore, ProjectionError, ReadStore, Result as ProjectionResult, SqliteReadStore};

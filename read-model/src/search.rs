@@ -1,6 +1,11 @@
 //! The tantivy search index: one document per live movie, searchable by name, director and
 //! genres. The index is a projection like the read store: its checkpoint (the last applied log
 //! position) is stored in the commit payload, so documents and checkpoint commit together.
+//!
+//! Ranking works like a dedicated search engine's bucket sort rather than raw BM25: each query
+//! word scores by how it matched (exact > prefix > typo) and where (title > director > genre),
+//! the word scores add up, and popularity breaks ties. Every word must match except common words
+//! ("the", "of", ...), which only add to the score; the last word also matches as a prefix.
 
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -10,22 +15,27 @@ use std::sync::Mutex;
 
 use movies_events::{genre_key, EventEnvelope, MovieEvent, MovieFields, Position, Version};
 use serde::{Deserialize, Serialize};
+use tantivy::aggregation::agg_req::Aggregations;
+use tantivy::aggregation::agg_result::{AggregationResult, BucketResult};
+use tantivy::aggregation::{AggregationCollector, AggregationLimitsGuard, Key};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, DisjunctionMaxQuery, Occur, Query, RangeQuery, TermQuery,
+    AllQuery, BooleanQuery, ConstScoreQuery, DisjunctionMaxQuery, FuzzyTermQuery, Occur, Query, RangeQuery,
+    TermQuery,
 };
 use tantivy::schema::{
-    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value, FAST, STORED,
+    STRING,
 };
 use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, SimpleTokenizer, TextAnalyzer};
 use tantivy::{
-    DocAddress, DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader, TantivyDocument,
-    Term,
+    DocAddress, DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Searcher, SegmentReader,
+    TantivyDocument, Term,
 };
 use uuid::Uuid;
 
-use crate::doc::Filters;
+use crate::doc::{Filters, Order};
 use crate::store::{ProjectionError, Result};
 
 /// Relevance, then popularity to break ties.
@@ -33,6 +43,13 @@ type Ranked = (Score, f64);
 
 const TOKENIZER: &str = "movie_text";
 const WRITER_HEAP_BYTES: usize = 50_000_000;
+/// A prefix expands to at most this many of its most frequent completions per field.
+const PREFIX_EXPANSIONS: usize = 50;
+/// Words that only add to a score: requiring them would hide "Matrix" from "the matrix".
+const COMMON_WORDS: &[&str] = &[
+    "a", "an", "and", "the", "of", "in", "on", "at", "to", "for", "with", "by", "from", "or", "is", "it",
+    "la", "le", "les", "el", "il", "de", "des", "der", "die", "das",
+];
 
 #[derive(Clone, Copy)]
 struct Fields {
@@ -41,9 +58,13 @@ struct Fields {
     director: Field,
     genres: Field,
     genre_key: Field,
+    genre_facet: Field,
     director_key: Field,
     popularity: Field,
     imdb_score: Field,
+    name_sort: Field,
+    name_sort_tail: Field,
+    name_words: Field,
     version: Field,
 }
 
@@ -63,31 +84,158 @@ fn schema() -> (Schema, Fields) {
         director: builder.add_text_field("director", text.clone()),
         genres: builder.add_text_field("genres", text),
         genre_key: builder.add_text_field("genre_key", STRING),
+        genre_facet: builder.add_text_field("genre_facet", STRING | FAST),
         director_key: builder.add_text_field("director_key", STRING),
         popularity: builder.add_f64_field("popularity", number.clone()),
         imdb_score: builder.add_f64_field("imdb_score", number),
+        name_sort: builder.add_u64_field("name_sort", FAST),
+        name_sort_tail: builder.add_u64_field("name_sort_tail", FAST),
+        name_words: builder.add_u64_field("name_words", FAST),
         version: builder.add_i64_field("version", STORED),
     };
     (builder.build(), fields)
 }
 
+/// The first sixteen bytes of the lower-cased name as two big-endian integers: sorting by the
+/// pair orders names exactly up to their sixteenth byte (beyond it, ties keep index order).
+fn name_sort_key(name: &str) -> (u64, u64) {
+    let mut bytes = [0u8; 16];
+    for (slot, byte) in bytes.iter_mut().zip(name.trim().to_lowercase().bytes()) {
+        *slot = byte;
+    }
+    let (head, tail) = bytes.split_at(8);
+    (
+        u64::from_be_bytes(head.try_into().expect("8 bytes")),
+        u64::from_be_bytes(tail.try_into().expect("8 bytes")),
+    )
+}
+
+/// The edits a word of this length may carry and still match: 1 from 5 characters, 2 from 9.
+fn typo_budget(word: &str) -> u8 {
+    match word.chars().count() {
+        0..=4 => 0,
+        5..=8 => 1,
+        _ => 2,
+    }
+}
+
+/// Levenshtein distance with adjacent transpositions counted as one edit, for highlighting.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1).min(rows[i][j - 1] + 1).min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
+/// One word of a query, folded like the index folds text.
+#[derive(Debug, Clone)]
+struct Word {
+    text: String,
+    /// The last word of a query still being typed also matches as a prefix.
+    prefix: bool,
+    common: bool,
+}
+
+impl Word {
+    fn matches(&self, token: &str) -> bool {
+        token == self.text
+            || (self.prefix && token.starts_with(&self.text))
+            || (typo_budget(&self.text) > 0
+                && edit_distance(token, &self.text) <= usize::from(typo_budget(&self.text)))
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Checkpoint {
     position: Position,
+    /// The `SCHEMA_VERSION` the index was built with.
+    #[serde(default)]
+    schema: u32,
+}
+
+/// Bump whenever the schema or the way documents are built changes: an index built by another
+/// version is rebuilt from the log on open.
+const SCHEMA_VERSION: u32 = 3;
+
+/// Filters search combines with its text. Text filters match case-insensitively.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchFilters {
+    /// Movies with at least one of these genres.
+    pub genre_any: Vec<String>,
+    /// Movies with every one of these genres.
+    pub genre_all: Vec<String>,
+    pub director: Option<String>,
+    pub min_score: Option<f64>,
+    pub max_score: Option<f64>,
+    pub min_popularity: Option<f64>,
+    pub max_popularity: Option<f64>,
+}
+
+impl From<&Filters> for SearchFilters {
+    fn from(f: &Filters) -> Self {
+        SearchFilters {
+            genre_any: f.genre.iter().cloned().collect(),
+            director: f.director.clone(),
+            min_score: f.min_score,
+            max_score: f.max_score,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SearchSort {
+    /// Text relevance, popularity breaking ties (an empty text browses by popularity).
+    #[default]
+    Relevance,
+    Popularity,
+    ImdbScore,
+    Name,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SearchQuery {
     pub text: String,
-    pub filters: Filters,
+    pub filters: SearchFilters,
+    pub sort: SearchSort,
+    /// `None` orders naturally: best or highest first, names from A.
+    pub order: Option<Order>,
     pub limit: usize,
     pub offset: usize,
+    /// Count genres over every match.
+    pub facets: bool,
+}
+
+/// The matched parts of a hit's name and director, as HTML with `<mark>` around each match.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Highlight {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub director: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchHit {
     pub id: Uuid,
+    pub name: String,
     pub score: f32,
+    pub highlight: Highlight,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +243,8 @@ pub struct SearchPage {
     pub hits: Vec<SearchHit>,
     /// How many movies match in all.
     pub total: usize,
+    /// Genre counts over every match, most common first (when asked for).
+    pub facets: Vec<(String, u64)>,
 }
 
 /// A movie as the index holds it: enough to re-index it when an update changes some fields.
@@ -118,7 +268,23 @@ impl TantivySearchIndex {
         std::fs::create_dir_all(dir).map_err(|e| tantivy::TantivyError::IoError(e.into()))?;
         let (schema, fields) = schema();
         let directory = MmapDirectory::open(dir).map_err(tantivy::TantivyError::from)?;
-        let index = Index::open_or_create(directory, schema)?;
+        let current = Index::open_or_create(directory, schema.clone()).ok().filter(|index| {
+            let built_with = index
+                .load_metas()
+                .ok()
+                .and_then(|m| m.payload)
+                .and_then(|p| serde_json::from_str::<Checkpoint>(&p).ok());
+            built_with.is_none_or(|c| c.schema == SCHEMA_VERSION)
+        });
+        let index = match current {
+            Some(index) => index,
+            None => {
+                tracing::warn!(dir = %dir.display(), "the search index was built by another version; rebuilding it from the log");
+                std::fs::remove_dir_all(dir).map_err(|e| tantivy::TantivyError::IoError(e.into()))?;
+                std::fs::create_dir_all(dir).map_err(|e| tantivy::TantivyError::IoError(e.into()))?;
+                Index::create_in_dir(dir, schema)?
+            }
+        };
         Self::with_index(index, fields)
     }
 
@@ -195,9 +361,15 @@ impl TantivySearchIndex {
         for genre in &movie.fields.genres {
             doc.add_text(f.genres, genre);
             doc.add_text(f.genre_key, genre_key(genre));
+            doc.add_text(f.genre_facet, genre);
         }
         doc.add_f64(f.popularity, movie.fields.popularity);
         doc.add_f64(f.imdb_score, movie.fields.imdb_score);
+        let (head, tail) = name_sort_key(&movie.fields.name);
+        doc.add_u64(f.name_sort, head);
+        doc.add_u64(f.name_sort_tail, tail);
+        let words = movie.fields.name.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).count();
+        doc.add_u64(f.name_words, words as u64);
         doc.add_i64(f.version, movie.version);
         doc
     }
@@ -244,7 +416,10 @@ impl TantivySearchIndex {
         if last > checkpoint {
             let mut commit = writer.prepare_commit()?;
             // A struct with one integer always serializes.
-            commit.set_payload(&serde_json::to_string(&Checkpoint { position: last }).expect("checkpoint"));
+            commit.set_payload(
+                &serde_json::to_string(&Checkpoint { position: last, schema: SCHEMA_VERSION })
+                    .expect("checkpoint"),
+            );
             commit.commit()?;
             self.reader.reload()?;
             self.checkpoint.store(last, Ordering::SeqCst);
@@ -252,82 +427,370 @@ impl TantivySearchIndex {
         Ok(())
     }
 
-    /// The query's words, folded the way the index folds them.
-    fn words(&self, text: &str) -> Result<Vec<String>> {
+    /// Folds text into tokens the way the index does, with each token's byte range.
+    fn tokens(&self, text: &str) -> Result<Vec<(String, usize, usize)>> {
         let mut analyzer = self.index.tokenizer_for_field(self.fields.name)?;
         let mut stream = analyzer.token_stream(text);
-        let mut words = Vec::new();
+        let mut tokens = Vec::new();
         while let Some(token) = stream.next() {
-            words.push(token.text.clone());
+            tokens.push((token.text.clone(), token.offset_from, token.offset_to));
+        }
+        Ok(tokens)
+    }
+
+    /// The query's words. Syntax characters are not special: they separate words like spaces.
+    fn words(&self, text: &str) -> Result<Vec<Word>> {
+        let mut words: Vec<Word> = self
+            .tokens(text)?
+            .into_iter()
+            .take(32)
+            .map(|(text, ..)| Word { common: COMMON_WORDS.contains(&text.as_str()), text, prefix: false })
+            .collect();
+        let still_typing = !text.ends_with(char::is_whitespace);
+        if let Some(last) = words.last_mut() {
+            last.prefix = still_typing;
+        }
+        if words.iter().all(|w| w.common) {
+            words.iter_mut().for_each(|w| w.common = false);
         }
         Ok(words)
     }
 
-    fn query(&self, q: &SearchQuery) -> Result<Box<dyn Query>> {
+    /// The most frequent indexed completions of `prefix` in `field`, across segments.
+    fn completions(&self, searcher: &Searcher, field: Field, prefix: &str) -> Result<Vec<Term>> {
+        let mut counts: HashMap<Vec<u8>, u32> = HashMap::new();
+        for segment in searcher.segment_readers() {
+            let inverted = segment.inverted_index(field)?;
+            let mut stream = inverted
+                .terms()
+                .range()
+                .ge(prefix.as_bytes())
+                .into_stream()
+                .map_err(tantivy::TantivyError::from)?;
+            let mut seen = 0;
+            while stream.advance() && seen < 20 * PREFIX_EXPANSIONS {
+                if !stream.key().starts_with(prefix.as_bytes()) {
+                    break;
+                }
+                *counts.entry(stream.key().to_vec()).or_default() += stream.value().doc_freq;
+                seen += 1;
+            }
+        }
+        let mut ranked: Vec<_> = counts.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(ranked
+            .into_iter()
+            .take(PREFIX_EXPANSIONS)
+            .filter_map(|(bytes, _)| String::from_utf8(bytes).ok())
+            .map(|text| Term::from_field_text(field, &text))
+            .collect())
+    }
+
+    /// How one word can match, each way scored by match quality first and field second:
+    /// exact 30, prefix 20, typo 10; plus title 3, director 2, genre 1. The best way counts.
+    fn word_query(
+        &self,
+        searcher: &Searcher,
+        word: &Word,
+        fields: &[(Field, f32)],
+    ) -> Result<Box<dyn Query>> {
+        let mut ways: Vec<Box<dyn Query>> = Vec::new();
+        let constant = |query: Box<dyn Query>, score: f32| {
+            Box::new(ConstScoreQuery::new(query, score)) as Box<dyn Query>
+        };
+        for &(field, weight) in fields {
+            let term = Term::from_field_text(field, &word.text);
+            ways.push(constant(
+                Box::new(TermQuery::new(term.clone(), IndexRecordOption::Basic)),
+                30.0 + weight,
+            ));
+            if word.prefix {
+                let completions: Vec<(Occur, Box<dyn Query>)> = self
+                    .completions(searcher, field, &word.text)?
+                    .into_iter()
+                    .map(|t| {
+                        (
+                            Occur::Should,
+                            Box::new(TermQuery::new(t, IndexRecordOption::Basic)) as Box<dyn Query>,
+                        )
+                    })
+                    .collect();
+                if !completions.is_empty() {
+                    ways.push(constant(Box::new(BooleanQuery::new(completions)), 20.0 + weight));
+                }
+            }
+            let budget = typo_budget(&word.text);
+            if budget > 0 {
+                ways.push(constant(Box::new(FuzzyTermQuery::new(term, budget, true)), 10.0 + weight));
+            }
+        }
+        Ok(Box::new(DisjunctionMaxQuery::new(ways)))
+    }
+
+    fn filter_clauses(&self, filters: &SearchFilters) -> Vec<(Occur, Box<dyn Query>)> {
         let f = &self.fields;
+        let term = |field, text: &str| {
+            Box::new(TermQuery::new(Term::from_field_text(field, text), IndexRecordOption::Basic))
+                as Box<dyn Query>
+        };
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        // Every word must match somewhere; a title match counts most, then director, then genre.
-        for word in self.words(&q.text)? {
-            let per_field: Vec<Box<dyn Query>> = [(f.name, 3.0), (f.director, 2.0), (f.genres, 1.0)]
-                .into_iter()
-                .map(|(field, boost)| {
-                    let term =
-                        TermQuery::new(Term::from_field_text(field, &word), IndexRecordOption::WithFreqs);
-                    Box::new(BoostQuery::new(Box::new(term), boost)) as Box<dyn Query>
-                })
-                .collect();
-            clauses.push((Occur::Must, Box::new(DisjunctionMaxQuery::with_tie_breaker(per_field, 0.1))));
+        if !filters.genre_any.is_empty() {
+            let any =
+                filters.genre_any.iter().map(|g| (Occur::Should, term(f.genre_key, &genre_key(g)))).collect();
+            clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
         }
-        if let Some(genre) = &q.filters.genre {
-            let term = Term::from_field_text(f.genre_key, &genre_key(genre));
-            clauses.push((Occur::Must, Box::new(TermQuery::new(term, IndexRecordOption::Basic))));
+        for genre in &filters.genre_all {
+            clauses.push((Occur::Must, term(f.genre_key, &genre_key(genre))));
         }
-        if let Some(director) = &q.filters.director {
-            let term = Term::from_field_text(f.director_key, &director.trim().to_lowercase());
-            clauses.push((Occur::Must, Box::new(TermQuery::new(term, IndexRecordOption::Basic))));
+        if let Some(director) = &filters.director {
+            clauses.push((Occur::Must, term(f.director_key, &director.trim().to_lowercase())));
         }
-        if q.filters.min_score.is_some() || q.filters.max_score.is_some() {
-            let bound = |value: Option<f64>| match value {
-                Some(v) => Bound::Included(Term::from_field_f64(f.imdb_score, v)),
-                None => Bound::Unbounded,
-            };
-            let range = RangeQuery::new(bound(q.filters.min_score), bound(q.filters.max_score));
-            clauses.push((Occur::Must, Box::new(range)));
+        for (field, min, max) in [
+            (f.imdb_score, filters.min_score, filters.max_score),
+            (f.popularity, filters.min_popularity, filters.max_popularity),
+        ] {
+            if min.is_some() || max.is_some() {
+                let bound = |value: Option<f64>| match value {
+                    Some(v) => Bound::Included(Term::from_field_f64(field, v)),
+                    None => Bound::Unbounded,
+                };
+                clauses.push((Occur::Must, Box::new(RangeQuery::new(bound(min), bound(max)))));
+            }
+        }
+        // Filters narrow; they never add to a score.
+        clauses
+            .into_iter()
+            .map(|(occur, q)| (occur, Box::new(ConstScoreQuery::new(q, 0.0)) as Box<dyn Query>))
+            .collect()
+    }
+
+    fn query(
+        &self,
+        searcher: &Searcher,
+        words: &[Word],
+        fields: &[(Field, f32)],
+        filters: &SearchFilters,
+    ) -> Result<Box<dyn Query>> {
+        let mut clauses = self.filter_clauses(filters);
+        for word in words {
+            let occur = if word.common { Occur::Should } else { Occur::Must };
+            clauses.push((occur, self.word_query(searcher, word, fields)?));
         }
         if clauses.is_empty() {
             return Ok(Box::new(AllQuery));
         }
+        if clauses.iter().all(|(occur, _)| *occur == Occur::Should) {
+            clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(Box::new(AllQuery), 0.0))));
+        }
         Ok(Box::new(BooleanQuery::new(clauses)))
     }
 
-    /// Ranked matches: relevance first, popularity breaking ties. An empty text browses the
-    /// filtered catalogue by popularity.
+    fn text_fields(&self) -> [(Field, f32); 3] {
+        [(self.fields.name, 3.0), (self.fields.director, 2.0), (self.fields.genres, 1.0)]
+    }
+
+    /// `text` as HTML with every token that matches a query word inside `<mark>`.
+    fn highlight(&self, text: &str, words: &[Word]) -> Result<Option<String>> {
+        let mut out = String::with_capacity(text.len() + 16);
+        let (mut cursor, mut marked) = (0, false);
+        for (token, from, to) in self.tokens(text)? {
+            if words.iter().any(|w| w.matches(&token)) {
+                out.push_str(&escape_html(&text[cursor..from]));
+                out.push_str("<mark>");
+                out.push_str(&escape_html(&text[from..to]));
+                out.push_str("</mark>");
+                cursor = to;
+                marked = true;
+            }
+        }
+        out.push_str(&escape_html(&text[cursor..]));
+        Ok(marked.then_some(out))
+    }
+
+    fn hit(
+        &self,
+        searcher: &Searcher,
+        address: DocAddress,
+        score: f32,
+        words: &[Word],
+    ) -> Result<Option<SearchHit>> {
+        let doc: TantivyDocument = searcher.doc(address)?;
+        let text = |field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        let Ok(id) = Uuid::parse_str(&text(self.fields.id)) else {
+            return Ok(None);
+        };
+        let (name, director) = (text(self.fields.name), text(self.fields.director));
+        let highlight =
+            Highlight { name: self.highlight(&name, words)?, director: self.highlight(&director, words)? };
+        Ok(Some(SearchHit { id, name, score, highlight }))
+    }
+
+    /// Matches for `q`, ranked or sorted as it asks, with genre facets if asked.
     pub fn search(&self, q: &SearchQuery) -> Result<SearchPage> {
         let searcher = self.reader.searcher();
-        let query = self.query(q)?;
+        let words = self.words(&q.text)?;
+        let query = self.query(&searcher, &words, &self.text_fields(), &q.filters)?;
         let top = TopDocs::with_limit(q.limit.max(1)).and_offset(q.offset);
-        let by_relevance = top.tweak_score(|segment: &SegmentReader| {
-            let popularity =
-                segment.fast_fields().f64("popularity").map(|column| column.first_or_default_col(0.0));
-            move |doc: DocId, score: Score| {
-                let popularity = popularity.as_ref().map_or(0.0, |column| column.get_val(doc));
-                (score, popularity)
+        let sort =
+            if q.sort == SearchSort::Relevance && words.is_empty() { SearchSort::Popularity } else { q.sort };
+        let natural = if sort == SearchSort::Name { Order::Asc } else { Order::Desc };
+        let order = match q.order.unwrap_or(natural) {
+            Order::Asc => tantivy::Order::Asc,
+            Order::Desc => tantivy::Order::Desc,
+        };
+        let facets = q.facets.then(|| self.facet_collector());
+        let (ranked, total, facet_result): (Vec<(f32, DocAddress)>, usize, _) = match sort {
+            SearchSort::Relevance => {
+                let collector = top.tweak_score(rank(words.len(), order == tantivy::Order::Asc));
+                let (docs, total, facets) = searcher.search(&query, &(collector, Count, facets))?;
+                (docs.into_iter().map(|((score, _), a)| (score.abs(), a)).collect(), total, facets)
             }
-        });
-        let (ranked, total): (Vec<(Ranked, DocAddress)>, usize) =
-            searcher.search(&query, &(by_relevance, Count))?;
-        let hits = ranked
+            SearchSort::Popularity | SearchSort::ImdbScore => {
+                let field = if sort == SearchSort::Popularity { "popularity" } else { "imdb_score" };
+                let collector = top.order_by_fast_field::<f64>(field, order.clone());
+                let (docs, total, facets) = searcher.search(&query, &(collector, Count, facets))?;
+                (docs.into_iter().map(|(_, a)| (0.0, a)).collect(), total, facets)
+            }
+            SearchSort::Name => {
+                let ascending = order == tantivy::Order::Asc;
+                let collector = top.custom_score(move |segment: &SegmentReader| {
+                    let fast = segment.fast_fields();
+                    let head = fast.u64("name_sort").map(|c| c.first_or_default_col(0)).ok();
+                    let tail = fast.u64("name_sort_tail").map(|c| c.first_or_default_col(0)).ok();
+                    move |doc: DocId| {
+                        let key = (
+                            head.as_ref().map_or(0, |c| c.get_val(doc)),
+                            tail.as_ref().map_or(0, |c| c.get_val(doc)),
+                        );
+                        // The collector keeps the highest keys: invert them for A to Z.
+                        if ascending {
+                            (!key.0, !key.1)
+                        } else {
+                            key
+                        }
+                    }
+                });
+                let (docs, total, facets) = searcher.search(&query, &(collector, Count, facets))?;
+                (docs.into_iter().map(|(_, a)| (0.0, a)).collect(), total, facets)
+            }
+        };
+        let mut hits = ranked
             .into_iter()
-            .map(|((score, _), address)| {
-                let doc: TantivyDocument = searcher.doc(address)?;
-                let id = doc
-                    .get_first(self.fields.id)
-                    .and_then(|v| v.as_str())
-                    .and_then(|s| Uuid::parse_str(s).ok());
-                Ok(id.map(|id| SearchHit { id, score }))
-            })
-            .filter_map(|hit: Result<Option<SearchHit>>| hit.transpose())
+            .filter_map(|(score, address)| self.hit(&searcher, address, score, &words).transpose())
             .collect::<Result<Vec<_>>>()?;
-        Ok(SearchPage { hits, total })
+        if sort == SearchSort::Name {
+            // The sort key holds 16 bytes of the name; order the page by the whole name. (Names
+            // that agree on 16 bytes may still straddle a page boundary out of order.)
+            hits.sort_by_cached_key(|hit| hit.name.to_lowercase());
+            if order == tantivy::Order::Desc {
+                hits.reverse();
+            }
+        }
+        let facets = facet_result.map(|result| self.facet_counts(result)).unwrap_or_default();
+        Ok(SearchPage { hits, total, facets })
+    }
+
+    fn facet_collector(&self) -> AggregationCollector {
+        let request: Aggregations = serde_json::from_value(serde_json::json!({
+            "genres": { "terms": { "field": "genre_facet", "size": 1000, "min_doc_count": 1 } }
+        }))
+        .expect("a valid aggregation request");
+        AggregationCollector::from_aggs(request, AggregationLimitsGuard::default())
+    }
+
+    fn facet_counts(
+        &self,
+        result: tantivy::aggregation::agg_result::AggregationResults,
+    ) -> Vec<(String, u64)> {
+        let Some(AggregationResult::BucketResult(BucketResult::Terms { buckets, .. })) =
+            result.0.get("genres")
+        else {
+            return Vec::new();
+        };
+        let mut counts: Vec<(String, u64)> = buckets
+            .iter()
+            .filter_map(|b| match &b.key {
+                Key::Str(genre) => Some((genre.clone(), b.doc_count)),
+                _ => None,
+            })
+            .collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        counts
+    }
+
+    /// Up to `limit` title completions for a query being typed: every word in the title, the
+    /// last as a prefix, most relevant then most popular first.
+    pub fn suggest(&self, text: &str, limit: usize) -> Result<Vec<SearchHit>> {
+        let searcher = self.reader.searcher();
+        let mut words = self.words(text)?;
+        if let Some(last) = words.last_mut() {
+            last.prefix = true;
+        }
+        if words.is_empty() {
+            return Ok(Vec::new());
+        }
+        let query = self.query(&searcher, &words, &[(self.fields.name, 3.0)], &SearchFilters::default())?;
+        let collector = TopDocs::with_limit(limit.max(1) * 2).tweak_score(rank(words.len(), false));
+        let mut seen = std::collections::HashSet::new();
+        let mut hits = Vec::new();
+        for ((score, _), address) in searcher.search(&query, &collector)? {
+            if let Some(hit) = self.hit(&searcher, address, score, &words)? {
+                if seen.insert(hit.name.to_lowercase()) && hits.len() < limit {
+                    hits.push(hit);
+                }
+            }
+        }
+        Ok(hits)
+    }
+}
+
+/// The final ranking of a match: its word score, plus (for queries of two words or more) a
+/// completeness bonus below one point when the title has exactly as many words as the query
+/// ("star w" puts "Star Wars" before "Star Wars : Episode V"), then popularity to break ties.
+/// `worst_first` negates both, for an ascending relevance order.
+fn rank(
+    query_words: usize,
+    worst_first: bool,
+) -> impl Fn(&SegmentReader) -> Box<dyn Fn(DocId, Score) -> Ranked> + Send + Sync {
+    let sign = if worst_first { -1.0 } else { 1.0 };
+    move |segment: &SegmentReader| {
+        let fast = segment.fast_fields();
+        let popularity = fast.f64("popularity").map(|c| c.first_or_default_col(0.0)).ok();
+        let words = fast.u64("name_words").map(|c| c.first_or_default_col(0)).ok();
+        Box::new(move |doc, score| {
+            let complete =
+                query_words >= 2 && words.as_ref().is_some_and(|c| c.get_val(doc) == query_words as u64);
+            let bonus = if complete { 0.9 } else { 0.0 };
+            let popularity = popularity.as_ref().map_or(0.0, |c| c.get_val(doc));
+            (sign as f32 * (score + bonus), sign * popularity)
+        })
+    }
+}
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typo_budgets_follow_word_length() {
+        assert_eq!([typo_budget("star"), typo_budget("alien"), typo_budget("godfather")], [0, 1, 2]);
+    }
+
+    #[test]
+    fn a_transposition_is_one_edit() {
+        assert_eq!(edit_distance("frankenstien", "frankenstein"), 1);
+        assert_eq!(edit_distance("godfater", "godfather"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn name_sort_keys_order_names() {
+        assert!(name_sort_key("Alien") < name_sort_key("aliens"));
+        assert!(name_sort_key("Aliens") < name_sort_key("Batman"));
+        assert!(name_sort_key("Star Wars") < name_sort_key("Star Wars : Episode V"));
     }
 }

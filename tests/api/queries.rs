@@ -204,3 +204,62 @@ async fn min_position_waits_for_the_projections() {
     assert_eq!(ahead.status(), StatusCode::OK);
     assert_eq!(ahead.headers()["movies-projected-position"].to_str().unwrap().parse::<i64>().unwrap(), at);
 }
+
+#[tokio::test]
+async fn search_tolerates_typos_completes_prefixes_and_marks_matches() {
+    let app = spawn_seeded().await;
+    let page = app.get_json("/api/v1/search?q=godfater").await;
+    assert_eq!(page["items"][0]["name"], "The Godfather");
+    assert_eq!(page["items"][0]["highlight"]["name"], "The <mark>Godfather</mark>");
+    let page = app.get_json("/api/v1/search?q=star%20w").await;
+    assert_eq!(page["items"][0]["name"], "Star Wars");
+    let suggestions = app.get_json("/api/v1/suggest?q=star%20w").await;
+    let items = suggestions["items"].as_array().unwrap();
+    assert!(!items.is_empty() && items.len() <= 10);
+    assert_eq!(items[0]["name"], "Star Wars");
+    assert_eq!(items[0]["highlight"], "<mark>Star</mark> <mark>Wars</mark>");
+    assert_problem(app.get("/api/v1/suggest?q=star&limit=11").await, StatusCode::BAD_REQUEST).await;
+    assert_eq!(app.get_json("/api/v1/suggest?q=").await["items"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn search_sorts_filters_and_counts_facets_together() {
+    let app = spawn_seeded().await;
+    let page = app
+        .get_json(
+            "/api/v1/search?q=&genre=western,war&genre_all=drama&min_popularity=80&sort=imdb_score&limit=100",
+        )
+        .await;
+    let items = page["items"].as_array().unwrap();
+    assert!(!items.is_empty());
+    let mut last = f64::MAX;
+    for movie in items {
+        let genres: Vec<&str> =
+            movie["genres"].as_array().unwrap().iter().map(|g| g.as_str().unwrap()).collect();
+        assert!(
+            genres.contains(&"Drama") && (genres.contains(&"Western") || genres.contains(&"War")),
+            "{genres:?}"
+        );
+        assert!(movie["popularity"].as_f64().unwrap() >= 80.0);
+        let score = movie["imdb_score"].as_f64().unwrap();
+        assert!(score <= last, "sorted by imdb_score, highest first");
+        last = score;
+    }
+    let drama = page["facets"]["genres"].as_array().unwrap().iter().find(|g| g["genre"] == "Drama").unwrap();
+    assert_eq!(drama["movies"].as_u64().unwrap() as usize, items.len());
+    assert_eq!(page["total"].as_u64().unwrap() as usize, items.len());
+
+    let by_name = app.get_json("/api/v1/search?q=star&sort=name&order=asc&facets=false").await;
+    assert!(by_name.get("facets").is_none());
+    let names = names(&by_name);
+    assert!(names.windows(2).all(|w| w[0].to_lowercase() <= w[1].to_lowercase()), "{names:?}");
+    for bad in [
+        "sort=rating",
+        "min_popularity=101",
+        "min_popularity=50&max_popularity=10",
+        "facets=maybe",
+        "genre=%00",
+    ] {
+        assert_problem(app.get(&format!("/api/v1/search?q=star&{bad}")).await, StatusCode::BAD_REQUEST).await;
+    }
+}
