@@ -1,6 +1,7 @@
 //! The `movies` application: wires the ports to adapters (chosen by URL), serves the APIs and
 //! runs the operator commands. The only crate that names adapters.
 
+pub mod generate;
 pub mod ingest;
 
 use std::net::SocketAddr;

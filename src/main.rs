@@ -54,6 +54,18 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Write a deterministic synthetic catalogue in the ingest format.
+    Generate {
+        /// How many movies.
+        #[arg(long)]
+        count: usize,
+        /// The same seed always gives the same catalogue.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Where to write (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print an access token for an existing account (operators only: needs the signing key).
     Token {
         #[arg(long)]
@@ -165,6 +177,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("password: {password}");
             }
             Ok(())
+        }
+        Some(Command::Generate { count, seed, out }) => {
+            let result = match out {
+                Some(path) => {
+                    let file = std::fs::File::create(&path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    movies::generate::write(&mut std::io::BufWriter::new(file), count, seed)
+                }
+                None => movies::generate::write(
+                    &mut std::io::BufWriter::new(std::io::stdout().lock()),
+                    count,
+                    seed,
+                ),
+            };
+            result.context("writing the catalogue")
         }
         Some(Command::Token { user, ttl }) => {
             anyhow::ensure!(ttl > 0, "--ttl must be positive");

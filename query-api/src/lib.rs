@@ -14,12 +14,11 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use movies_events::Position;
 use movies_read_model::{
     CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, Highlight, ListQuery, MovieDoc, Order,
-    ReadStore, SearchFilters, SearchPage, SearchQuery, SearchSort, SortField, TantivySearchIndex,
+    ReadStore, SearchCursor, SearchFilters, SearchPage, SearchQuery, SearchSort, SortField,
+    TantivySearchIndex,
 };
 use movies_web::{ApiError, Caller, JwtKeys};
 use serde::{Deserialize, Serialize};
@@ -384,7 +383,15 @@ impl SearchParams {
             sort,
             order: self.order,
             limit,
-            offset: search_offset(self.cursor.as_deref())?,
+            offset: 0,
+            after: self
+                .cursor
+                .as_deref()
+                .map(|raw| {
+                    SearchCursor::decode(raw)
+                        .ok_or_else(|| ApiError::BadRequest("the cursor is not one this API issued".into()))
+                })
+                .transpose()?,
             facets: self.facets.unwrap_or(true),
         })
     }
@@ -412,21 +419,6 @@ pub struct SearchResults {
     pub total: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub facets: Option<Facets>,
-}
-
-fn search_cursor(offset: usize) -> String {
-    URL_SAFE_NO_PAD.encode(format!("o:{offset}"))
-}
-
-fn search_offset(cursor: Option<&str>) -> Result<usize, ApiError> {
-    let Some(raw) = cursor else { return Ok(0) };
-    URL_SAFE_NO_PAD
-        .decode(raw)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.strip_prefix("o:").and_then(|n| n.parse().ok()))
-        .filter(|n| *n <= MAX_SEARCH_OFFSET)
-        .ok_or_else(|| ApiError::BadRequest("the cursor is not one this API issued".into()))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -471,12 +463,10 @@ async fn search_movies(
     Query(params): Query<SearchParams>,
 ) -> Result<Response, ApiError> {
     let query = params.query()?;
-    let (limit, offset) = (query.limit, query.offset);
     let facets = query.facets;
     let position = state.reached(params.min_position).await;
     let (items, page) = run_search(&state, query).await?;
-    let next = offset + limit;
-    let next_cursor = (next < page.total && next <= MAX_SEARCH_OFFSET).then(|| search_cursor(next));
+    let next_cursor = page.next.map(|cursor| cursor.encode());
     let link = next_cursor.as_deref().map(|cursor| {
         let next = SearchParams { cursor: Some(cursor.to_owned()), min_position: None, ..params.clone() };
         // Plain strings and numbers always encode.

@@ -13,6 +13,7 @@ pub use doc::{
     SortField, SortValue,
 };
 pub use search::{
-    Highlight, SearchFilters, SearchHit, SearchPage, SearchQuery, SearchSort, TantivySearchIndex,
+    Highlight, SearchCursor, SearchFilters, SearchHit, SearchPage, SearchQuery, SearchSort,
+    TantivySearchIndex,
 };
 pub use store::{PgReadStore, ProjectionError, ReadStore, Result as ProjectionResult, SqliteReadStore};

@@ -263,3 +263,39 @@ async fn search_sorts_filters_and_counts_facets_together() {
         assert_problem(app.get(&format!("/api/v1/search?q=star&{bad}")).await, StatusCode::BAD_REQUEST).await;
     }
 }
+
+#[tokio::test]
+async fn search_cursors_page_through_every_match_exactly_once_in_every_sort() {
+    let app = spawn_seeded().await;
+    for sort in ["relevance", "popularity", "imdb_score", "name"] {
+        for order in ["asc", "desc"] {
+            let first =
+                app.get_json(&format!("/api/v1/search?q=the&sort={sort}&order={order}&limit=7")).await;
+            let total = first["total"].as_u64().unwrap() as usize;
+            let (mut seen, mut page) = (HashSet::new(), first);
+            let mut pages = 0;
+            loop {
+                for movie in page["items"].as_array().unwrap() {
+                    assert!(
+                        seen.insert(movie["id"].as_str().unwrap().to_owned()),
+                        "{sort} {order}: a repeat"
+                    );
+                }
+                pages += 1;
+                match page["next_cursor"].as_str() {
+                    Some(cursor) => {
+                        page = app
+                            .get_json(&format!(
+                                "/api/v1/search?q=the&sort={sort}&order={order}&limit=7&cursor={cursor}"
+                            ))
+                            .await
+                    }
+                    None => break,
+                }
+            }
+            assert_eq!(seen.len(), total, "{sort} {order}: every match once");
+            assert_eq!(pages, total.div_ceil(7));
+        }
+    }
+    assert_problem(app.get("/api/v1/search?q=the&cursor=bm9wZQ").await, StatusCode::BAD_REQUEST).await;
+}
