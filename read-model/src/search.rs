@@ -58,9 +58,8 @@ struct Fields {
     imdb_score: Field,
     name_sort: Field,
     name_sort_tail: Field,
-    name_words: Field,
-    id_hi: Field,
-    id_lo: Field,
+    rank_pack: Field,
+    score_pack: Field,
     version: Field,
 }
 
@@ -86,9 +85,8 @@ fn schema() -> (Schema, Fields) {
         imdb_score: builder.add_f64_field("imdb_score", number),
         name_sort: builder.add_u64_field("name_sort", FAST),
         name_sort_tail: builder.add_u64_field("name_sort_tail", FAST),
-        name_words: builder.add_u64_field("name_words", FAST),
-        id_hi: builder.add_u64_field("id_hi", FAST),
-        id_lo: builder.add_u64_field("id_lo", FAST),
+        rank_pack: builder.add_u64_field("rank_pack", FAST),
+        score_pack: builder.add_u64_field("score_pack", FAST),
         version: builder.add_i64_field("version", STORED),
     };
     (builder.build(), fields)
@@ -168,7 +166,7 @@ struct Checkpoint {
 
 /// Bump whenever the schema or the way documents are built changes: an index built by another
 /// version is rebuilt from the log on open.
-const SCHEMA_VERSION: u32 = 4;
+const SCHEMA_VERSION: u32 = 5;
 
 /// Filters search combines with its text. Text filters match case-insensitively.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -358,9 +356,6 @@ impl TantivySearchIndex {
         let f = &self.fields;
         let mut doc = TantivyDocument::default();
         doc.add_text(f.id, id.to_string());
-        let (hi, lo) = id.as_u64_pair();
-        doc.add_u64(f.id_hi, hi);
-        doc.add_u64(f.id_lo, lo);
         doc.add_text(f.name, &movie.fields.name);
         doc.add_text(f.director, &movie.fields.director);
         doc.add_text(f.director_key, movie.fields.director.to_lowercase());
@@ -375,7 +370,9 @@ impl TantivySearchIndex {
         doc.add_u64(f.name_sort, head);
         doc.add_u64(f.name_sort_tail, tail);
         let words = movie.fields.name.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).count();
-        doc.add_u64(f.name_words, words as u64);
+        let (rank, score) = packs(id, movie.fields.popularity, movie.fields.imdb_score, words);
+        doc.add_u64(f.rank_pack, rank);
+        doc.add_u64(f.score_pack, score);
         doc.add_i64(f.version, movie.version);
         doc
     }
@@ -815,9 +812,31 @@ impl SegmentCollector for SegmentGenreFacets {
 }
 
 /// Where a hit sorts, as the collector compares it (highest first): three order-preserving
-/// integers and the movie id as the final tie-break. Ascending orders invert every bit.
-pub(crate) type SortKey = (u64, u64, u64, u128);
-const ZERO_KEY: SortKey = (0, 0, 0, 0);
+/// integers. Ascending orders invert every bit.
+pub(crate) type SortKey = (u64, u64, u64);
+const ZERO_KEY: SortKey = (0, 0, 0);
+
+const ID_BITS: u32 = 40;
+const ID_MASK: u64 = (1 << ID_BITS) - 1;
+const WORDS_SHIFT: u32 = ID_BITS;
+const POPULARITY_SHIFT: u32 = ID_BITS + 6;
+
+/// The tie-breakers a hit needs, packed at index time so ranking reads one column per hit:
+/// - rank: popularity in hundredths (14 bits), then 63 minus the title's word count (6 bits,
+///   shorter titles first), then 40 bits of the movie id;
+/// - score: the IMDB score in hundredths (10 bits), then popularity (14 bits), then the id bits.
+///
+/// The id bits make keys distinct in practice: two hits tie only if every field and 40 random
+/// id bits agree.
+fn packs(id: Uuid, popularity: f64, imdb_score: f64, title_words: usize) -> (u64, u64) {
+    let hundredths = |v: f64, max: f64| (v.clamp(0.0, max) * 100.0).round() as u64;
+    let id_bits = id.as_u64_pair().1 & ID_MASK;
+    let popularity = hundredths(popularity, 100.0);
+    let word_rank = 63 - title_words.min(63) as u64;
+    let rank = popularity << POPULARITY_SHIFT | word_rank << WORDS_SHIFT | id_bits;
+    let score = hundredths(imdb_score, 10.0) << (POPULARITY_SHIFT + 4) | popularity << ID_BITS | id_bits;
+    (rank, score)
+}
 
 fn flip(ascending: bool) -> u64 {
     if ascending {
@@ -834,21 +853,16 @@ pub struct SearchCursor(SortKey);
 impl SearchCursor {
     pub fn encode(&self) -> String {
         use base64::Engine;
-        let (a, b, c, id) = self.0;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("k:{a:x}:{b:x}:{c:x}:{id:x}"))
+        let (a, b, c) = self.0;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("k:{a:x}:{b:x}:{c:x}"))
     }
 
     pub fn decode(raw: &str) -> Option<Self> {
         use base64::Engine;
         let text =
             String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
-        let mut parts = text.strip_prefix("k:")?.split(':');
-        let key = (
-            u64::from_str_radix(parts.next()?, 16).ok()?,
-            u64::from_str_radix(parts.next()?, 16).ok()?,
-            u64::from_str_radix(parts.next()?, 16).ok()?,
-            u128::from_str_radix(parts.next()?, 16).ok()?,
-        );
+        let mut parts = text.strip_prefix("k:")?.split(':').map(|p| u64::from_str_radix(p, 16).ok());
+        let key = (parts.next()??, parts.next()??, parts.next()??);
         parts.next().is_none().then_some(SearchCursor(key))
     }
 }
@@ -856,8 +870,8 @@ impl SearchCursor {
 /// The collector's sort key for a hit. Relevance: the word score, plus (for queries of two
 /// words or more) a completeness bonus below one point when the title has exactly as many words
 /// as the query ("star w" puts "Star Wars" before "Star Wars : Episode V"), then popularity, then
-/// shorter titles ("Frankenstein" before "Bride of Frankenstein").
-/// Scores and field values are non-negative, so their IEEE bits order like the numbers.
+/// shorter titles ("Frankenstein" before "Bride of Frankenstein"). Scores are non-negative, so
+/// their IEEE bits order like the numbers.
 fn sort_key(
     sort: SearchSort,
     query_words: usize,
@@ -866,37 +880,27 @@ fn sort_key(
 ) -> impl Fn(&SegmentReader) -> Box<dyn Fn(DocId, Score) -> SortKey> + Send + Sync {
     move |segment: &SegmentReader| {
         let fast = segment.fast_fields();
-        let f64_column = |name| fast.f64(name).map(|c| c.first_or_default_col(0.0)).ok();
-        let u64_column = |name| fast.u64(name).map(|c| c.first_or_default_col(0)).ok();
-        let (popularity, score) = (f64_column("popularity"), f64_column("imdb_score"));
-        let (words, head, tail) =
-            (u64_column("name_words"), u64_column("name_sort"), u64_column("name_sort_tail"));
-        let (id_hi, id_lo) = (u64_column("id_hi"), u64_column("id_lo"));
+        let column = |name| fast.u64(name).map(|c| c.first_or_default_col(0)).ok();
+        let (rank, score, head, tail) =
+            (column("rank_pack"), column("score_pack"), column("name_sort"), column("name_sort_tail"));
         let mask = flip(ascending);
         Box::new(move |doc, relevance| {
-            let read_f64 = |c: &Option<std::sync::Arc<dyn tantivy::columnar::ColumnValues<f64>>>| {
-                c.as_ref().map_or(0.0, |c| c.get_val(doc))
-            };
-            let read_u64 = |c: &Option<std::sync::Arc<dyn tantivy::columnar::ColumnValues<u64>>>| {
+            let read = |c: &Option<std::sync::Arc<dyn tantivy::columnar::ColumnValues<u64>>>| {
                 c.as_ref().map_or(0, |c| c.get_val(doc))
             };
-            let (a, b, c) = match sort {
+            let key = match sort {
                 SearchSort::Relevance => {
-                    let title_words = read_u64(&words);
+                    let rank = read(&rank);
+                    let title_words = 63 - ((rank >> WORDS_SHIFT) & 63);
                     let complete = query_words >= 2 && title_words == query_words as u64;
                     let total = relevance + if complete { 0.9 } else { 0.0 };
-                    (
-                        u64::from(total.max(0.0).to_bits()),
-                        read_f64(&popularity).max(0.0).to_bits(),
-                        !title_words,
-                    )
+                    (u64::from(total.max(0.0).to_bits()), rank, 0)
                 }
-                SearchSort::Popularity => (read_f64(&popularity).max(0.0).to_bits(), 0, 0),
-                SearchSort::ImdbScore => (read_f64(&score).max(0.0).to_bits(), 0, 0),
-                SearchSort::Name => (read_u64(&head), read_u64(&tail), 0),
+                SearchSort::Popularity => (read(&rank), 0, 0),
+                SearchSort::ImdbScore => (read(&score), 0, 0),
+                SearchSort::Name => (read(&head), read(&tail), read(&rank) & ID_MASK),
             };
-            let id = (u128::from(read_u64(&id_hi)) << 64) | u128::from(read_u64(&id_lo));
-            let key = (a ^ mask, b ^ mask, c ^ mask, id ^ (u128::from(mask) << 64 | u128::from(mask)));
+            let key = (key.0 ^ mask, key.1 ^ mask, key.2 ^ mask);
             match after {
                 Some(SearchCursor(cursor)) if key >= cursor => ZERO_KEY,
                 _ => key,
