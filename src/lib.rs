@@ -196,6 +196,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
         search,
         keys,
         progress: projector.progress(),
+        history: Some(write.events.clone()),
     });
     let health = {
         let (events, progress) = (write.events.clone(), projector.progress());

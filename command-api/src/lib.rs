@@ -3,14 +3,16 @@
 //!
 //! Sees the stores only through ports (`EventStore`, `AccountStore`); never reads projections.
 
+pub mod audit;
 mod service;
 
 use std::sync::Arc;
 
+use axum::extract::Query;
 use axum::extract::{FromRef, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{post, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use movies_events::{
     Actor, EventMetadata, MovieCommand, MovieDraft, MovieError, MovieInput, MoviePatch, MoviePatchInput,
@@ -47,6 +49,9 @@ pub fn router(state: CommandState) -> Router {
         .route("/api/v1/auth/token", post(issue_token))
         .route("/api/v1/movies", post(create_movie))
         .route("/api/v1/movies/{id}", put(replace_movie).patch(patch_movie).delete(delete_movie))
+        .route("/api/v1/movies/{id}/restore", post(restore_movie))
+        .route("/api/v1/admin/movies/{id}/history", get(movie_history))
+        .route("/api/v1/admin/events", get(event_log))
         .route("/api/movies/", post(compat_create))
         .route("/api/movie/{id}/", put(compat_replace).delete(compat_delete))
         .with_state(state)
@@ -56,6 +61,9 @@ pub fn router(state: CommandState) -> Router {
 #[openapi(
     paths(
         issue_token,
+        restore_movie,
+        movie_history,
+        event_log,
         create_movie,
         replace_movie,
         patch_movie,
@@ -65,6 +73,11 @@ pub fn router(state: CommandState) -> Router {
         compat_delete
     ),
     components(schemas(
+        audit::AuditEvent,
+        audit::FieldChange,
+        audit::AuditActor,
+        History,
+        EventLog,
         TokenRequest,
         TokenResponse,
         MovieBody,
@@ -83,6 +96,9 @@ impl From<CommandError> for ApiError {
             CommandError::Rejected(MovieError::NotFound) => ApiError::NotFound("no such movie".into()),
             CommandError::Rejected(MovieError::AlreadyExists) => {
                 ApiError::Conflict("the movie already exists".into())
+            }
+            CommandError::Rejected(MovieError::NotDeleted) => {
+                ApiError::Conflict("the movie is not deleted".into())
             }
             e @ CommandError::VersionMismatch { .. } => ApiError::PreconditionFailed(e.to_string()),
             e @ CommandError::Conflict => ApiError::Conflict(e.to_string()),
@@ -355,6 +371,109 @@ async fn delete_movie(
         .execute(id, if_match(&headers)?, MovieCommand::Delete, context(&admin, &headers, None))
         .await?;
     Ok(movie_response(StatusCode::NO_CONTENT, outcome, |_| StatusCode::NO_CONTENT.into_response()))
+}
+
+/// Bring back a deleted movie as it was when deleted. Its history stays whole.
+#[utoipa::path(post, path = "/api/v1/movies/{id}/restore", tag = "movies", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = MovieDoc), (status = 404), (status = 409, description = "Not deleted")))]
+async fn restore_movie(
+    State(state): State<CommandState>,
+    Admin(admin): Admin,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let outcome = state
+        .service
+        .execute(id, if_match(&headers)?, MovieCommand::Restore, context(&admin, &headers, None))
+        .await?;
+    Ok(movie_response(StatusCode::OK, outcome, |m| Json(m).into_response()))
+}
+
+// ---- audit ----
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct History {
+    pub movie_id: Uuid,
+    /// Oldest first.
+    pub events: Vec<audit::AuditEvent>,
+}
+
+/// Every event of a movie: who changed what, when, from which request, each field before and after.
+#[utoipa::path(get, path = "/api/v1/admin/movies/{id}/history", tag = "audit", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), responses((status = 200, body = History), (status = 401), (status = 403), (status = 404)))]
+async fn movie_history(
+    State(state): State<CommandState>,
+    _admin: Admin,
+    Path(id): Path<Uuid>,
+) -> Result<Json<History>, ApiError> {
+    let events = audit::history(state.service.events().as_ref(), id)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    if events.is_empty() {
+        return Err(ApiError::NotFound(format!("no movie with id {id} was ever recorded")));
+    }
+    Ok(Json(History { movie_id: id, events }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LogParams {
+    /// Only events by this actor (the token subject, or `system:ingest`).
+    pub actor: Option<String>,
+    /// Only events of this type (`movie.created`, `movie.updated`, `movie.deleted`, `movie.restored`).
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    /// Only events recorded at or after this instant (RFC 3339).
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only events recorded before this instant (RFC 3339).
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// 1 to 500 (default 100).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventLog {
+    pub items: Vec<audit::AuditEvent>,
+    pub next_cursor: Option<String>,
+}
+
+/// The whole event log, oldest first, filtered and paged.
+#[utoipa::path(get, path = "/api/v1/admin/events", tag = "audit", security(("bearer" = [])), params(LogParams),
+    responses((status = 200, body = EventLog), (status = 400), (status = 401), (status = 403)))]
+async fn event_log(
+    State(state): State<CommandState>,
+    _admin: Admin,
+    Query(params): Query<LogParams>,
+) -> Result<Json<EventLog>, ApiError> {
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::BadRequest(format!("limit must be between 1 and 500, not {limit}")));
+    }
+    for value in [&params.actor, &params.event_type].into_iter().flatten() {
+        if value.chars().any(char::is_control) || value.len() > 300 {
+            return Err(ApiError::BadRequest(
+                "actor and type are at most 300 characters, without control characters".into(),
+            ));
+        }
+    }
+    let after = match params.cursor.as_deref() {
+        None => 0,
+        Some(raw) => audit::decode_cursor(raw)
+            .ok_or_else(|| ApiError::BadRequest("the cursor is not one this API issued".into()))?,
+    };
+    let filter = movies_store::EventFilter {
+        actor: params.actor,
+        event_type: params.event_type,
+        since: params.since,
+        until: params.until,
+    };
+    let (items, next) = audit::log_page(state.service.events().as_ref(), &filter, after, limit)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(Json(EventLog { items, next_cursor: next.map(audit::encode_cursor) }))
 }
 
 // ---- the assignment's API ----

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use movies_events::{
-    EventEnvelope, EventMetadata, Movie, MovieCommand, MovieError, MovieEvent, NewEvent, Position, Version,
+    EventEnvelope, EventMetadata, Movie, MovieCommand, MovieError, NewEvent, Position, Version,
 };
 use movies_read_model::MovieDoc;
 use movies_store::{EventStore, StoreError};
@@ -59,25 +59,9 @@ pub struct Outcome {
     pub recorded: bool,
 }
 
-/// The movie a stream describes, with the times its history gives.
+/// The movie a stream describes (`None` if absent or deleted), and its state for decisions.
 pub fn fold(id: Uuid, history: &[EventEnvelope]) -> (Movie, Option<MovieDoc>) {
-    let movie = Movie::fold(history.iter().map(|e| &e.event));
-    let doc = movie.live().map(|fields| MovieDoc {
-        id,
-        name: fields.name.clone(),
-        director: fields.director.clone(),
-        popularity: fields.popularity,
-        imdb_score: fields.imdb_score,
-        genres: fields.genres.clone(),
-        version: history.last().map_or(0, |e| e.stream_version),
-        created_at: history
-            .iter()
-            .rev()
-            .find(|e| matches!(e.event, MovieEvent::Created(_)))
-            .map_or_else(Utc::now, |e| e.recorded_at),
-        updated_at: history.last().map_or_else(Utc::now, |e| e.recorded_at),
-    });
-    (movie, doc)
+    (Movie::fold(history.iter().map(|e| &e.event)), movies_read_model::fold_doc(id, history))
 }
 
 pub struct CommandService {

@@ -67,6 +67,8 @@ pub enum MovieEvent {
     Updated(MovieChanges),
     /// `movie.deleted` v1.
     Deleted,
+    /// `movie.restored` v1: a deleted movie is back, with the state it had when deleted.
+    Restored(MovieFields),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,12 +83,14 @@ impl MovieEvent {
     pub const CREATED: &'static str = "movie.created";
     pub const UPDATED: &'static str = "movie.updated";
     pub const DELETED: &'static str = "movie.deleted";
+    pub const RESTORED: &'static str = "movie.restored";
 
     pub fn event_type(&self) -> &'static str {
         match self {
             MovieEvent::Created(_) => Self::CREATED,
             MovieEvent::Updated(_) => Self::UPDATED,
             MovieEvent::Deleted => Self::DELETED,
+            MovieEvent::Restored(_) => Self::RESTORED,
         }
     }
 
@@ -97,7 +101,7 @@ impl MovieEvent {
 
     pub fn payload(&self) -> Value {
         let encoded = match self {
-            MovieEvent::Created(fields) => serde_json::to_value(fields),
+            MovieEvent::Created(fields) | MovieEvent::Restored(fields) => serde_json::to_value(fields),
             MovieEvent::Updated(changes) => serde_json::to_value(changes),
             MovieEvent::Deleted => Ok(Value::Object(Default::default())),
         };
@@ -115,6 +119,9 @@ impl MovieEvent {
                 .map(MovieEvent::Updated)
                 .map_err(|e| DecodeError::Payload(Self::UPDATED, e)),
             (Self::DELETED, 1) => Ok(MovieEvent::Deleted),
+            (Self::RESTORED, 1) => serde_json::from_value(payload)
+                .map(MovieEvent::Restored)
+                .map_err(|e| DecodeError::Payload(Self::RESTORED, e)),
             (other, version) => Err(DecodeError::UnknownType(other.to_owned(), version)),
         }
     }
@@ -143,6 +150,13 @@ mod tests {
             MovieEvent::Created(fields),
             MovieEvent::Updated(MovieChanges { name: Some("Aliens".into()), ..Default::default() }),
             MovieEvent::Deleted,
+            MovieEvent::Restored(MovieFields {
+                name: "Alien".into(),
+                director: "Ridley Scott".into(),
+                popularity: 85.0,
+                imdb_score: 8.5,
+                genres: vec!["Horror".into()],
+            }),
         ] {
             let decoded = MovieEvent::decode(event.event_type(), event.schema_version(), event.payload());
             assert_eq!(decoded.unwrap(), event);

@@ -20,6 +20,8 @@ pub enum MovieCommand {
     Replace(MovieDraft),
     Patch(MoviePatch),
     Delete,
+    /// Bring a deleted movie back as it was.
+    Restore,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -30,6 +32,8 @@ pub enum MovieError {
     AlreadyExists,
     #[error("the movie does not exist")]
     NotFound,
+    #[error("the movie is not deleted")]
+    NotDeleted,
 }
 
 fn changes(current: &MovieFields, wanted: MovieFields) -> MovieChanges {
@@ -83,6 +87,8 @@ impl Movie {
                 Ok(Self::updated(changes(current, wanted)))
             }
             (Movie::Live(_), MovieCommand::Delete) => Ok(vec![MovieEvent::Deleted]),
+            (Movie::Deleted(fields), MovieCommand::Restore) => Ok(vec![MovieEvent::Restored(fields.clone())]),
+            (Movie::Live(_), MovieCommand::Restore) => Err(MovieError::NotDeleted),
             (Movie::Absent | Movie::Deleted(_), _) => Err(MovieError::NotFound),
         }
     }
@@ -98,7 +104,7 @@ impl Movie {
     /// Folds one recorded fact into the state. Never fails: events are history.
     pub fn apply(&mut self, event: &MovieEvent) {
         match event {
-            MovieEvent::Created(fields) => *self = Movie::Live(fields.clone()),
+            MovieEvent::Created(fields) | MovieEvent::Restored(fields) => *self = Movie::Live(fields.clone()),
             MovieEvent::Updated(changes) => {
                 if let Movie::Live(fields) = self {
                     changes.apply_to(fields);
@@ -163,6 +169,18 @@ mod tests {
         let same =
             MoviePatch::parse(MoviePatchInput { name: Some("Up".into()), ..Default::default() }).unwrap();
         assert_eq!(movie.decide(MovieCommand::Patch(same)), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_deleted_movie_can_be_restored_once_as_it_was() {
+        let fields = draft("Up", 8.2).into_fields();
+        let mut movie = given(&[MovieEvent::Created(fields.clone()), MovieEvent::Deleted]);
+        let events = movie.decide(MovieCommand::Restore).unwrap();
+        assert_eq!(events, vec![MovieEvent::Restored(fields.clone())]);
+        movie.apply(&events[0]);
+        assert_eq!(movie, Movie::Live(fields));
+        assert_eq!(movie.decide(MovieCommand::Restore), Err(MovieError::NotDeleted));
+        assert_eq!(Movie::Absent.decide(MovieCommand::Restore), Err(MovieError::NotFound));
     }
 
     #[test]

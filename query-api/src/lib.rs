@@ -16,10 +16,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use movies_events::Position;
 use movies_read_model::{
-    CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, Highlight, ListQuery, MovieDoc, Order,
-    ReadStore, SearchCursor, SearchFilters, SearchPage, SearchQuery, SearchSort, SortField,
+    fold_doc, CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, Highlight, ListQuery,
+    MovieDoc, Order, ReadStore, SearchCursor, SearchFilters, SearchPage, SearchQuery, SearchSort, SortField,
     TantivySearchIndex,
 };
+use movies_store::EventStore;
 use movies_web::{ApiError, Caller, JwtKeys};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -43,6 +44,8 @@ pub struct QueryState {
     pub keys: Arc<JwtKeys>,
     /// The log position all projections have applied.
     pub progress: watch::Receiver<Position>,
+    /// Read access to the event log, for `as_of` reads (time travel). Without it they get 501.
+    pub history: Option<Arc<dyn EventStore>>,
 }
 
 impl FromRef<QueryState> for Arc<JwtKeys> {
@@ -258,18 +261,48 @@ async fn find(state: &QueryState, id: Uuid) -> Result<MovieDoc, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("no movie with id {id}")))
 }
 
-/// One movie. `ETag` is its version; `If-None-Match` with it gives 304.
-#[utoipa::path(get, path = "/api/v1/movies/{id}", tag = "movies", params(("id" = Uuid, Path), ReadParams),
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MovieParams {
+    /// Wait (up to 2 s) until the projections have applied this log position.
+    pub min_position: Option<Position>,
+    /// The movie as it was at this instant (RFC 3339), folded from the event log; 404 if it did
+    /// not exist (or was deleted) then.
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A movie as the event log says it was at `at`.
+async fn as_of(
+    state: &QueryState,
+    id: Uuid,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<MovieDoc, ApiError> {
+    let history = state
+        .history
+        .as_ref()
+        .ok_or_else(|| ApiError::NotImplemented("this replica cannot read the event log".into()))?;
+    let events = history.load(id).await.map_err(|e| ApiError::Internal(e.into()))?;
+    let until: Vec<_> = events.into_iter().take_while(|e| e.recorded_at <= at).collect();
+    fold_doc(id, &until)
+        .ok_or_else(|| ApiError::NotFound(format!("movie {id} did not exist at {}", at.to_rfc3339())))
+}
+
+/// One movie. `ETag` is its version; `If-None-Match` with it gives 304. With `as_of`, the movie
+/// as it was at that instant.
+#[utoipa::path(get, path = "/api/v1/movies/{id}", tag = "movies", params(("id" = Uuid, Path), MovieParams),
     responses((status = 200, body = MovieDoc), (status = 304), (status = 404)))]
 async fn get_movie(
     State(state): State<QueryState>,
     _caller: Caller,
     Path(id): Path<Uuid>,
-    Query(params): Query<ReadParams>,
+    Query(params): Query<MovieParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let position = state.reached(params.min_position).await;
-    let movie = find(&state, id).await?;
+    let movie = match params.as_of {
+        Some(at) => as_of(&state, id, at).await?,
+        None => find(&state, id).await?,
+    };
     let cache =
         (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=5, stale-while-revalidate=60"));
     if not_modified(&headers, movie.version) {

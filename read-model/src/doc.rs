@@ -148,6 +148,26 @@ mod tests {
     }
 }
 
+/// The movie a stream's events describe (`None` if absent or deleted), with its version and
+/// the times its history gives: created when first created, updated at the last event.
+pub fn fold_doc(id: Uuid, history: &[movies_events::EventEnvelope]) -> Option<MovieDoc> {
+    let movie = movies_events::Movie::fold(history.iter().map(|e| &e.event));
+    let fields = movie.live()?;
+    let created = history.iter().find(|e| matches!(e.event, movies_events::MovieEvent::Created(_)))?;
+    let last = history.last()?;
+    Some(MovieDoc {
+        id,
+        name: fields.name.clone(),
+        director: fields.director.clone(),
+        popularity: fields.popularity,
+        imdb_score: fields.imdb_score,
+        genres: fields.genres.clone(),
+        version: last.stream_version,
+        created_at: created.recorded_at,
+        updated_at: last.recorded_at,
+    })
+}
+
 /// A genre in the assignment's original shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GenreName {

@@ -9,8 +9,8 @@ mod search;
 mod store;
 
 pub use doc::{
-    CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, ListQuery, MovieDoc, Order, Page,
-    SortField, SortValue,
+    fold_doc, CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, ListQuery, MovieDoc, Order,
+    Page, SortField, SortValue,
 };
 pub use search::{
     Highlight, SearchCursor, SearchFilters, SearchHit, SearchPage, SearchQuery, SearchSort,

@@ -212,6 +212,17 @@ macro_rules! sql_read_store {
                         Self::write_movie(tx, id, fields, envelope.stream_version, at, at).await?;
                         Self::count_genres(tx, &fields.genres, 1).await?;
                     }
+                    (MovieEvent::Restored(fields), _) => {
+                        let created: Option<DateTime<Utc>> =
+                            sqlx::query_scalar("SELECT created_at FROM stream_versions WHERE stream_id = $1")
+                                .bind(id)
+                                .fetch_optional(&mut *tx)
+                                .await?
+                                .flatten();
+                        let at = envelope.recorded_at;
+                        Self::write_movie(tx, id, fields, envelope.stream_version, created.unwrap_or(at), at).await?;
+                        Self::count_genres(tx, &fields.genres, 1).await?;
+                    }
                     (MovieEvent::Updated(changes), Some(doc)) => {
                         let mut fields = MovieFields {
                             name: doc.name,
@@ -235,12 +246,15 @@ macro_rules! sql_read_store {
                     // History says the movie is gone; an edit of nothing changes nothing.
                     (MovieEvent::Updated(_) | MovieEvent::Deleted, None) => {}
                 }
+                let created_at = matches!(envelope.event, MovieEvent::Created(_)).then_some(envelope.recorded_at);
                 sqlx::query(
-                    "INSERT INTO stream_versions (stream_id, version) VALUES ($1, $2) \
-                     ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
+                    "INSERT INTO stream_versions (stream_id, version, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
+                     created_at = COALESCE(stream_versions.created_at, excluded.created_at)",
                 )
                 .bind(id)
                 .bind(envelope.stream_version)
+                .bind(created_at)
                 .execute(&mut *tx)
                 .await?;
                 Ok(())

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::accounts::{Account, AccountError, AccountStore};
-use crate::port::{Appended, EventStore, Result, StoreError};
+use crate::port::{Appended, EventFilter, EventStore, Result, StoreError};
 
 /// Serializes appends across all writers so positions are assigned in commit order. The lock is
 /// transaction-scoped: it is released only after the commit is visible to readers.
@@ -267,6 +267,26 @@ macro_rules! sql_event_store {
                     .bind(limit)
                     .fetch_all(self.reader())
                     .await?;
+                rows.iter().map(Self::decode).collect()
+            }
+
+            async fn query(&self, filter: &EventFilter, after: Position, limit: i64) -> Result<Vec<EventEnvelope>> {
+                let mut query = QueryBuilder::<$db>::new("SELECT * FROM events WHERE position > ");
+                query.push_bind(after);
+                if let Some(actor) = &filter.actor {
+                    query.push(" AND actor_subject = ").push_bind(actor.clone());
+                }
+                if let Some(event_type) = &filter.event_type {
+                    query.push(" AND event_type = ").push_bind(event_type.clone());
+                }
+                if let Some(since) = filter.since {
+                    query.push(" AND recorded_at >= ").push_bind(since);
+                }
+                if let Some(until) = filter.until {
+                    query.push(" AND recorded_at < ").push_bind(until);
+                }
+                query.push(" ORDER BY position LIMIT ").push_bind(limit);
+                let rows = query.build().fetch_all(self.reader()).await?;
                 rows.iter().map(Self::decode).collect()
             }
 

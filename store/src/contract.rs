@@ -7,7 +7,7 @@ use movies_events::{Actor, EventMetadata, MovieChanges, MovieEvent, MovieFields,
 use uuid::Uuid;
 
 use crate::testing::Fixture;
-use crate::{Account, AccountError, StoreError};
+use crate::{Account, AccountError, EventFilter, StoreError};
 
 pub fn created(name: &str) -> MovieEvent {
     MovieEvent::Created(MovieFields {
@@ -122,6 +122,37 @@ pub async fn an_append_wakes_subscribers_with_its_position(f: Fixture) {
     assert_eq!(*appended.borrow(), result.last_position);
 }
 
+pub async fn audit_queries_select_by_actor_type_and_time(f: Fixture) {
+    let at = |hour| Utc.with_ymd_and_hms(2026, 11, 23, hour, 0, 0).unwrap();
+    let by = |subject: &str, event, hour| NewEvent {
+        recorded_at: at(hour),
+        metadata: EventMetadata {
+            actor: Actor { subject: subject.into(), role: Role::Admin },
+            request_id: None,
+        },
+        ..new_event(event)
+    };
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    f.events.append(a, 0, vec![by("alice", created("A"), 8)]).await.unwrap();
+    f.events.append(b, 0, vec![by("bob", created("B"), 9)]).await.unwrap();
+    f.events.append(a, 1, vec![by("bob", renamed("A2"), 10)]).await.unwrap();
+    f.events.append(a, 2, vec![by("alice", MovieEvent::Deleted, 11)]).await.unwrap();
+    let query = |filter: EventFilter, after, limit| {
+        let events = f.events.clone();
+        async move {
+            events.query(&filter, after, limit).await.unwrap().iter().map(|e| e.position).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(query(EventFilter::default(), 0, 10).await, [1, 2, 3, 4]);
+    assert_eq!(query(EventFilter { actor: Some("bob".into()), ..Default::default() }, 0, 10).await, [2, 3]);
+    let updates = EventFilter { event_type: Some(MovieEvent::UPDATED.into()), ..Default::default() };
+    assert_eq!(query(updates, 0, 10).await, [3]);
+    let window = EventFilter { since: Some(at(9)), until: Some(at(11)), ..Default::default() };
+    assert_eq!(query(window.clone(), 0, 10).await, [2, 3]);
+    assert_eq!(query(window.clone(), 2, 10).await, [3]);
+    assert_eq!(query(EventFilter::default(), 1, 2).await, [2, 3]);
+}
+
 pub async fn accounts_are_created_once_and_found_by_name(f: Fixture) {
     let account = Account {
         username: "alice".into(),
@@ -151,6 +182,7 @@ macro_rules! event_store_contract {
             an_empty_append_is_refused,
             the_log_reads_across_streams_in_position_order,
             an_append_wakes_subscribers_with_its_position,
+            audit_queries_select_by_actor_type_and_time,
             accounts_are_created_once_and_found_by_name,
         );
     };

@@ -15,4 +15,4 @@ pub mod testing;
 
 pub use accounts::{Account, AccountError, AccountStore};
 pub use adapters::{connect_postgres, open_sqlite, PgEventStore, SqliteEventStore, SqliteFile};
-pub use port::{Appended, EventStore, StoreError};
+pub use port::{Appended, EventFilter, EventStore, StoreError};

@@ -1,4 +1,5 @@
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use movies_events::{DecodeError, EventEnvelope, NewEvent, Position, Version};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -44,6 +45,19 @@ impl From<sqlx::Error> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// What an audit query selects from the whole log. Unset fields select everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventFilter {
+    /// The actor's subject, exactly (`alice`, `system:ingest`).
+    pub actor: Option<String>,
+    /// The stored event type (`movie.updated`).
+    pub event_type: Option<String>,
+    /// Recorded at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Recorded before.
+    pub until: Option<DateTime<Utc>>,
+}
+
 /// Append-only streams, one per movie, and one global commit-ordered log over all of them.
 ///
 /// Contract (checked by `contract`, for every adapter):
@@ -62,6 +76,9 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Up to `limit` events with a position above `after`, in position order.
     async fn read_all(&self, after: Position, limit: i64) -> Result<Vec<EventEnvelope>>;
+
+    /// Up to `limit` events matching `filter` with a position above `after`, in position order.
+    async fn query(&self, filter: &EventFilter, after: Position, limit: i64) -> Result<Vec<EventEnvelope>>;
 
     /// The position of the last committed event (0 for an empty log).
     async fn head(&self) -> Result<Position>;
