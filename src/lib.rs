@@ -286,6 +286,40 @@ pub async fn run(
     Ok(())
 }
 
+/// Audit events as a table for people, or as JSON lines for tools.
+pub fn audit_table(events: &[movies_command_api::audit::AuditEvent], json: bool) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if json {
+        for event in events {
+            // A struct of plain values always serializes.
+            let _ = writeln!(out, "{}", serde_json::to_string(event).expect("audit event serializes"));
+        }
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:>8}  {:<24}  {:<16}  {:<15}  {:>3}  {:<36}  changes",
+        "position", "recorded", "actor", "type", "ver", "movie"
+    );
+    for e in events {
+        let changes: Vec<String> =
+            e.changes.iter().map(|c| format!("{}: {} -> {}", c.field, c.before, c.after)).collect();
+        let _ = writeln!(
+            out,
+            "{:>8}  {:<24}  {:<16}  {:<15}  {:>3}  {:<36}  {}",
+            e.position,
+            e.recorded_at.format("%Y-%m-%d %H:%M:%S%.3f"),
+            e.actor.subject,
+            e.event_type,
+            e.version,
+            e.movie_id,
+            changes.join("; ")
+        );
+    }
+    out
+}
+
 /// The default data directory, relative to where the binary runs.
 pub fn default_data_dir() -> PathBuf {
     Path::new("movies-data").to_path_buf()

@@ -54,6 +54,29 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Who changed what and when: one movie's history, or the whole log filtered.
+    Audit {
+        /// A movie id: its history with every field's before and after.
+        movie: Option<uuid::Uuid>,
+        /// Only events by this actor (a username, or `system:ingest`).
+        #[arg(long, conflicts_with = "movie")]
+        actor: Option<String>,
+        /// Only events of this type (`movie.updated`, ...).
+        #[arg(long = "type", conflicts_with = "movie")]
+        event_type: Option<String>,
+        /// Only events recorded at or after this instant (RFC 3339).
+        #[arg(long, conflicts_with = "movie")]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only events recorded before this instant (RFC 3339).
+        #[arg(long, conflicts_with = "movie")]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a deterministic synthetic catalogue in the ingest format.
     Generate {
         /// How many movies.
@@ -176,6 +199,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if generated {
                 println!("password: {password}");
             }
+            Ok(())
+        }
+        Some(Command::Audit { movie, actor, event_type, since, until, limit, json }) => {
+            anyhow::ensure!(limit > 0, "--limit must be positive");
+            let write = movies::open_write_side(&settings).await?;
+            let events = match movie {
+                Some(id) => movies_command_api::audit::history(write.events.as_ref(), id).await?,
+                None => {
+                    let filter = movies_store::EventFilter { actor, event_type, since, until };
+                    movies_command_api::audit::log_page(write.events.as_ref(), &filter, 0, limit).await?.0
+                }
+            };
+            if let Some(id) = movie.filter(|_| events.is_empty()) {
+                anyhow::bail!("no movie with id {id} was ever recorded");
+            }
+            print!("{}", movies::audit_table(&events, json));
             Ok(())
         }
         Some(Command::Generate { count, seed, out }) => {

@@ -184,3 +184,30 @@ async fn a_malformed_ingest_file_fails_and_writes_nothing() {
     .await;
     assert!(again.starts_with("created 248"), "{again}");
 }
+
+#[tokio::test]
+async fn audit_prints_the_log_and_a_movies_history() {
+    let dir = tempfile::tempdir().unwrap();
+    run(movies(dir.path()).arg("ingest").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/imdb.json")))
+        .await;
+    let table = run(movies(dir.path()).args(["audit", "--actor", "system:ingest", "--limit", "3"])).await;
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "a header and three events: {table}");
+    assert!(
+        lines[0].contains("position")
+            && lines[1].contains("movie.created")
+            && lines[1].contains("system:ingest")
+    );
+
+    let json =
+        run(movies(dir.path()).args(["audit", "--type", "movie.created", "--limit", "1", "--json"])).await;
+    let first: Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    let id = first["movie_id"].as_str().unwrap().to_owned();
+    let history = run(movies(dir.path()).args(["audit", &id])).await;
+    assert_eq!(history.lines().count(), 2);
+    assert!(history.contains("name: null -> "), "{history}");
+    assert!(run(movies(dir.path()).args(["audit", "--actor", "nobody"])).await.lines().count() == 1);
+    let unknown =
+        movies(dir.path()).args(["audit", &uuid::Uuid::now_v7().to_string()]).output().await.unwrap();
+    assert!(!unknown.status.success());
+}
