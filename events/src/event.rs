@@ -94,9 +94,14 @@ impl MovieEvent {
         }
     }
 
-    /// The schema version new events of this type are written with.
+    /// The schema version new events of this type are written with. `movie.created` and
+    /// `movie.updated` are at v2: v1 kept the assignment's keys (`99popularity`, `genre`); the
+    /// upcaster in `decode` reads v1 as v2, and stored v1 events are never rewritten.
     pub fn schema_version(&self) -> i32 {
-        1
+        match self {
+            MovieEvent::Created(_) | MovieEvent::Updated(_) => 2,
+            MovieEvent::Deleted | MovieEvent::Restored(_) => 1,
+        }
     }
 
     pub fn payload(&self) -> Value {
@@ -112,10 +117,11 @@ impl MovieEvent {
     /// Reads a stored event. Older schema versions are upcast here, so nothing else sees them.
     pub fn decode(event_type: &str, schema_version: i32, payload: Value) -> Result<Self, DecodeError> {
         match (event_type, schema_version) {
-            (Self::CREATED, 1) => serde_json::from_value(payload)
+            (Self::CREATED | Self::UPDATED, 1) => Self::decode(event_type, 2, upcast_v1(payload)),
+            (Self::CREATED, 2) => serde_json::from_value(payload)
                 .map(MovieEvent::Created)
                 .map_err(|e| DecodeError::Payload(Self::CREATED, e)),
-            (Self::UPDATED, 1) => serde_json::from_value(payload)
+            (Self::UPDATED, 2) => serde_json::from_value(payload)
                 .map(MovieEvent::Updated)
                 .map_err(|e| DecodeError::Payload(Self::UPDATED, e)),
             (Self::DELETED, 1) => Ok(MovieEvent::Deleted),
@@ -125,6 +131,29 @@ impl MovieEvent {
             (other, version) => Err(DecodeError::UnknownType(other.to_owned(), version)),
         }
     }
+}
+
+/// `movie.created` / `movie.updated` v1 to v2: the assignment's keys become the API's
+/// (`99popularity` to `popularity`, `genre` to `genres`, whose entries v1 kept untrimmed).
+/// Payloads already in the v2 shape pass through unchanged.
+fn upcast_v1(payload: Value) -> Value {
+    let Value::Object(mut fields) = payload else {
+        return payload;
+    };
+    if let Some(popularity) = fields.remove("99popularity") {
+        fields.insert("popularity".into(), popularity);
+    }
+    if let Some(Value::Array(genres)) = fields.remove("genre") {
+        let trimmed = genres
+            .into_iter()
+            .map(|g| match g {
+                Value::String(s) => Value::String(s.trim().to_owned()),
+                other => other,
+            })
+            .collect();
+        fields.insert("genres".into(), Value::Array(trimmed));
+    }
+    Value::Object(fields)
 }
 
 #[cfg(test)]

@@ -10,3 +10,4 @@ mod helpers;
 mod ingest;
 mod lifecycle;
 mod queries;
+mod upcasting;
