@@ -95,7 +95,7 @@ pub async fn open_write_side(settings: &Settings) -> anyhow::Result<WriteSide> {
     }
 }
 
-async fn open_read_store(settings: &Settings) -> anyhow::Result<Arc<dyn ReadStore>> {
+pub async fn open_read_store(settings: &Settings) -> anyhow::Result<Arc<dyn ReadStore>> {
     Ok(match &settings.database_url {
         Some(url) => {
             let pool = connect_postgres(url, 16).await.context("connecting to Postgres")?;
@@ -160,9 +160,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
     let keys = Arc::new(keys(settings)?);
     ensure_admin(write.accounts.as_ref(), settings).await?;
     let read_store = open_read_store(settings).await?;
-    let search = Arc::new(
-        TantivySearchIndex::open(&settings.data_dir.join("index")).context("opening the search index")?,
-    );
+    let search =
+        Arc::new(TantivySearchIndex::open(&index_dir(settings)).context("opening the search index")?);
     let projector = Arc::new(Projector::new(write.events.clone(), read_store.clone(), search.clone()));
     let service = Arc::new(CommandService::new(write.events.clone()));
 
@@ -284,6 +283,11 @@ pub async fn run(
         .context("serving HTTP")?;
     projector.await.context("stopping the projector")?;
     Ok(())
+}
+
+/// Where the search index lives.
+pub fn index_dir(settings: &Settings) -> PathBuf {
+    settings.data_dir.join("index")
 }
 
 /// Audit events as a table for people, or as JSON lines for tools.

@@ -77,6 +77,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Fold the event log and compare every projection with it; exits 1 on any difference.
+    Verify,
     /// Write a deterministic synthetic catalogue in the ingest format.
     Generate {
         /// How many movies.
@@ -216,6 +218,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             print!("{}", movies::audit_table(&events, json));
             Ok(())
+        }
+        Some(Command::Verify) => {
+            let write = movies::open_write_side(&settings).await?;
+            let read_store = movies::open_read_store(&settings).await?;
+            let search = movies_read_model::TantivySearchIndex::open_read_only(&movies::index_dir(&settings))
+                .context("opening the search index")?;
+            let report =
+                movies_projector::verify::verify(write.events.as_ref(), read_store.as_ref(), &search).await?;
+            for difference in &report.differences {
+                println!("{difference}");
+            }
+            println!(
+                "folded {} events into {} movies; read store and search index: {}",
+                report.events,
+                report.movies,
+                if report.is_clean() {
+                    "no drift".to_owned()
+                } else {
+                    format!("{} differences", report.differences.len())
+                }
+            );
+            if report.is_clean() {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
         }
         Some(Command::Generate { count, seed, out }) => {
             let result = match out {

@@ -211,3 +211,30 @@ async fn audit_prints_the_log_and_a_movies_history() {
         movies(dir.path()).args(["audit", &uuid::Uuid::now_v7().to_string()]).output().await.unwrap();
     assert!(!unknown.status.success());
 }
+
+#[tokio::test]
+async fn verify_finds_no_drift_in_healthy_projections_and_names_every_difference_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _, _) = serve(dir.path()).await;
+    // While the server runs (and holds the index writer), verify reads beside it.
+    let clean = run(movies(dir.path()).arg("verify")).await;
+    assert!(
+        clean.trim().ends_with("folded 248 events into 248 movies; read store and search index: no drift"),
+        "{clean}"
+    );
+    interrupt(server).await;
+
+    let file = movies_store::open_sqlite(&dir.path().join("read.db")).await.unwrap();
+    sqlx::query("UPDATE movies SET name = 'Tampered' WHERE name = 'Casablanca'")
+        .execute(&file.writer)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM movies WHERE name = 'Psycho'").execute(&file.writer).await.unwrap();
+    file.writer.close().await;
+    let drift = movies(dir.path()).arg("verify").output().await.unwrap();
+    assert_eq!(drift.status.code(), Some(1));
+    let report = String::from_utf8(drift.stdout).unwrap();
+    assert!(report.contains("read store: movie") && report.contains("\"Tampered\""), "{report}");
+    assert!(report.contains("is missing") && report.contains("\"Psycho\""), "{report}");
+    assert!(report.trim().ends_with("2 differences"), "{report}");
+}

@@ -4,6 +4,8 @@
 //!
 //! Depends on the ports only (`EventStore`, `ReadStore`, the search index); never on HTTP.
 
+pub mod verify;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -259,7 +259,8 @@ pub struct TantivySearchIndex {
     index: Index,
     fields: Fields,
     reader: IndexReader,
-    writer: Mutex<IndexWriter>,
+    /// `None` for a read-only view of an index another process writes.
+    writer: Option<Mutex<IndexWriter>>,
     checkpoint: AtomicI64,
 }
 
@@ -286,16 +287,23 @@ impl TantivySearchIndex {
                 Index::create_in_dir(dir, schema)?
             }
         };
-        Self::with_index(index, fields)
+        Self::with_index(index, fields, true)
+    }
+
+    /// Opens an existing index to read it while another process writes it; it reloads as that
+    /// process commits.
+    pub fn open_read_only(dir: &Path) -> Result<Self> {
+        let (_, fields) = schema();
+        Self::with_index(Index::open_in_dir(dir)?, fields, false)
     }
 
     /// An index held in memory, for tests.
     pub fn in_memory() -> Result<Self> {
         let (schema, fields) = schema();
-        Self::with_index(Index::create_in_ram(schema), fields)
+        Self::with_index(Index::create_in_ram(schema), fields, true)
     }
 
-    fn with_index(mut index: Index, fields: Fields) -> Result<Self> {
+    fn with_index(mut index: Index, fields: Fields, writable: bool) -> Result<Self> {
         // A search visits the index's segments in parallel, one thread per core: a broad query
         // on a large index answers in about half the time on two cores.
         index.set_default_multithread_executor()?;
@@ -304,13 +312,14 @@ impl TantivySearchIndex {
             .filter(AsciiFoldingFilter)
             .build();
         index.tokenizers().register(TOKENIZER, analyzer);
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        let writer = index.writer(WRITER_HEAP_BYTES)?;
+        let policy = if writable { ReloadPolicy::Manual } else { ReloadPolicy::OnCommitWithDelay };
+        let reader = index.reader_builder().reload_policy(policy).try_into()?;
+        let writer = if writable { Some(Mutex::new(index.writer(WRITER_HEAP_BYTES)?)) } else { None };
         let checkpoint = match index.load_metas()?.payload {
             Some(payload) => serde_json::from_str::<Checkpoint>(&payload).map(|c| c.position).unwrap_or(0),
             None => 0,
         };
-        Ok(Self { index, fields, reader, writer: Mutex::new(writer), checkpoint: AtomicI64::new(checkpoint) })
+        Ok(Self { index, fields, reader, writer, checkpoint: AtomicI64::new(checkpoint) })
     }
 
     /// The position of the last event whose effect is committed in the index.
@@ -337,22 +346,25 @@ impl TantivySearchIndex {
         let Some((_, address)) = searcher.search(&query, &TopDocs::with_limit(1))?.into_iter().next() else {
             return Ok(None);
         };
-        let doc: TantivyDocument = searcher.doc(address)?;
-        let text = |field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-        let number = |field| doc.get_first(field).and_then(|v| v.as_f64()).unwrap_or_default();
-        Ok(Some(Indexed {
+        Ok(self.indexed(&searcher.doc(address)?))
+    }
+
+    fn indexed(&self, doc: &TantivyDocument) -> Option<Indexed> {
+        let text = |field| doc.get_first(field).and_then(|v| v.as_str()).map(str::to_owned);
+        let number = |field| doc.get_first(field).and_then(|v| v.as_f64());
+        Some(Indexed {
             fields: MovieFields {
-                name: text(self.fields.name),
-                director: text(self.fields.director),
-                popularity: number(self.fields.popularity),
-                imdb_score: number(self.fields.imdb_score),
+                name: text(self.fields.name)?,
+                director: text(self.fields.director)?,
+                popularity: number(self.fields.popularity)?,
+                imdb_score: number(self.fields.imdb_score)?,
                 genres: doc
                     .get_all(self.fields.genres)
                     .filter_map(|v| v.as_str().map(str::to_owned))
                     .collect(),
             },
-            version: doc.get_first(self.fields.version).and_then(|v| v.as_i64()).unwrap_or_default(),
-        }))
+            version: doc.get_first(self.fields.version).and_then(|v| v.as_i64())?,
+        })
     }
 
     fn document(&self, id: Uuid, movie: &Indexed) -> TantivyDocument {
@@ -384,7 +396,10 @@ impl TantivySearchIndex {
     /// call it from a blocking thread.
     pub fn apply(&self, events: &[EventEnvelope]) -> Result<()> {
         // A poisoned lock means a panic mid-batch; nothing was committed, so carrying on is safe.
-        let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let writer = self.writer.as_ref().ok_or_else(|| {
+            tantivy::TantivyError::InvalidArgument("this search index was opened read-only".into())
+        })?;
+        let mut writer = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let checkpoint = self.checkpoint();
         let mut pending: HashMap<Uuid, Option<Indexed>> = HashMap::new();
         let mut last = checkpoint;
@@ -677,6 +692,23 @@ impl TantivySearchIndex {
         let mut facets: Vec<(String, u64)> = facet_counts.unwrap_or_default().into_iter().collect();
         facets.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         Ok(SearchPage { hits, total, facets, next })
+    }
+
+    /// Every document in the index as (movie id, fields, version): what `movies verify` compares
+    /// with the log. Reads the whole index: an operator's tool, not a request path.
+    pub fn documents(&self) -> Result<Vec<(Uuid, MovieFields, Version)>> {
+        let searcher = self.reader.searcher();
+        let addresses = searcher.search(&AllQuery, &tantivy::collector::DocSetCollector)?;
+        let mut documents = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            let id =
+                doc.get_first(self.fields.id).and_then(|v| v.as_str()).and_then(|s| Uuid::parse_str(s).ok());
+            if let (Some(id), Some(movie)) = (id, self.indexed(&doc)) {
+                documents.push((id, movie.fields, movie.version));
+            }
+        }
+        Ok(documents)
     }
 
     /// The cheapest search there is: one exact term in titles, plain BM25, the top ten ids. The

@@ -1,0 +1,114 @@
+//! `movies verify`: folds the whole event log and compares every projection with it, document by
+//! document. The log is the truth; any difference is drift.
+
+use std::collections::HashMap;
+
+use movies_events::{Movie, MovieFields, Version};
+use movies_read_model::{ListQuery, ReadStore, TantivySearchIndex};
+use movies_store::EventStore;
+use uuid::Uuid;
+
+const BATCH: i64 = 5000;
+
+#[derive(Debug, Default, PartialEq)]
+pub struct Verification {
+    /// Live movies according to the log.
+    pub movies: usize,
+    /// Events folded.
+    pub events: usize,
+    /// Every difference found, one line each.
+    pub differences: Vec<String>,
+}
+
+impl Verification {
+    pub fn is_clean(&self) -> bool {
+        self.differences.is_empty()
+    }
+}
+
+fn describe(fields: &MovieFields, version: Version) -> String {
+    format!(
+        "v{version} {:?} by {:?}, popularity {}, score {}, genres {:?}",
+        fields.name, fields.director, fields.popularity, fields.imdb_score, fields.genres
+    )
+}
+
+fn compare(
+    projection: &str,
+    expected: &HashMap<Uuid, (MovieFields, Version)>,
+    actual: HashMap<Uuid, (MovieFields, Version)>,
+    differences: &mut Vec<String>,
+) {
+    for (id, (fields, version)) in expected {
+        match actual.get(id) {
+            None => differences
+                .push(format!("{projection}: movie {id} is missing (log: {})", describe(fields, *version))),
+            Some((f, v)) if f != fields || v != version => differences.push(format!(
+                "{projection}: movie {id} differs: has {}, log says {}",
+                describe(f, *v),
+                describe(fields, *version)
+            )),
+            Some(_) => {}
+        }
+    }
+    for (id, (fields, version)) in actual {
+        if !expected.contains_key(&id) {
+            differences.push(format!(
+                "{projection}: movie {id} should not be there (has {})",
+                describe(&fields, version)
+            ));
+        }
+    }
+}
+
+/// Folds the log and compares the read store and the search index with it.
+pub async fn verify(
+    events: &dyn EventStore,
+    read_store: &dyn ReadStore,
+    search: &TantivySearchIndex,
+) -> anyhow::Result<Verification> {
+    let mut streams: HashMap<Uuid, (Movie, Version)> = HashMap::new();
+    let (mut after, mut folded) = (0, 0);
+    loop {
+        let batch = events.read_all(after, BATCH).await?;
+        let Some(last) = batch.last() else { break };
+        after = last.position;
+        folded += batch.len();
+        for envelope in &batch {
+            let (movie, version) = streams.entry(envelope.stream_id).or_insert((Movie::Absent, 0));
+            movie.apply(&envelope.event);
+            *version = envelope.stream_version;
+        }
+    }
+    let expected: HashMap<Uuid, (MovieFields, Version)> = streams
+        .into_iter()
+        .filter_map(|(id, (movie, version))| movie.live().map(|fields| (id, (fields.clone(), version))))
+        .collect();
+
+    let mut differences = Vec::new();
+    let mut rows = HashMap::new();
+    let mut query = ListQuery { limit: 1000, ..ListQuery::default() };
+    loop {
+        let page = read_store.list(&query).await?;
+        for doc in page.items {
+            let fields = MovieFields {
+                name: doc.name,
+                director: doc.director,
+                popularity: doc.popularity,
+                imdb_score: doc.imdb_score,
+                genres: doc.genres,
+            };
+            rows.insert(doc.id, (fields, doc.version));
+        }
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => break,
+        }
+    }
+    compare("read store", &expected, rows, &mut differences);
+    let documents =
+        search.documents()?.into_iter().map(|(id, fields, version)| (id, (fields, version))).collect();
+    compare("search index", &expected, documents, &mut differences);
+    differences.sort();
+    Ok(Verification { movies: expected.len(), events: folded, differences })
+}
