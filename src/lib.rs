@@ -3,6 +3,7 @@
 
 pub mod generate;
 pub mod ingest;
+pub mod replay;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,10 +21,10 @@ use movies_command_api::{CommandApiDoc, CommandService, CommandState};
 use movies_events::Role;
 use movies_projector::Projector;
 use movies_query_api::{QueryApiDoc, QueryState};
-use movies_read_model::{PgReadStore, ReadStore, SqliteReadStore, TantivySearchIndex};
+use movies_read_model::ReadStore;
 use movies_store::{
-    connect_postgres, open_sqlite, Account, AccountError, AccountStore, EventStore, PgEventStore,
-    SqliteEventStore,
+    connect_postgres, open_sqlite, Account, AccountError, AccountStore, EventStore, GenerationStore,
+    PgEventStore, SqliteEventStore,
 };
 use movies_web::{problem_layer, ApiError, JwtKeys, PasswordHasher, MAX_BODY_BYTES, REQUEST_ID};
 use tokio::net::TcpListener;
@@ -72,6 +73,7 @@ impl std::fmt::Debug for Settings {
 pub struct WriteSide {
     pub events: Arc<dyn EventStore>,
     pub accounts: Arc<dyn AccountStore>,
+    pub generations: Arc<dyn GenerationStore>,
 }
 
 pub async fn open_write_side(settings: &Settings) -> anyhow::Result<WriteSide> {
@@ -81,7 +83,7 @@ pub async fn open_write_side(settings: &Settings) -> anyhow::Result<WriteSide> {
         Some(url) if url.starts_with("postgres") => {
             let pool = connect_postgres(url, 16).await.context("connecting to Postgres")?;
             let store = Arc::new(PgEventStore::open(pool).await.context("migrating the event log")?);
-            Ok(WriteSide { events: store.clone(), accounts: store })
+            Ok(WriteSide { events: store.clone(), accounts: store.clone(), generations: store })
         }
         Some(url) => {
             anyhow::bail!("unsupported DATABASE_URL scheme in {url:?}: use postgres://, or none for SQLite")
@@ -90,22 +92,9 @@ pub async fn open_write_side(settings: &Settings) -> anyhow::Result<WriteSide> {
             let file =
                 open_sqlite(&settings.data_dir.join("events.db")).await.context("opening events.db")?;
             let store = Arc::new(SqliteEventStore::open(file).await.context("migrating events.db")?);
-            Ok(WriteSide { events: store.clone(), accounts: store })
+            Ok(WriteSide { events: store.clone(), accounts: store.clone(), generations: store })
         }
     }
-}
-
-pub async fn open_read_store(settings: &Settings) -> anyhow::Result<Arc<dyn ReadStore>> {
-    Ok(match &settings.database_url {
-        Some(url) => {
-            let pool = connect_postgres(url, 16).await.context("connecting to Postgres")?;
-            Arc::new(PgReadStore::open(pool).await.context("migrating the read store")?)
-        }
-        None => {
-            let file = open_sqlite(&settings.data_dir.join("read.db")).await.context("opening read.db")?;
-            Arc::new(SqliteReadStore::open(file.writer, file.reader).await.context("migrating read.db")?)
-        }
-    })
 }
 
 /// Makes sure an admin can sign in: creates `admin` with the configured password, or with a
@@ -153,15 +142,18 @@ pub fn keys(settings: &Settings) -> anyhow::Result<JwtKeys> {
 pub struct Embedded {
     pub router: Router,
     pub projector: Arc<Projector>,
+    pub generations: Arc<replay::Generations>,
+    pub generation_store: Arc<dyn GenerationStore>,
+    pub settings: Settings,
 }
 
 pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
     let write = open_write_side(settings).await?;
     let keys = Arc::new(keys(settings)?);
     ensure_admin(write.accounts.as_ref(), settings).await?;
-    let read_store = open_read_store(settings).await?;
-    let search =
-        Arc::new(TantivySearchIndex::open(&index_dir(settings)).context("opening the search index")?);
+    let generations = Arc::new(replay::Generations::open(settings, write.generations.as_ref()).await?);
+    let read_store: Arc<dyn ReadStore> = generations.read_store.clone();
+    let search = generations.search.clone();
     let projector = Arc::new(Projector::new(write.events.clone(), read_store.clone(), search.clone()));
     let service = Arc::new(CommandService::new(write.events.clone()));
 
@@ -198,12 +190,14 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
         history: Some(write.events.clone()),
     });
     let health = {
-        let (events, progress) = (write.events.clone(), projector.progress());
+        let (events, progress, live) = (write.events.clone(), projector.progress(), generations.clone());
         get(move || async move {
             let head = events.head().await.map_err(|e| ApiError::Unavailable(format!("event log: {e}")))?;
             let projected = *progress.borrow();
+            let (read_store, search) = live.numbers();
             Ok::<_, ApiError>(Json(serde_json::json!({
                 "status": "ok", "log_head": head, "projected_position": projected, "projection_lag": head - projected,
+                "generations": { "read_store": read_store, "search": search },
             })))
         })
     };
@@ -213,7 +207,13 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
         .route("/health", health)
         .route("/", get(|| async { Redirect::temporary("/docs/") }))
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/api/v1/openapi.json", openapi()));
-    Ok(Embedded { router: layers(router), projector })
+    Ok(Embedded {
+        router: layers(router),
+        projector,
+        generations,
+        generation_store: write.generations.clone(),
+        settings: settings.clone(),
+    })
 }
 
 /// The layers every deployment's HTTP server wears.
@@ -275,6 +275,11 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let projector = tokio::spawn(embedded.projector.clone().run(shutdown.clone()));
+    let follower = tokio::spawn(embedded.generations.clone().run(
+        embedded.settings.clone(),
+        embedded.generation_store.clone(),
+        shutdown.clone(),
+    ));
     axum::serve(listener, embedded.router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
@@ -282,12 +287,8 @@ pub async fn run(
         .await
         .context("serving HTTP")?;
     projector.await.context("stopping the projector")?;
+    follower.await.context("stopping the generation follower")?;
     Ok(())
-}
-
-/// Where the search index lives.
-pub fn index_dir(settings: &Settings) -> PathBuf {
-    settings.data_dir.join("index")
 }
 
 /// Audit events as a table for people, or as JSON lines for tools.

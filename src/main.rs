@@ -79,6 +79,16 @@ enum Command {
     },
     /// Fold the event log and compare every projection with it; exits 1 on any difference.
     Verify,
+    /// Rebuild projections from the event log into new generations while the live ones keep
+    /// serving, then swap them in (running servers follow within a second).
+    Replay {
+        /// Which projections to rebuild.
+        #[arg(long, value_enum, default_value = "all")]
+        projection: movies::replay::Which,
+        /// Say what would happen, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Write a deterministic synthetic catalogue in the ingest format.
     Generate {
         /// How many movies.
@@ -219,11 +229,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", movies::audit_table(&events, json));
             Ok(())
         }
+        Some(Command::Replay { projection, dry_run }) => {
+            let (stop, interrupt) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                let _ = stop.send(true);
+            });
+            let bar =
+                if std::io::stderr().is_terminal() { ProgressBar::new(0) } else { ProgressBar::hidden() };
+            match movies::replay::replay(&settings, projection, dry_run, &bar, interrupt).await? {
+                movies::replay::Outcome::Planned(plan) => println!("{plan}"),
+                movies::replay::Outcome::Swapped { events, seconds } => println!(
+                    "replayed {events} events in {seconds:.1} s ({:.0} events/s); the new generations are live",
+                    events as f64 / seconds.max(1e-9)
+                ),
+                movies::replay::Outcome::Interrupted => {
+                    anyhow::bail!("interrupted: the live projections are untouched")
+                }
+            }
+            Ok(())
+        }
         Some(Command::Verify) => {
             let write = movies::open_write_side(&settings).await?;
-            let read_store = movies::open_read_store(&settings).await?;
-            let search = movies_read_model::TantivySearchIndex::open_read_only(&movies::index_dir(&settings))
-                .context("opening the search index")?;
+            let (read, index) = (
+                write.generations.generation(movies::replay::READ_STORE).await?,
+                write.generations.generation(movies::replay::SEARCH).await?,
+            );
+            let read_store = movies::replay::open_read_store(&settings, read).await?;
+            let search = movies_read_model::TantivySearchIndex::open_read_only(&movies::replay::index_dir(
+                &settings, index,
+            ))
+            .context("opening the search index")?;
             let report =
                 movies_projector::verify::verify(write.events.as_ref(), read_store.as_ref(), &search).await?;
             for difference in &report.differences {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use movies_events::{EventEnvelope, Position};
-use movies_read_model::{ProjectionError, ReadStore, TantivySearchIndex};
+use movies_read_model::{Live, ProjectionError, ReadStore, TantivySearchIndex};
 use movies_store::EventStore;
 use tokio::sync::watch;
 
@@ -22,15 +22,16 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 pub struct Projector {
     events: Arc<dyn EventStore>,
     read_store: Arc<dyn ReadStore>,
-    search: Arc<TantivySearchIndex>,
+    search: Arc<Live<TantivySearchIndex>>,
     progress: watch::Sender<Position>,
 }
 
 impl Projector {
+    /// `read_store` may itself be a `Live` one: both targets can be swapped while this runs.
     pub fn new(
         events: Arc<dyn EventStore>,
         read_store: Arc<dyn ReadStore>,
-        search: Arc<TantivySearchIndex>,
+        search: Arc<Live<TantivySearchIndex>>,
     ) -> Self {
         Self { events, read_store, search, progress: watch::Sender::new(0) }
     }
@@ -41,7 +42,7 @@ impl Projector {
     }
 
     async fn position(&self) -> anyhow::Result<Position> {
-        Ok(self.read_store.checkpoint().await?.min(self.search.checkpoint()))
+        Ok(self.read_store.checkpoint().await?.min(self.search.get().checkpoint()))
     }
 
     /// Applies everything up to the log's current head; returns the position reached.
@@ -54,7 +55,7 @@ impl Projector {
                 return Ok(from);
             }
             self.apply_to_read_store(&batch).await?;
-            let search = self.search.clone();
+            let search = self.search.get();
             let healed = self.healed(&batch, |b| {
                 let search = search.clone();
                 async move { Ok(tokio::task::spawn_blocking(move || search.apply(&b)).await??) }

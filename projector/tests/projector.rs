@@ -6,7 +6,8 @@ use std::sync::Arc;
 use movies_events::{EventEnvelope, MovieChanges, MovieEvent};
 use movies_projector::Projector;
 use movies_read_model::{
-    ListQuery, PgReadStore, ProjectionError, ReadStore, SearchQuery, SqliteReadStore, TantivySearchIndex,
+    ListQuery, Live, PgReadStore, ProjectionError, ReadStore, SearchQuery, SqliteReadStore,
+    TantivySearchIndex,
 };
 use movies_store::contract::{created, new_event, renamed};
 use movies_store::testing::{postgres_database, TempDir};
@@ -46,7 +47,7 @@ async fn duplicates_and_replays_change_nothing(postgres: bool) {
     s.events.append(a, 0, vec![new_event(created("Alien")), new_event(renamed("Aliens"))]).await.unwrap();
     s.events.append(b, 0, vec![new_event(created("Heat"))]).await.unwrap();
     s.events.append(b, 1, vec![new_event(MovieEvent::Deleted)]).await.unwrap();
-    let projector = Projector::new(s.events.clone(), s.read.clone(), s.search.clone());
+    let projector = Projector::new(s.events.clone(), s.read.clone(), Arc::new(Live::new(s.search.clone())));
     assert_eq!(projector.catch_up().await.unwrap(), 4);
 
     let all = log(&s).await;
@@ -84,7 +85,7 @@ async fn a_gap_in_a_stream_is_healed_from_the_log(postgres: bool) {
     let refused = s.read.apply(&next).await;
     assert!(matches!(refused, Err(ProjectionError::Gap { have: 1, got: 3, .. })), "{refused:?}");
 
-    let projector = Projector::new(s.events.clone(), s.read.clone(), s.search.clone());
+    let projector = Projector::new(s.events.clone(), s.read.clone(), Arc::new(Live::new(s.search.clone())));
     assert_eq!(projector.catch_up().await.unwrap(), 4);
     let movie = s.read.get(a).await.unwrap().unwrap();
     assert_eq!((movie.name.as_str(), movie.imdb_score, movie.version), ("Aliens", 9.9, 3));

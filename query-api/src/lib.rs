@@ -16,7 +16,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use movies_events::Position;
 use movies_read_model::{
-    fold_doc, CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, Highlight, ListQuery,
+    fold_doc, CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, Highlight, ListQuery, Live,
     MovieDoc, Order, ReadStore, SearchCursor, SearchFilters, SearchPage, SearchQuery, SearchSort, SortField,
     TantivySearchIndex,
 };
@@ -40,7 +40,7 @@ const COMPAT_PAGE: i64 = 500;
 #[derive(Clone)]
 pub struct QueryState {
     pub read_store: Arc<dyn ReadStore>,
-    pub search: Arc<TantivySearchIndex>,
+    pub search: Arc<Live<TantivySearchIndex>>,
     pub keys: Arc<JwtKeys>,
     /// The log position all projections have applied.
     pub progress: watch::Receiver<Position>,
@@ -468,7 +468,7 @@ async fn run_search(
     state: &QueryState,
     query: SearchQuery,
 ) -> Result<(Vec<SearchItem>, SearchPage), ApiError> {
-    let index = state.search.clone();
+    let index = state.search.get();
     let mut page = blocking(move || index.search(&query)).await?;
     let ids: Vec<Uuid> = page.hits.iter().map(|h| h.id).collect();
     let mut docs: HashMap<Uuid, MovieDoc> = state
@@ -556,7 +556,7 @@ async fn suggest(
     if text.chars().count() > 300 {
         return Err(ApiError::BadRequest("q must be at most 300 characters".into()));
     }
-    let index = state.search.clone();
+    let index = state.search.get();
     let hits = blocking(move || index.suggest(&text, limit)).await?;
     let items = hits
         .into_iter()

@@ -5,6 +5,7 @@
 //! Depends on the domain's event types only; it never sees commands or HTTP.
 
 mod doc;
+mod live;
 mod search;
 mod store;
 
@@ -12,6 +13,7 @@ pub use doc::{
     fold_doc, CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, ListQuery, MovieDoc, Order,
     Page, SortField, SortValue,
 };
+pub use live::Live;
 pub use search::{
     Highlight, SearchCursor, SearchFilters, SearchHit, SearchPage, SearchQuery, SearchSort,
     TantivySearchIndex,

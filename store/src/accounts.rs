@@ -19,6 +19,14 @@ pub enum AccountError {
     Unavailable(#[from] sqlx::Error),
 }
 
+/// Which generation of each projection is live (0 until the first replay).
+#[async_trait]
+pub trait GenerationStore: Send + Sync + 'static {
+    async fn generation(&self, projection: &str) -> Result<i64, sqlx::Error>;
+    /// Sets several pointers in one transaction: readers see all flips or none.
+    async fn set_generations(&self, generations: &[(&str, i64)]) -> Result<(), sqlx::Error>;
+}
+
 /// Login accounts. Usernames are unique; `create` never overwrites.
 #[async_trait]
 pub trait AccountStore: Send + Sync + 'static {

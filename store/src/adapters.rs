@@ -19,7 +19,7 @@ use sqlx::{QueryBuilder, Row};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::accounts::{Account, AccountError, AccountStore};
+use crate::accounts::{Account, AccountError, AccountStore, GenerationStore};
 use crate::port::{Appended, EventFilter, EventStore, Result, StoreError};
 
 /// Serializes appends across all writers so positions are assigned in commit order. The lock is
@@ -35,6 +35,37 @@ pub async fn connect_postgres(url: &str, max_connections: u32) -> Result<PgPool,
         .acquire_timeout(Duration::from_secs(5))
         .connect(url)
         .await
+}
+
+/// A Postgres pool whose connections find unqualified tables in `schema` (created if missing):
+/// how a read-store generation other than the first lives beside the live one.
+pub async fn connect_postgres_schema(
+    url: &str,
+    schema: &str,
+    max_connections: u32,
+) -> Result<PgPool, sqlx::Error> {
+    let valid = !schema.is_empty()
+        && schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        return Err(sqlx::Error::Configuration(format!("invalid schema name {schema:?}").into()));
+    }
+    let admin = connect_postgres(url, 1).await?;
+    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).execute(&admin).await?;
+    admin.close().await;
+    let options = sqlx::postgres::PgConnectOptions::from_str(url)?.options([("search_path", schema)]);
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+}
+
+/// Drops a schema made by `connect_postgres_schema`, with everything in it.
+pub async fn drop_postgres_schema(url: &str, schema: &str) -> Result<(), sqlx::Error> {
+    let admin = connect_postgres(url, 1).await?;
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&admin).await?;
+    admin.close().await;
+    Ok(())
 }
 
 /// One SQLite database file: a single-connection writer pool (SQLite allows one writer at a time,
@@ -298,6 +329,32 @@ macro_rules! sql_event_store {
 
             fn appended(&self) -> watch::Receiver<Position> {
                 self.appended.subscribe()
+            }
+        }
+
+        #[async_trait]
+        impl GenerationStore for $store {
+            async fn generation(&self, projection: &str) -> Result<i64, sqlx::Error> {
+                Ok(sqlx::query_scalar("SELECT generation FROM projection_generations WHERE projection = $1")
+                    .bind(projection)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .unwrap_or(0))
+            }
+
+            async fn set_generations(&self, generations: &[(&str, i64)]) -> Result<(), sqlx::Error> {
+                let mut tx = self.writer().begin().await?;
+                for (projection, generation) in generations {
+                    sqlx::query(
+                        "INSERT INTO projection_generations (projection, generation) VALUES ($1, $2) \
+                         ON CONFLICT (projection) DO UPDATE SET generation = excluded.generation",
+                    )
+                    .bind(*projection)
+                    .bind(*generation)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await
             }
         }
 

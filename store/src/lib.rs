@@ -13,6 +13,9 @@ pub mod contract;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use accounts::{Account, AccountError, AccountStore};
-pub use adapters::{connect_postgres, open_sqlite, PgEventStore, SqliteEventStore, SqliteFile};
+pub use accounts::{Account, AccountError, AccountStore, GenerationStore};
+pub use adapters::{
+    connect_postgres, connect_postgres_schema, drop_postgres_schema, open_sqlite, PgEventStore,
+    SqliteEventStore, SqliteFile,
+};
 pub use port::{Appended, EventFilter, EventStore, StoreError};

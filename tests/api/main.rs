@@ -10,4 +10,5 @@ mod helpers;
 mod ingest;
 mod lifecycle;
 mod queries;
+mod replay;
 mod upcasting;

@@ -1,0 +1,63 @@
+//! Projection targets that can be replaced while in use, for blue-green rebuilds: `movies replay`
+//! builds a new generation beside the live one, and a running server swaps to it between two
+//! requests. Each call takes whichever target is current when it starts.
+
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use movies_events::{EventEnvelope, Position, Version};
+use uuid::Uuid;
+
+use crate::doc::{GenreCount, ListQuery, MovieDoc, Page};
+use crate::store::{ReadStore, Result};
+
+pub struct Live<T: ?Sized> {
+    current: RwLock<Arc<T>>,
+}
+
+impl<T: ?Sized> Live<T> {
+    pub fn new(value: Arc<T>) -> Self {
+        Self { current: RwLock::new(value) }
+    }
+
+    pub fn get(&self) -> Arc<T> {
+        // The lock only guards a pointer swap: a panic cannot leave it half-written.
+        self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Makes `value` current and returns the previous target.
+    pub fn replace(&self, value: Arc<T>) -> Arc<T> {
+        std::mem::replace(&mut *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()), value)
+    }
+}
+
+#[async_trait]
+impl ReadStore for Live<dyn ReadStore> {
+    async fn get(&self, id: Uuid) -> Result<Option<MovieDoc>> {
+        Live::get(self).get(id).await
+    }
+
+    async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<MovieDoc>> {
+        Live::get(self).get_many(ids).await
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page<MovieDoc>> {
+        Live::get(self).list(query).await
+    }
+
+    async fn genres(&self) -> Result<Vec<GenreCount>> {
+        Live::get(self).genres().await
+    }
+
+    async fn checkpoint(&self) -> Result<Position> {
+        Live::get(self).checkpoint().await
+    }
+
+    async fn stream_version(&self, id: Uuid) -> Result<Version> {
+        Live::get(self).stream_version(id).await
+    }
+
+    async fn apply(&self, events: &[EventEnvelope]) -> Result<()> {
+        Live::get(self).apply(events).await
+    }
+}
