@@ -122,3 +122,15 @@ async fn the_index_checkpoint_survives_a_reopen() {
     let reopened = TantivySearchIndex::open(&dir).unwrap();
     assert_eq!((reopened.checkpoint(), reopened.len()), (1, 1));
 }
+
+#[tokio::test]
+async fn a_read_store_built_by_another_version_is_refused_with_how_to_rebuild_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("read.db");
+    let file = open_sqlite(&path).await.unwrap();
+    SqliteReadStore::open(file.writer.clone(), file.reader.clone()).await.unwrap();
+    sqlx::query("UPDATE projection_meta SET version = 0").execute(&file.writer).await.unwrap();
+    let refused = SqliteReadStore::open(file.writer.clone(), file.reader.clone()).await.err().unwrap();
+    assert!(matches!(refused, ProjectionError::Outdated { found: 0, .. }));
+    assert!(refused.to_string().contains("movies replay --projection read-store"), "{refused}");
+}

@@ -22,11 +22,18 @@ pub enum ProjectionError {
     Unavailable(#[from] sqlx::Error),
     #[error("the search index failed")]
     Search(#[from] tantivy::TantivyError),
+    #[error(
+        "this read store was built by projection version {found}, this build writes version {current}: \
+         rebuild it with `movies replay --projection read-store` (the server keeps serving meanwhile)"
+    )]
+    Outdated { found: i64, current: i64 },
 }
 
 pub type Result<T, E = ProjectionError> = std::result::Result<T, E>;
 
 const CHECKPOINT: &str = "read-store";
+/// Bump when what the read store holds, or how events map onto it, changes.
+pub const READ_STORE_VERSION: i64 = 1;
 
 /// Movies shaped for the query API. Reads never see a half-applied batch.
 ///
@@ -65,7 +72,9 @@ impl PgReadStore {
             .run(&pool)
             .await
             .map_err(sqlx::Error::from)?;
-        Ok(Self { pool })
+        let store = Self { pool };
+        store.check_version().await?;
+        Ok(store)
     }
 
     fn writer(&self) -> &PgPool {
@@ -89,7 +98,9 @@ impl SqliteReadStore {
             .run(&writer)
             .await
             .map_err(sqlx::Error::from)?;
-        Ok(Self { writer, reader })
+        let store = Self { writer, reader };
+        store.check_version().await?;
+        Ok(store)
     }
 
     fn writer(&self) -> &SqlitePool {
@@ -112,6 +123,23 @@ fn sort_column(sort: SortField) -> &'static str {
 macro_rules! sql_read_store {
     ($store:ident, $db:ty) => {
         impl $store {
+            /// Records this build's version in a new read store; refuses one built by another.
+            async fn check_version(&self) -> Result<()> {
+                sqlx::query("INSERT INTO projection_meta (projection, version) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                    .bind(CHECKPOINT)
+                    .bind(READ_STORE_VERSION)
+                    .execute(self.writer())
+                    .await?;
+                let found: i64 = sqlx::query_scalar("SELECT version FROM projection_meta WHERE projection = $1")
+                    .bind(CHECKPOINT)
+                    .fetch_one(self.reader())
+                    .await?;
+                if found != READ_STORE_VERSION {
+                    return Err(ProjectionError::Outdated { found, current: READ_STORE_VERSION });
+                }
+                Ok(())
+            }
+
             fn doc(row: &<$db as sqlx::Database>::Row) -> Result<MovieDoc, sqlx::Error> {
                 let Json(genres): Json<Vec<String>> = row.try_get("genres")?;
                 Ok(MovieDoc {
