@@ -292,6 +292,19 @@ macro_rules! sql_event_store {
                 Ok(appended)
             }
 
+            async fn append_batch(&self, appends: Vec<(Uuid, Version, Vec<NewEvent>)>) -> Result<Vec<Appended>> {
+                let mut tx = self.writer().begin().await?;
+                let mut results = Vec::with_capacity(appends.len());
+                for (stream_id, expected, events) in &appends {
+                    results.push(Self::append_in(&mut tx, *stream_id, *expected, events).await?);
+                }
+                tx.commit().await?;
+                if let Some(last) = results.iter().filter(|a| !a.replayed).map(|a| a.last_position).max() {
+                    self.appended.send_modify(|head| *head = (*head).max(last));
+                }
+                Ok(results)
+            }
+
             async fn read_all(&self, after: Position, limit: i64) -> Result<Vec<EventEnvelope>> {
                 let rows = sqlx::query("SELECT * FROM events WHERE position > $1 ORDER BY position LIMIT $2")
                     .bind(after)

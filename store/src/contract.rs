@@ -153,6 +153,27 @@ pub async fn audit_queries_select_by_actor_type_and_time(f: Fixture) {
     assert_eq!(query(EventFilter::default(), 1, 2).await, [2, 3]);
 }
 
+pub async fn a_batch_appends_to_many_streams_atomically(f: Fixture) {
+    let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let done = f
+        .events
+        .append_batch(vec![
+            (a, 0, vec![new_event(created("A"))]),
+            (b, 0, vec![new_event(created("B")), new_event(renamed("B2"))]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(done.iter().map(|d| (d.stream_id, d.version)).collect::<Vec<_>>(), [(a, 1), (b, 2)]);
+    assert_eq!(done[1].first_position, done[0].last_position + 1);
+    let conflicting = f
+        .events
+        .append_batch(vec![(c, 0, vec![new_event(created("C"))]), (a, 0, vec![new_event(renamed("A2"))])])
+        .await;
+    assert!(matches!(conflicting, Err(StoreError::Conflict { .. })), "{conflicting:?}");
+    assert!(f.events.load(c).await.unwrap().is_empty(), "nothing of a failed batch is written");
+    assert_eq!(f.events.head().await.unwrap(), 3);
+}
+
 pub async fn accounts_are_created_once_and_found_by_name(f: Fixture) {
     let account = Account {
         username: "alice".into(),
@@ -183,6 +204,7 @@ macro_rules! event_store_contract {
             the_log_reads_across_streams_in_position_order,
             an_append_wakes_subscribers_with_its_position,
             audit_queries_select_by_actor_type_and_time,
+            a_batch_appends_to_many_streams_atomically,
             accounts_are_created_once_and_found_by_name,
         );
     };

@@ -74,6 +74,10 @@ pub trait EventStore: Send + Sync + 'static {
 
     async fn append(&self, stream_id: Uuid, expected: Version, events: Vec<NewEvent>) -> Result<Appended>;
 
+    /// Appends to many streams in one transaction: all or nothing, positions still commit-ordered.
+    /// The bulk path for ingest and benchmarks; each stream follows `append`'s rules.
+    async fn append_batch(&self, appends: Vec<(Uuid, Version, Vec<NewEvent>)>) -> Result<Vec<Appended>>;
+
     /// Up to `limit` events with a position above `after`, in position order.
     async fn read_all(&self, after: Position, limit: i64) -> Result<Vec<EventEnvelope>>;
 

@@ -1,0 +1,100 @@
+//! Replay throughput: fills an event log with COUNT generated movies (bulk appends), then times
+//! `movies replay` into each projection against a baseline, reading the whole log without
+//! projecting anything. Run by `bench/replay.sh`.
+//!
+//! Usage: replay_bench COUNT DATA_DIR  (SQLite; set DATABASE_URL for Postgres)
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use chrono::Utc;
+use indicatif::ProgressBar;
+use movies::generate::Generator;
+use movies::replay::{replay, Outcome, Which};
+use movies::{Seed, Settings};
+use movies_events::{Actor, EventMetadata, MovieDraft, MovieEvent, MovieInput, NewEvent, Role};
+use movies_web::PasswordHasher;
+use uuid::Uuid;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = "usage: replay_bench COUNT DATA_DIR";
+    let count: usize = args.get(1).and_then(|c| c.parse().ok()).expect(usage);
+    let data_dir = PathBuf::from(args.get(2).expect(usage));
+    let settings = Settings {
+        listen: "127.0.0.1:0".parse()?,
+        data_dir,
+        database_url: std::env::var("DATABASE_URL").ok(),
+        admin_password: None,
+        seed: Seed::Nothing,
+        hasher: PasswordHasher::cheap_for_tests(),
+    };
+    let write = movies::open_write_side(&settings).await?;
+
+    let started = Instant::now();
+    let mut generator = Generator::new(42, count);
+    let metadata =
+        EventMetadata { actor: Actor { subject: "bench".into(), role: Role::System }, request_id: None };
+    let mut written = 0;
+    while written < count {
+        let batch: Vec<_> = (0..10_000.min(count - written))
+            .map(|_| {
+                let r = generator.next_record();
+                let input = MovieInput {
+                    name: r.name,
+                    director: r.director,
+                    popularity: r.popularity,
+                    imdb_score: r.imdb_score,
+                    genres: r.genre,
+                };
+                let event = MovieEvent::Created(MovieDraft::parse(input).expect("valid").into_fields());
+                let new = NewEvent {
+                    event_id: Uuid::now_v7(),
+                    event,
+                    recorded_at: Utc::now(),
+                    metadata: metadata.clone(),
+                };
+                (Uuid::now_v7(), 0, vec![new])
+            })
+            .collect();
+        written += batch.len();
+        write.events.append_batch(batch).await?;
+        eprint!("\rappended {written}/{count}");
+    }
+    eprintln!();
+    let fill = started.elapsed().as_secs_f64();
+    println!("events in the log:   {count} (bulk-appended at {:.0} events/s)", count as f64 / fill);
+
+    let started = Instant::now();
+    let (mut after, mut read) = (0, 0);
+    loop {
+        let batch = write.events.read_all(after, 5000).await?;
+        let Some(last) = batch.last() else { break };
+        after = last.position;
+        read += batch.len();
+    }
+    let baseline = read as f64 / started.elapsed().as_secs_f64();
+    println!();
+    println!("{:<34} {:>10} {:>14} {:>10}", "replay", "seconds", "events/s", "vs base");
+    println!(
+        "{:<34} {:>10.1} {:>14.0} {:>9.2}x",
+        "baseline: read the log only",
+        read as f64 / baseline,
+        baseline,
+        1.0
+    );
+    let never = tokio::sync::watch::channel(false).1;
+    for (name, which) in
+        [("read store", Which::ReadStore), ("search index", Which::Search), ("all projections", Which::All)]
+    {
+        match replay(&settings, which, false, &ProgressBar::hidden(), never.clone()).await? {
+            Outcome::Swapped { events, seconds } => {
+                let rate = events as f64 / seconds;
+                println!("{:<34} {:>10.1} {:>14.0} {:>9.2}x", name, seconds, rate, rate / baseline);
+            }
+            other => anyhow::bail!("unexpected {other:?}"),
+        }
+    }
+    Ok(())
+}
