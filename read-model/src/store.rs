@@ -1,6 +1,8 @@
 //! The read store port and its Postgres and SQLite adapters, written once in `sql_read_store!`
 //! and type-checked for each dialect.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use movies_events::{genre_key, EventEnvelope, MovieEvent, MovieFields, Position, Version};
@@ -32,6 +34,10 @@ pub enum ProjectionError {
 pub type Result<T, E = ProjectionError> = std::result::Result<T, E>;
 
 const CHECKPOINT: &str = "read-store";
+/// Ids per `IN (...)` list and rows per multi-row insert: well under both dialects' limits on
+/// bound parameters.
+const ID_CHUNK: usize = 1000;
+const ROW_CHUNK: usize = 1000;
 /// Bump when what the read store holds, or how events map onto it, changes.
 pub const READ_STORE_VERSION: i64 = 1;
 
@@ -155,136 +161,162 @@ macro_rules! sql_read_store {
                 })
             }
 
-            async fn count_genres(
-                tx: &mut <$db as sqlx::Database>::Connection,
-                genres: &[String],
-                delta: i64,
-            ) -> Result<(), sqlx::Error> {
-                for genre in genres {
+            /// Applies a batch: reads what it needs of the touched streams in a few queries,
+            /// folds every event in memory (skipping duplicates, refusing gaps), then writes the
+            /// final state of each touched movie with multi-row statements.
+            async fn apply_batch(tx: &mut <$db as sqlx::Database>::Connection, events: &[EventEnvelope]) -> Result<()> {
+                let mut ids: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
+                ids.sort();
+                ids.dedup();
+                let mut known: HashMap<Uuid, (Version, Option<DateTime<Utc>>)> = HashMap::new();
+                let mut current: HashMap<Uuid, MovieDoc> = HashMap::new();
+                for chunk in ids.chunks(ID_CHUNK) {
+                    let mut query = QueryBuilder::<$db>::new("SELECT stream_id, version, created_at FROM stream_versions WHERE stream_id IN (");
+                    let mut list = query.separated(", ");
+                    chunk.iter().for_each(|id| { list.push_bind(*id); });
+                    query.push(")");
+                    for row in query.build().fetch_all(&mut *tx).await? {
+                        known.insert(row.try_get("stream_id")?, (row.try_get("version")?, row.try_get("created_at")?));
+                    }
+                    let mut query = QueryBuilder::<$db>::new("SELECT * FROM movies WHERE id IN (");
+                    let mut list = query.separated(", ");
+                    chunk.iter().for_each(|id| { list.push_bind(*id); });
+                    query.push(")");
+                    for row in query.build().fetch_all(&mut *tx).await? {
+                        let doc = Self::doc(&row)?;
+                        current.insert(doc.id, doc);
+                    }
+                }
+
+                // Fold in memory. `state` holds each touched movie's latest row (None: gone).
+                let mut state: HashMap<Uuid, Option<MovieDoc>> = HashMap::new();
+                for envelope in events {
+                    let id = envelope.stream_id;
+                    let (have, created) = known.get(&id).copied().unwrap_or((0, None));
+                    if envelope.stream_version <= have {
+                        continue;
+                    }
+                    if envelope.stream_version > have + 1 {
+                        return Err(ProjectionError::Gap { stream_id: id, have, got: envelope.stream_version });
+                    }
+                    let before = match state.get(&id) {
+                        Some(doc) => doc.clone(),
+                        None => current.get(&id).cloned(),
+                    };
+                    let (version, at) = (envelope.stream_version, envelope.recorded_at);
+                    let doc = |fields: &MovieFields, created_at| MovieDoc {
+                        id,
+                        name: fields.name.clone(),
+                        director: fields.director.clone(),
+                        popularity: fields.popularity,
+                        imdb_score: fields.imdb_score,
+                        genres: fields.genres.clone(),
+                        version,
+                        created_at,
+                        updated_at: at,
+                    };
+                    let after = match (&envelope.event, before) {
+                        (MovieEvent::Created(fields), _) => Some(doc(fields, at)),
+                        (MovieEvent::Restored(fields), _) => Some(doc(fields, created.unwrap_or(at))),
+                        (MovieEvent::Updated(changes), Some(old)) => {
+                            let mut fields = MovieFields {
+                                name: old.name,
+                                director: old.director,
+                                popularity: old.popularity,
+                                imdb_score: old.imdb_score,
+                                genres: old.genres,
+                            };
+                            changes.apply_to(&mut fields);
+                            Some(doc(&fields, old.created_at))
+                        }
+                        // History says the movie is gone; an edit of nothing changes nothing.
+                        (MovieEvent::Updated(_), None) | (MovieEvent::Deleted, _) => None,
+                    };
+                    let created = match envelope.event {
+                        MovieEvent::Created(_) => Some(at),
+                        _ => created,
+                    };
+                    known.insert(id, (version, created));
+                    state.insert(id, after);
+                }
+                if state.is_empty() {
+                    return Ok(());
+                }
+
+                // Genre counts move by the difference between each movie's first and last state.
+                let mut deltas: HashMap<String, (String, i64)> = HashMap::new();
+                for (id, after) in &state {
+                    for genre in current.get(id).map(|d| d.genres.as_slice()).unwrap_or_default() {
+                        deltas.entry(genre_key(genre)).or_insert_with(|| (genre.clone(), 0)).1 -= 1;
+                    }
+                    for genre in after.as_ref().map(|d| d.genres.as_slice()).unwrap_or_default() {
+                        deltas.entry(genre_key(genre)).or_insert_with(|| (genre.clone(), 0)).1 += 1;
+                    }
+                }
+
+                let touched: Vec<Uuid> = state.keys().copied().collect();
+                for chunk in touched.chunks(ID_CHUNK) {
+                    let mut query = QueryBuilder::<$db>::new("DELETE FROM movies WHERE id IN (");
+                    let mut list = query.separated(", ");
+                    chunk.iter().for_each(|id| { list.push_bind(*id); });
+                    query.push(")");
+                    query.build().execute(&mut *tx).await?;
+                }
+                let rows: Vec<&MovieDoc> = state.values().flatten().collect();
+                for chunk in rows.chunks(ROW_CHUNK) {
+                    let mut insert = QueryBuilder::<$db>::new(
+                        "INSERT INTO movies (id, name, name_key, director, director_key, popularity, imdb_score, \
+                         genres, version, created_at, updated_at) ",
+                    );
+                    insert.push_values(chunk, |mut row, doc| {
+                        row.push_bind(doc.id)
+                            .push_bind(doc.name.clone())
+                            .push_bind(doc.name.to_lowercase())
+                            .push_bind(doc.director.clone())
+                            .push_bind(doc.director.to_lowercase())
+                            .push_bind(doc.popularity)
+                            .push_bind(doc.imdb_score)
+                            .push_bind(Json(doc.genres.clone()))
+                            .push_bind(doc.version)
+                            .push_bind(doc.created_at)
+                            .push_bind(doc.updated_at);
+                    });
+                    insert.build().execute(&mut *tx).await?;
+                }
+                let genres: Vec<(Uuid, String)> =
+                    rows.iter().flat_map(|d| d.genres.iter().map(|g| (d.id, genre_key(g)))).collect();
+                for chunk in genres.chunks(ROW_CHUNK * 4) {
+                    let mut insert = QueryBuilder::<$db>::new("INSERT INTO movie_genres (movie_id, genre_key) ");
+                    insert.push_values(chunk, |mut row, (id, key)| {
+                        row.push_bind(*id).push_bind(key.clone());
+                    });
+                    insert.build().execute(&mut *tx).await?;
+                }
+                for (key, (genre, delta)) in deltas.into_iter().filter(|(_, (_, d))| *d != 0) {
                     sqlx::query(
                         "INSERT INTO genre_counts (genre_key, genre, movies) VALUES ($1, $2, $3) \
                          ON CONFLICT (genre_key) DO UPDATE SET movies = genre_counts.movies + excluded.movies",
                     )
-                    .bind(genre_key(genre))
+                    .bind(key)
                     .bind(genre)
                     .bind(delta)
                     .execute(&mut *tx)
                     .await?;
                 }
                 sqlx::query("DELETE FROM genre_counts WHERE movies <= 0").execute(&mut *tx).await?;
-                Ok(())
-            }
-
-            async fn write_movie(
-                tx: &mut <$db as sqlx::Database>::Connection,
-                id: Uuid,
-                fields: &MovieFields,
-                version: Version,
-                created_at: DateTime<Utc>,
-                updated_at: DateTime<Utc>,
-            ) -> Result<(), sqlx::Error> {
-                sqlx::query(
-                    "INSERT INTO movies (id, name, name_key, director, director_key, popularity, imdb_score, \
-                     genres, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_key = excluded.name_key, \
-                     director = excluded.director, director_key = excluded.director_key, \
-                     popularity = excluded.popularity, imdb_score = excluded.imdb_score, genres = excluded.genres, \
-                     version = excluded.version, updated_at = excluded.updated_at",
-                )
-                .bind(id)
-                .bind(&fields.name)
-                .bind(fields.name.to_lowercase())
-                .bind(&fields.director)
-                .bind(fields.director.to_lowercase())
-                .bind(fields.popularity)
-                .bind(fields.imdb_score)
-                .bind(Json(&fields.genres))
-                .bind(version)
-                .bind(created_at)
-                .bind(updated_at)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("DELETE FROM movie_genres WHERE movie_id = $1").bind(id).execute(&mut *tx).await?;
-                for genre in &fields.genres {
-                    sqlx::query("INSERT INTO movie_genres (movie_id, genre_key) VALUES ($1, $2)")
-                        .bind(id)
-                        .bind(genre_key(genre))
-                        .execute(&mut *tx)
-                        .await?;
+                let versions: Vec<(Uuid, Version, Option<DateTime<Utc>>)> =
+                    touched.iter().map(|id| (*id, known[id].0, known[id].1)).collect();
+                for chunk in versions.chunks(ROW_CHUNK * 2) {
+                    let mut upsert = QueryBuilder::<$db>::new("INSERT INTO stream_versions (stream_id, version, created_at) ");
+                    upsert.push_values(chunk, |mut row, (id, version, created)| {
+                        row.push_bind(*id).push_bind(*version).push_bind(*created);
+                    });
+                    upsert.push(
+                        " ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
+                         created_at = COALESCE(stream_versions.created_at, excluded.created_at)",
+                    );
+                    upsert.build().execute(&mut *tx).await?;
                 }
-                Ok(())
-            }
-
-            async fn apply_one(
-                tx: &mut <$db as sqlx::Database>::Connection,
-                envelope: &EventEnvelope,
-            ) -> Result<()> {
-                let id = envelope.stream_id;
-                let have: Version =
-                    sqlx::query_scalar("SELECT version FROM stream_versions WHERE stream_id = $1")
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .unwrap_or(0);
-                if envelope.stream_version <= have {
-                    return Ok(());
-                }
-                if envelope.stream_version > have + 1 {
-                    return Err(ProjectionError::Gap { stream_id: id, have, got: envelope.stream_version });
-                }
-                let current = sqlx::query("SELECT * FROM movies WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
-                let current = current.as_ref().map(Self::doc).transpose()?;
-                match (&envelope.event, current) {
-                    (MovieEvent::Created(fields), _) => {
-                        let at = envelope.recorded_at;
-                        Self::write_movie(tx, id, fields, envelope.stream_version, at, at).await?;
-                        Self::count_genres(tx, &fields.genres, 1).await?;
-                    }
-                    (MovieEvent::Restored(fields), _) => {
-                        let created: Option<DateTime<Utc>> =
-                            sqlx::query_scalar("SELECT created_at FROM stream_versions WHERE stream_id = $1")
-                                .bind(id)
-                                .fetch_optional(&mut *tx)
-                                .await?
-                                .flatten();
-                        let at = envelope.recorded_at;
-                        Self::write_movie(tx, id, fields, envelope.stream_version, created.unwrap_or(at), at).await?;
-                        Self::count_genres(tx, &fields.genres, 1).await?;
-                    }
-                    (MovieEvent::Updated(changes), Some(doc)) => {
-                        let mut fields = MovieFields {
-                            name: doc.name,
-                            director: doc.director,
-                            popularity: doc.popularity,
-                            imdb_score: doc.imdb_score,
-                            genres: doc.genres.clone(),
-                        };
-                        changes.apply_to(&mut fields);
-                        let version = envelope.stream_version;
-                        Self::write_movie(tx, id, &fields, version, doc.created_at, envelope.recorded_at).await?;
-                        if changes.genres.is_some() {
-                            Self::count_genres(tx, &doc.genres, -1).await?;
-                            Self::count_genres(tx, &fields.genres, 1).await?;
-                        }
-                    }
-                    (MovieEvent::Deleted, Some(doc)) => {
-                        sqlx::query("DELETE FROM movies WHERE id = $1").bind(id).execute(&mut *tx).await?;
-                        Self::count_genres(tx, &doc.genres, -1).await?;
-                    }
-                    // History says the movie is gone; an edit of nothing changes nothing.
-                    (MovieEvent::Updated(_) | MovieEvent::Deleted, None) => {}
-                }
-                let created_at = matches!(envelope.event, MovieEvent::Created(_)).then_some(envelope.recorded_at);
-                sqlx::query(
-                    "INSERT INTO stream_versions (stream_id, version, created_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
-                     created_at = COALESCE(stream_versions.created_at, excluded.created_at)",
-                )
-                .bind(id)
-                .bind(envelope.stream_version)
-                .bind(created_at)
-                .execute(&mut *tx)
-                .await?;
                 Ok(())
             }
         }
@@ -383,9 +415,7 @@ macro_rules! sql_read_store {
                     return Ok(());
                 };
                 let mut tx = self.writer().begin().await?;
-                for envelope in events {
-                    Self::apply_one(&mut tx, envelope).await?;
-                }
+                Self::apply_batch(&mut tx, events).await?;
                 sqlx::query(
                     "INSERT INTO projection_checkpoints (projection, position) VALUES ($1, $2) \
                      ON CONFLICT (projection) DO UPDATE SET position = \
