@@ -224,6 +224,97 @@ macro_rules! sql_event_store {
                 })
             }
 
+            /// Appends to many streams inside a caller's transaction with a handful of statements:
+            /// one lock, one look-up of ids and versions per chunk, multi-row inserts. Streams
+            /// whose first event id is stored already fall back to `append_in` (a retry).
+            pub async fn append_many_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                appends: &[(Uuid, Version, Vec<NewEvent>)],
+            ) -> Result<Vec<Appended>> {
+                if appends.iter().any(|(_, _, events)| events.is_empty()) {
+                    return Err(StoreError::NothingToAppend);
+                }
+                if let Some(lock) = $lock {
+                    sqlx::query(lock).execute(&mut **tx).await?;
+                }
+                let mut stored_ids = std::collections::HashSet::new();
+                let mut versions = std::collections::HashMap::new();
+                for chunk in appends.chunks(500) {
+                    let mut query = QueryBuilder::<$db>::new("SELECT event_id FROM events WHERE event_id IN (");
+                    let mut list = query.separated(", ");
+                    chunk.iter().flat_map(|(_, _, events)| events).for_each(|e| { list.push_bind(e.event_id); });
+                    query.push(")");
+                    for row in query.build().fetch_all(&mut **tx).await? {
+                        stored_ids.insert(row.try_get::<Uuid, _>("event_id")?);
+                    }
+                    let mut query = QueryBuilder::<$db>::new(
+                        "SELECT stream_id, MAX(stream_version) AS version FROM events WHERE stream_id IN (",
+                    );
+                    let mut list = query.separated(", ");
+                    chunk.iter().for_each(|(id, _, _)| { list.push_bind(*id); });
+                    query.push(") GROUP BY stream_id");
+                    for row in query.build().fetch_all(&mut **tx).await? {
+                        versions.insert(row.try_get::<Uuid, _>("stream_id")?, row.try_get::<i64, _>("version")?);
+                    }
+                }
+                let mut head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+                    .fetch_one(&mut **tx)
+                    .await?;
+                let mut results = Vec::with_capacity(appends.len());
+                let mut rows: Vec<(i64, Uuid, i64, &NewEvent)> = Vec::new();
+                let mut seen = std::collections::HashSet::new();
+                for (stream_id, expected, events) in appends {
+                    if stored_ids.contains(&events[0].event_id) {
+                        // A retry: resolve it (and any partial-duplicate error) the slow, exact way.
+                        results.push(Self::append_in(tx, *stream_id, *expected, events).await?);
+                        continue;
+                    }
+                    if let Some(dup) = events.iter().find(|e| stored_ids.contains(&e.event_id) || !seen.insert(e.event_id)) {
+                        return Err(StoreError::DuplicateEvent(dup.event_id));
+                    }
+                    let actual = versions.get(stream_id).copied().unwrap_or(0);
+                    if actual != *expected {
+                        return Err(StoreError::Conflict { stream_id: *stream_id, expected: *expected, actual });
+                    }
+                    for (n, event) in events.iter().enumerate() {
+                        rows.push((head + 1 + n as i64, *stream_id, expected + 1 + n as i64, event));
+                    }
+                    versions.insert(*stream_id, expected + events.len() as i64);
+                    results.push(Appended {
+                        stream_id: *stream_id,
+                        version: expected + events.len() as i64,
+                        first_position: head + 1,
+                        last_position: head + events.len() as i64,
+                        replayed: false,
+                    });
+                    head += events.len() as i64;
+                }
+                for chunk in rows.chunks(2000) {
+                    let mut insert = QueryBuilder::<$db>::new(
+                        "INSERT INTO events (position, event_id, stream_id, stream_version, event_type, \
+                         schema_version, payload, recorded_at, actor_subject, actor_role, request_id) ",
+                    );
+                    insert.push_values(chunk, |mut row, (position, stream_id, version, event)| {
+                        row.push_bind(*position)
+                            .push_bind(event.event_id)
+                            .push_bind(*stream_id)
+                            .push_bind(*version)
+                            .push_bind(event.event.event_type())
+                            .push_bind(event.event.schema_version())
+                            .push_bind(Json(event.event.payload()))
+                            .push_bind(event.recorded_at)
+                            .push_bind(event.metadata.actor.subject.clone())
+                            .push_bind(event.metadata.actor.role.as_str())
+                            .push_bind(event.metadata.request_id.clone());
+                    });
+                    insert.build().execute(&mut **tx).await?;
+                }
+                if let (Some(notify), Some(last)) = ($notify, results.iter().map(|a| a.last_position).max()) {
+                    sqlx::query(notify).bind(last).execute(&mut **tx).await?;
+                }
+                Ok(results)
+            }
+
             /// The outcome of an earlier append of the same events, if there was one.
             async fn original(
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -294,10 +385,7 @@ macro_rules! sql_event_store {
 
             async fn append_batch(&self, appends: Vec<(Uuid, Version, Vec<NewEvent>)>) -> Result<Vec<Appended>> {
                 let mut tx = self.writer().begin().await?;
-                let mut results = Vec::with_capacity(appends.len());
-                for (stream_id, expected, events) in &appends {
-                    results.push(Self::append_in(&mut tx, *stream_id, *expected, events).await?);
-                }
+                let results = Self::append_many_in(&mut tx, &appends).await?;
                 tx.commit().await?;
                 if let Some(last) = results.iter().filter(|a| !a.replayed).map(|a| a.last_position).max() {
                     self.appended.send_modify(|head| *head = (*head).max(last));

@@ -155,16 +155,25 @@ pub async fn audit_queries_select_by_actor_type_and_time(f: Fixture) {
 
 pub async fn a_batch_appends_to_many_streams_atomically(f: Fixture) {
     let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-    let done = f
-        .events
-        .append_batch(vec![
-            (a, 0, vec![new_event(created("A"))]),
-            (b, 0, vec![new_event(created("B")), new_event(renamed("B2"))]),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(done.iter().map(|d| (d.stream_id, d.version)).collect::<Vec<_>>(), [(a, 1), (b, 2)]);
+    let batch = vec![
+        (a, 0, vec![new_event(created("A"))]),
+        (b, 0, vec![new_event(created("B")), new_event(renamed("B2"))]),
+    ];
+    let done = f.events.append_batch(batch.clone()).await.unwrap();
+    assert_eq!(
+        done.iter().map(|d| (d.stream_id, d.version, d.replayed)).collect::<Vec<_>>(),
+        [(a, 1, false), (b, 2, false)]
+    );
     assert_eq!(done[1].first_position, done[0].last_position + 1);
+    assert_eq!(f.events.load(b).await.unwrap().len(), 2);
+
+    let retried = f.events.append_batch(batch).await.unwrap();
+    assert!(retried.iter().all(|r| r.replayed), "a retried batch writes nothing");
+    assert_eq!(
+        retried.iter().map(|r| r.last_position).collect::<Vec<_>>(),
+        done.iter().map(|d| d.last_position).collect::<Vec<_>>()
+    );
+
     let conflicting = f
         .events
         .append_batch(vec![(c, 0, vec![new_event(created("C"))]), (a, 0, vec![new_event(renamed("A2"))])])
