@@ -152,7 +152,7 @@ pub async fn replay(
         None => None,
     };
     let search = match plan.iter().find(|(p, ..)| *p == SEARCH) {
-        Some((_, _, next)) => Some(TantivySearchIndex::open(&index_dir(settings, *next))?),
+        Some((_, _, next)) => Some(Arc::new(TantivySearchIndex::open(&index_dir(settings, *next))?)),
         None => None,
     };
     progress.set_length(head as u64);
@@ -174,11 +174,17 @@ pub async fn replay(
         let batch = write.events.read_all(after, BATCH).await?;
         let Some(last) = batch.last() else { break };
         after = last.position;
+        // The two projections are independent: write them at the same time, one per core.
+        let batch = Arc::new(batch);
+        let index_work = search.clone().map(|index| {
+            let batch = batch.clone();
+            tokio::task::spawn_blocking(move || index.apply(&batch))
+        });
         if let Some(store) = &read_store {
             store.apply(&batch).await?;
         }
-        if let Some(index) = &search {
-            tokio::task::block_in_place(|| index.apply(&batch))?;
+        if let Some(work) = index_work {
+            work.await??;
         }
         applied += batch.len() as u64;
         progress.set_position(after as u64);
