@@ -91,14 +91,7 @@ pub async fn verify(
     loop {
         let page = read_store.list(&query).await?;
         for doc in page.items {
-            let fields = MovieFields {
-                name: doc.name,
-                director: doc.director,
-                popularity: doc.popularity,
-                imdb_score: doc.imdb_score,
-                genres: doc.genres,
-            };
-            rows.insert(doc.id, (fields, doc.version));
+            rows.insert(doc.id, (doc.fields(), doc.version));
         }
         match page.next {
             Some(next) => query.after = Some(next),

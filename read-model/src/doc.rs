@@ -19,6 +19,39 @@ pub struct MovieDoc {
     pub updated_at: DateTime<Utc>,
 }
 
+impl MovieDoc {
+    pub fn new(
+        id: Uuid,
+        fields: &movies_events::MovieFields,
+        version: i64,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    ) -> Self {
+        MovieDoc {
+            id,
+            name: fields.name.clone(),
+            director: fields.director.clone(),
+            popularity: fields.popularity,
+            imdb_score: fields.imdb_score,
+            genres: fields.genres.clone(),
+            version,
+            created_at,
+            updated_at,
+        }
+    }
+
+    /// The movie's own fields, without what the store assigned.
+    pub fn fields(&self) -> movies_events::MovieFields {
+        movies_events::MovieFields {
+            name: self.name.clone(),
+            director: self.director.clone(),
+            popularity: self.popularity,
+            imdb_score: self.imdb_score,
+            genres: self.genres.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct GenreCount {
     pub genre: String,
@@ -155,17 +188,7 @@ pub fn fold_doc(id: Uuid, history: &[movies_events::EventEnvelope]) -> Option<Mo
     let fields = movie.live()?;
     let created = history.iter().find(|e| matches!(e.event, movies_events::MovieEvent::Created(_)))?;
     let last = history.last()?;
-    Some(MovieDoc {
-        id,
-        name: fields.name.clone(),
-        director: fields.director.clone(),
-        popularity: fields.popularity,
-        imdb_score: fields.imdb_score,
-        genres: fields.genres.clone(),
-        version: last.stream_version,
-        created_at: created.recorded_at,
-        updated_at: last.recorded_at,
-    })
+    Some(MovieDoc::new(id, fields, last.stream_version, created.recorded_at, last.recorded_at))
 }
 
 /// A genre in the assignment's original shape.

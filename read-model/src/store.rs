@@ -204,28 +204,12 @@ macro_rules! sql_read_store {
                         None => current.get(&id).cloned(),
                     };
                     let (version, at) = (envelope.stream_version, envelope.recorded_at);
-                    let doc = |fields: &MovieFields, created_at| MovieDoc {
-                        id,
-                        name: fields.name.clone(),
-                        director: fields.director.clone(),
-                        popularity: fields.popularity,
-                        imdb_score: fields.imdb_score,
-                        genres: fields.genres.clone(),
-                        version,
-                        created_at,
-                        updated_at: at,
-                    };
+                    let doc = |fields: &MovieFields, created_at| MovieDoc::new(id, fields, version, created_at, at);
                     let after = match (&envelope.event, before) {
                         (MovieEvent::Created(fields), _) => Some(doc(fields, at)),
                         (MovieEvent::Restored(fields), _) => Some(doc(fields, created.unwrap_or(at))),
                         (MovieEvent::Updated(changes), Some(old)) => {
-                            let mut fields = MovieFields {
-                                name: old.name,
-                                director: old.director,
-                                popularity: old.popularity,
-                                imdb_score: old.imdb_score,
-                                genres: old.genres,
-                            };
+                            let mut fields = old.fields();
                             changes.apply_to(&mut fields);
                             Some(doc(&fields, old.created_at))
                         }
