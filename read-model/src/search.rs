@@ -53,6 +53,7 @@ struct Fields {
     genres: Field,
     genre_key: Field,
     genre_facet: Field,
+    genre_mask: Field,
     director_key: Field,
     popularity: Field,
     imdb_score: Field,
@@ -80,6 +81,7 @@ fn schema() -> (Schema, Fields) {
         genres: builder.add_text_field("genres", text),
         genre_key: builder.add_text_field("genre_key", STRING),
         genre_facet: builder.add_text_field("genre_facet", STRING | FAST),
+        genre_mask: builder.add_u64_field("genre_mask", FAST),
         director_key: builder.add_text_field("director_key", STRING),
         popularity: builder.add_f64_field("popularity", number.clone()),
         imdb_score: builder.add_f64_field("imdb_score", number),
@@ -162,11 +164,14 @@ struct Checkpoint {
     /// The `SCHEMA_VERSION` the index was built with.
     #[serde(default)]
     schema: u32,
+    /// The genre registry: bit n of a document's genre mask stands for genres[n].
+    #[serde(default)]
+    genres: Vec<String>,
 }
 
 /// Bump whenever the schema or the way documents are built changes: an index built by another
 /// version is rebuilt from the log on open.
-const SCHEMA_VERSION: u32 = 5;
+const SCHEMA_VERSION: u32 = 6;
 
 /// Filters search combines with its text. Text filters match case-insensitively.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -262,6 +267,8 @@ pub struct TantivySearchIndex {
     /// `None` for a read-only view of an index another process writes.
     writer: Option<Mutex<IndexWriter>>,
     checkpoint: AtomicI64,
+    /// The genre registry of the last commit (see `OVERFLOW_BIT`).
+    genres: Mutex<Vec<String>>,
 }
 
 impl TantivySearchIndex {
@@ -315,11 +322,16 @@ impl TantivySearchIndex {
         let policy = if writable { ReloadPolicy::Manual } else { ReloadPolicy::OnCommitWithDelay };
         let reader = index.reader_builder().reload_policy(policy).try_into()?;
         let writer = if writable { Some(Mutex::new(index.writer(WRITER_HEAP_BYTES)?)) } else { None };
-        let checkpoint = match index.load_metas()?.payload {
-            Some(payload) => serde_json::from_str::<Checkpoint>(&payload).map(|c| c.position).unwrap_or(0),
-            None => 0,
-        };
-        Ok(Self { index, fields, reader, writer, checkpoint: AtomicI64::new(checkpoint) })
+        let stored = index.load_metas()?.payload.and_then(|p| serde_json::from_str::<Checkpoint>(&p).ok());
+        let (checkpoint, genres) = stored.map_or((0, Vec::new()), |c| (c.position, c.genres));
+        Ok(Self {
+            index,
+            fields,
+            reader,
+            writer,
+            checkpoint: AtomicI64::new(checkpoint),
+            genres: Mutex::new(genres),
+        })
     }
 
     /// The position of the last event whose effect is committed in the index.
@@ -367,8 +379,20 @@ impl TantivySearchIndex {
         })
     }
 
-    fn document(&self, id: Uuid, movie: &Indexed) -> TantivyDocument {
+    /// The document for a movie; registers genres it is the first to carry.
+    fn document(&self, id: Uuid, movie: &Indexed, registry: &mut Vec<String>) -> TantivyDocument {
         let f = &self.fields;
+        let mut mask = 0u64;
+        for genre in &movie.fields.genres {
+            let bit = match registry.iter().position(|g| genre_key(g) == genre_key(genre)) {
+                Some(bit) => bit,
+                None => {
+                    registry.push(genre.clone());
+                    registry.len() - 1
+                }
+            };
+            mask |= 1 << bit.min(OVERFLOW_BIT as usize);
+        }
         let mut doc = TantivyDocument::default();
         doc.add_text(f.id, id.to_string());
         doc.add_text(f.name, &movie.fields.name);
@@ -379,6 +403,7 @@ impl TantivySearchIndex {
             doc.add_text(f.genre_key, genre_key(genre));
             doc.add_text(f.genre_facet, genre);
         }
+        doc.add_u64(f.genre_mask, mask);
         doc.add_f64(f.popularity, movie.fields.popularity);
         doc.add_f64(f.imdb_score, movie.fields.imdb_score);
         let (head, tail) = name_sort_key(&movie.fields.name);
@@ -401,6 +426,7 @@ impl TantivySearchIndex {
         })?;
         let mut writer = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let checkpoint = self.checkpoint();
+        let mut registry = self.genre_registry();
         let mut pending: HashMap<Uuid, Option<Indexed>> = HashMap::new();
         let mut last = checkpoint;
         for envelope in events.iter().filter(|e| e.position > checkpoint) {
@@ -432,7 +458,7 @@ impl TantivySearchIndex {
             };
             writer.delete_term(self.id_term(id));
             if let Some(movie) = &next {
-                writer.add_document(self.document(id, movie))?;
+                writer.add_document(self.document(id, movie, &mut registry))?;
             }
             pending.insert(id, next);
             last = envelope.position;
@@ -441,10 +467,17 @@ impl TantivySearchIndex {
             let mut commit = writer.prepare_commit()?;
             // A struct with one integer always serializes.
             commit.set_payload(
-                &serde_json::to_string(&Checkpoint { position: last, schema: SCHEMA_VERSION })
-                    .expect("checkpoint"),
+                &serde_json::to_string(&Checkpoint {
+                    position: last,
+                    schema: SCHEMA_VERSION,
+                    genres: registry.clone(),
+                })
+                .expect("checkpoint"),
             );
             commit.commit()?;
+            // The registry grows before the searcher that needs it: a search sees either the old
+            // documents with the new registry (a superset) or both new.
+            *self.genres.lock().unwrap_or_else(|p| p.into_inner()) = registry;
             self.reader.reload()?;
             self.checkpoint.store(last, Ordering::SeqCst);
         }
@@ -662,7 +695,7 @@ impl TantivySearchIndex {
         // One more than asked tells whether another page follows.
         let top = TopDocs::with_limit(q.limit.max(1) + 1).and_offset(q.offset);
         let collector = top.tweak_score(sort_key(sort, words.len(), ascending, q.after));
-        let facets = q.facets.then_some(GenreFacets);
+        let facets = q.facets.then(|| GenreFacets { registry: self.genre_registry() });
         let (ranked, total, facet_counts) = searcher.search(&query, &(collector, Count, facets))?;
         // Keys at or past the cursor come back as zero: they were on earlier pages.
         let mut ranked: Vec<(SortKey, DocAddress)> =
@@ -711,6 +744,10 @@ impl TantivySearchIndex {
         Ok(documents)
     }
 
+    fn genre_registry(&self) -> Vec<String> {
+        self.genres.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// The cheapest search there is: one exact term in titles, plain BM25, the top ten ids. The
     /// search benchmark's baseline.
     pub fn baseline_term_search(&self, word: &str) -> Result<usize> {
@@ -752,35 +789,56 @@ impl TantivySearchIndex {
     }
 }
 
-/// Counts genres over every match: per segment, an array indexed by the genre column's term
-/// ordinals (a handful of genres), turned into names once at the end. Several times cheaper than
-/// a general terms aggregation.
-struct GenreFacets;
+/// Genres get a bit each in a per-document mask, in the order the index first saw them; the
+/// registry is committed in the payload with the documents. Genres past the 63rd share the last
+/// bit, and documents carrying it are counted from the genre column instead.
+const OVERFLOW_BIT: u32 = 63;
+
+/// Counts genres over every match from the single-valued mask column, 64 documents at a time:
+/// one batched read and a few bit operations per document.
+struct GenreFacets {
+    registry: Vec<String>,
+}
 
 struct SegmentGenreFacets {
-    column: Option<tantivy::columnar::StrColumn>,
-    counts: Vec<u64>,
-    /// Documents wait here and are resolved 64 at a time: batched column reads are several
-    /// times faster than one lookup per document.
+    masks: Option<std::sync::Arc<dyn tantivy::columnar::ColumnValues<u64>>>,
+    overflow: Option<tantivy::columnar::StrColumn>,
+    counts: [u64; 64],
+    named: HashMap<String, u64>,
     pending: Vec<DocId>,
-    docs: Vec<DocId>,
-    rows: Vec<u32>,
-    ords: Vec<u64>,
+    values: Vec<u64>,
+    registry: Vec<String>,
 }
 
 const FACET_BLOCK: usize = 64;
 
 impl SegmentGenreFacets {
     fn flush(&mut self) {
-        if let Some(column) = &self.column {
-            let ords = column.ords();
-            self.docs.clear();
-            self.rows.clear();
-            ords.row_ids_for_docs(&self.pending, &mut self.docs, &mut self.rows);
-            self.ords.resize(self.rows.len(), 0);
-            ords.values.get_vals(&self.rows, &mut self.ords);
-            for ord in &self.ords {
-                self.counts[*ord as usize] += 1;
+        let Some(masks) = &self.masks else {
+            self.pending.clear();
+            return;
+        };
+        self.values.resize(self.pending.len(), 0);
+        masks.get_vals(&self.pending, &mut self.values);
+        for (doc, mask) in self.pending.iter().zip(&self.values) {
+            let mut bits = *mask;
+            while bits != 0 {
+                let bit = bits.trailing_zeros();
+                bits &= bits - 1;
+                if bit == OVERFLOW_BIT {
+                    if let Some(column) = &self.overflow {
+                        for ord in column.term_ords(*doc) {
+                            let mut genre = String::new();
+                            if column.ord_to_str(ord, &mut genre).unwrap_or(false)
+                                && !self.registry.iter().take(OVERFLOW_BIT as usize).any(|g| *g == genre)
+                            {
+                                *self.named.entry(genre).or_default() += 1;
+                            }
+                        }
+                    }
+                } else {
+                    self.counts[bit as usize] += 1;
+                }
             }
         }
         self.pending.clear();
@@ -796,15 +854,15 @@ impl Collector for GenreFacets {
         _: tantivy::SegmentOrdinal,
         segment: &SegmentReader,
     ) -> tantivy::Result<SegmentGenreFacets> {
-        let column = segment.fast_fields().str("genre_facet")?;
-        let terms = column.as_ref().map_or(0, |c| c.num_terms());
+        let fast = segment.fast_fields();
         Ok(SegmentGenreFacets {
-            column,
-            counts: vec![0; terms],
+            masks: fast.u64("genre_mask").map(|c| c.first_or_default_col(0)).ok(),
+            overflow: fast.str("genre_facet")?,
+            counts: [0; 64],
+            named: HashMap::new(),
             pending: Vec::with_capacity(FACET_BLOCK),
-            docs: Vec::new(),
-            rows: Vec::new(),
-            ords: Vec::new(),
+            values: Vec::with_capacity(FACET_BLOCK),
+            registry: self.registry.clone(),
         })
     }
 
@@ -833,16 +891,14 @@ impl SegmentCollector for SegmentGenreFacets {
 
     fn harvest(mut self) -> HashMap<String, u64> {
         self.flush();
-        let mut named = HashMap::new();
-        if let Some(column) = &self.column {
-            for (ord, count) in self.counts.iter().enumerate().filter(|(_, n)| **n > 0) {
-                let mut genre = String::new();
-                if column.ord_to_str(ord as u64, &mut genre).unwrap_or(false) {
-                    named.insert(genre, *count);
-                }
+        for (bit, count) in
+            self.counts.iter().enumerate().take(OVERFLOW_BIT as usize).filter(|(_, n)| **n > 0)
+        {
+            if let Some(genre) = self.registry.get(bit) {
+                *self.named.entry(genre.clone()).or_default() += count;
             }
         }
-        named
+        self.named
     }
 }
 
@@ -951,6 +1007,39 @@ fn escape_html(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn facets_count_every_genre_even_past_the_sixty_three_with_their_own_bit() {
+        use movies_events::{Actor, EventMetadata, Role};
+        let index = TantivySearchIndex::in_memory().unwrap();
+        let events: Vec<EventEnvelope> = (0..70)
+            .map(|n| EventEnvelope {
+                event_id: Uuid::now_v7(),
+                stream_id: Uuid::now_v7(),
+                stream_version: 1,
+                position: n + 1,
+                recorded_at: chrono::Utc::now(),
+                metadata: EventMetadata {
+                    actor: Actor { subject: "t".into(), role: Role::System },
+                    request_id: None,
+                },
+                event: MovieEvent::Created(MovieFields {
+                    name: format!("Movie {n}"),
+                    director: "Someone".into(),
+                    popularity: 1.0,
+                    imdb_score: 1.0,
+                    genres: vec![format!("Genre {n}"), "Drama".into()],
+                }),
+            })
+            .collect();
+        index.apply(&events[..35]).unwrap();
+        index.apply(&events[35..]).unwrap();
+        let page = index.search(&SearchQuery { limit: 1, facets: true, ..Default::default() }).unwrap();
+        let counts: HashMap<String, u64> = page.facets.into_iter().collect();
+        assert_eq!(counts.len(), 71);
+        assert_eq!(counts["Drama"], 70);
+        assert!((0..70).all(|n| counts[&format!("Genre {n}")] == 1), "{counts:?}");
+    }
 
     #[test]
     fn typo_budgets_follow_word_length() {
