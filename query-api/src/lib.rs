@@ -110,7 +110,7 @@ pub struct ListParams {
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
-    /// `name` (default), `popularity` or `imdb_score`; search also takes `relevance`.
+    /// `name` (default), `popularity` or `imdb_score`.
     pub sort: Option<String>,
     /// `asc` or `desc` (default: asc for name, desc otherwise).
     pub order: Option<Order>,
@@ -145,10 +145,8 @@ impl ListParams {
             }
         }
         for (name, value) in [("genre", &self.genre), ("director", &self.director)] {
-            if value.as_deref().is_some_and(|v| v.chars().any(char::is_control) || v.chars().count() > 300) {
-                return Err(ApiError::BadRequest(format!(
-                    "{name} must be at most 300 characters, without control characters"
-                )));
+            if let Some(value) = value {
+                check_text(name, value)?;
             }
         }
         let text =

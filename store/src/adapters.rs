@@ -193,24 +193,8 @@ macro_rules! sql_event_store {
                 let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
                     .fetch_one(&mut **tx)
                     .await?;
-                let mut insert = QueryBuilder::<$db>::new(
-                    "INSERT INTO events (position, event_id, stream_id, stream_version, event_type, \
-                     schema_version, payload, recorded_at, actor_subject, actor_role, request_id) ",
-                );
-                insert.push_values(events.iter().zip(1..), |mut row, (event, n): (&NewEvent, i64)| {
-                    row.push_bind(head + n)
-                        .push_bind(event.event_id)
-                        .push_bind(stream_id)
-                        .push_bind(expected + n)
-                        .push_bind(event.event.event_type())
-                        .push_bind(event.event.schema_version())
-                        .push_bind(Json(event.event.payload()))
-                        .push_bind(event.recorded_at)
-                        .push_bind(event.metadata.actor.subject.clone())
-                        .push_bind(event.metadata.actor.role.as_str())
-                        .push_bind(event.metadata.request_id.clone());
-                });
-                insert.build().execute(&mut **tx).await?;
+                let rows: Vec<_> = events.iter().zip(1..).map(|(event, n)| (head + n, stream_id, expected + n, event)).collect();
+                Self::insert_rows(tx, &rows).await?;
                 let last_position = head + events.len() as i64;
                 if let Some(notify) = $notify {
                     sqlx::query(notify).bind(last_position).execute(&mut **tx).await?;
@@ -289,6 +273,18 @@ macro_rules! sql_event_store {
                     });
                     head += events.len() as i64;
                 }
+                Self::insert_rows(tx, &rows).await?;
+                if let (Some(notify), Some(last)) = ($notify, results.iter().map(|a| a.last_position).max()) {
+                    sqlx::query(notify).bind(last).execute(&mut **tx).await?;
+                }
+                Ok(results)
+            }
+
+            /// Inserts event rows (position, stream, version, event), many per statement.
+            async fn insert_rows(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                rows: &[(i64, Uuid, i64, &NewEvent)],
+            ) -> Result<()> {
                 for chunk in rows.chunks(2000) {
                     let mut insert = QueryBuilder::<$db>::new(
                         "INSERT INTO events (position, event_id, stream_id, stream_version, event_type, \
@@ -309,10 +305,7 @@ macro_rules! sql_event_store {
                     });
                     insert.build().execute(&mut **tx).await?;
                 }
-                if let (Some(notify), Some(last)) = ($notify, results.iter().map(|a| a.last_position).max()) {
-                    sqlx::query(notify).bind(last).execute(&mut **tx).await?;
-                }
-                Ok(results)
+                Ok(())
             }
 
             /// The outcome of an earlier append of the same events, if there was one.
