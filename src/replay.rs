@@ -162,6 +162,12 @@ pub async fn replay(
             .progress_chars("=> "),
     );
     let started = Instant::now();
+    // The shadow is empty and nobody reads it yet: load it without secondary indexes and build
+    // them once at the end, far cheaper than maintaining them row by row.
+    let suspended = match &read_store {
+        Some(store) => store.suspend_indexes().await?,
+        None => Vec::new(),
+    };
     let (mut after, mut applied) = (0, 0u64);
     loop {
         if *interrupt.borrow_and_update() {
@@ -188,6 +194,9 @@ pub async fn replay(
         }
         applied += batch.len() as u64;
         progress.set_position(after as u64);
+    }
+    if let Some(store) = &read_store {
+        store.restore_indexes(&suspended).await?;
     }
     // Release the index writer before a server opens this generation.
     drop(search);

@@ -60,4 +60,12 @@ impl ReadStore for Live<dyn ReadStore> {
     async fn apply(&self, events: &[EventEnvelope]) -> Result<()> {
         Live::get(self).apply(events).await
     }
+
+    async fn suspend_indexes(&self) -> Result<Vec<String>> {
+        Live::get(self).suspend_indexes().await
+    }
+
+    async fn restore_indexes(&self, statements: &[String]) -> Result<()> {
+        Live::get(self).restore_indexes(statements).await
+    }
 }

@@ -60,6 +60,13 @@ pub trait ReadStore: Send + Sync + 'static {
     /// The projected version of one stream (0 if never seen).
     async fn stream_version(&self, id: Uuid) -> Result<Version>;
     async fn apply(&self, events: &[EventEnvelope]) -> Result<()>;
+
+    /// For a bulk load into an empty store: drops the secondary indexes and returns the
+    /// statements that recreate them (read from the database's own catalogue).
+    async fn suspend_indexes(&self) -> Result<Vec<String>>;
+
+    /// Recreates indexes dropped by `suspend_indexes`.
+    async fn restore_indexes(&self, statements: &[String]) -> Result<()>;
 }
 
 fn migrator(mut migrator: sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
@@ -127,7 +134,7 @@ fn sort_column(sort: SortField) -> &'static str {
 }
 
 macro_rules! sql_read_store {
-    ($store:ident, $db:ty) => {
+    ($store:ident, $db:ty, indexes: $indexes:expr, drop: $drop:expr) => {
         impl $store {
             /// Records this build's version in a new read store; refuses one built by another.
             async fn check_version(&self) -> Result<()> {
@@ -394,6 +401,24 @@ macro_rules! sql_read_store {
                     .unwrap_or(0))
             }
 
+            async fn suspend_indexes(&self) -> Result<Vec<String>> {
+                let rows = sqlx::query($indexes).fetch_all(self.writer()).await?;
+                let mut statements = Vec::new();
+                for row in &rows {
+                    let (name, sql): (String, String) = (row.try_get("name")?, row.try_get("sql")?);
+                    sqlx::query(&format!("{}{name}", $drop)).execute(self.writer()).await?;
+                    statements.push(sql);
+                }
+                Ok(statements)
+            }
+
+            async fn restore_indexes(&self, statements: &[String]) -> Result<()> {
+                for statement in statements {
+                    sqlx::query(statement).execute(self.writer()).await?;
+                }
+                Ok(())
+            }
+
             async fn apply(&self, events: &[EventEnvelope]) -> Result<()> {
                 let Some(last) = events.iter().map(|e| e.position).max() else {
                     return Ok(());
@@ -417,5 +442,17 @@ macro_rules! sql_read_store {
     };
 }
 
-sql_read_store!(PgReadStore, sqlx::Postgres);
-sql_read_store!(SqliteReadStore, sqlx::Sqlite);
+sql_read_store!(
+    PgReadStore,
+    sqlx::Postgres,
+    indexes: "SELECT indexname AS name, indexdef AS sql FROM pg_indexes WHERE schemaname = current_schema() \
+              AND tablename IN ('movies', 'movie_genres') AND indexname NOT LIKE '%_pkey'",
+    drop: "DROP INDEX "
+);
+sql_read_store!(
+    SqliteReadStore,
+    sqlx::Sqlite,
+    indexes: "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
+              AND tbl_name IN ('movies', 'movie_genres')",
+    drop: "DROP INDEX "
+);

@@ -41,6 +41,25 @@ async fn a_replay_rebuilds_beside_the_live_projections_and_the_server_follows() 
     assert_eq!(app.all_movies().await.len(), 248);
     assert_eq!(app.get_json("/api/movies/?search=casablanca").await.as_array().unwrap().len(), 1);
 
+    // The new generation was loaded without its secondary indexes, which were rebuilt after.
+    let rebuilt = movies_store::open_sqlite(&app.settings.data_dir.join("read-g1.db")).await.unwrap();
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name",
+    )
+    .fetch_all(&rebuilt.reader)
+    .await
+    .unwrap();
+    assert_eq!(
+        indexes,
+        [
+            "movie_genres_by_genre",
+            "movies_by_director",
+            "movies_by_name",
+            "movies_by_popularity",
+            "movies_by_score"
+        ]
+    );
+
     // The server's projector now writes the new generation.
     let token = app.admin_token().await;
     let created: Value = app.created(&token, &movie("Arrival")).await;
