@@ -220,6 +220,17 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     })
 }
 
+/// Runs a command on an existing movie, honouring `If-Match`, on behalf of `admin`.
+async fn command(
+    state: &CommandState,
+    admin: &Principal,
+    id: Uuid,
+    headers: &HeaderMap,
+    command: MovieCommand,
+) -> Result<Outcome, ApiError> {
+    Ok(state.service.execute(id, if_match(headers)?, command, context(admin, headers, None)).await?)
+}
+
 fn write_headers(outcome: &Outcome) -> [(header::HeaderName, HeaderValue); 2] {
     [
         (
@@ -292,10 +303,7 @@ async fn replace_movie(
     Json(body): Json<MovieBody>,
 ) -> Result<Response, ApiError> {
     let draft = MovieDraft::parse(body.into()).map_err(ApiError::Invalid)?;
-    let outcome = state
-        .service
-        .execute(id, if_match(&headers)?, MovieCommand::Replace(draft), context(&admin, &headers, None))
-        .await?;
+    let outcome = command(&state, &admin, id, &headers, MovieCommand::Replace(draft)).await?;
     Ok(movie_response(StatusCode::OK, outcome, |m| Json(m).into_response()))
 }
 
@@ -349,10 +357,7 @@ async fn patch_movie(
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
     let patch = MoviePatch::parse(merge_patch(body)?).map_err(ApiError::Invalid)?;
-    let outcome = state
-        .service
-        .execute(id, if_match(&headers)?, MovieCommand::Patch(patch), context(&admin, &headers, None))
-        .await?;
+    let outcome = command(&state, &admin, id, &headers, MovieCommand::Patch(patch)).await?;
     Ok(movie_response(StatusCode::OK, outcome, |m| Json(m).into_response()))
 }
 
@@ -366,10 +371,7 @@ async fn delete_movie(
     Path(id): Path<Uuid>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let outcome = state
-        .service
-        .execute(id, if_match(&headers)?, MovieCommand::Delete, context(&admin, &headers, None))
-        .await?;
+    let outcome = command(&state, &admin, id, &headers, MovieCommand::Delete).await?;
     Ok(movie_response(StatusCode::NO_CONTENT, outcome, |_| StatusCode::NO_CONTENT.into_response()))
 }
 
@@ -383,10 +385,7 @@ async fn restore_movie(
     Path(id): Path<Uuid>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let outcome = state
-        .service
-        .execute(id, if_match(&headers)?, MovieCommand::Restore, context(&admin, &headers, None))
-        .await?;
+    let outcome = command(&state, &admin, id, &headers, MovieCommand::Restore).await?;
     Ok(movie_response(StatusCode::OK, outcome, |m| Json(m).into_response()))
 }
 
@@ -529,10 +528,7 @@ async fn compat_replace(
     Json(body): Json<CompatMovieBody>,
 ) -> Result<Response, ApiError> {
     let draft = MovieDraft::parse(body.into()).map_err(ApiError::Invalid)?;
-    let outcome = state
-        .service
-        .execute(id, if_match(&headers)?, MovieCommand::Replace(draft), context(&admin, &headers, None))
-        .await?;
+    let outcome = command(&state, &admin, id, &headers, MovieCommand::Replace(draft)).await?;
     Ok(movie_response(StatusCode::OK, outcome, compat_json))
 }
 
@@ -540,16 +536,12 @@ async fn compat_replace(
 #[utoipa::path(delete, path = "/api/movie/{id}/", tag = "compatibility", security(("bearer" = [])),
     params(("id" = Uuid, Path)), responses((status = 204), (status = 404)))]
 async fn compat_delete(
-    State(state): State<CommandState>,
-    Admin(admin): Admin,
-    Path(id): Path<Uuid>,
+    state: State<CommandState>,
+    admin: Admin,
+    id: Path<Uuid>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let outcome = state
-        .service
-        .execute(id, if_match(&headers)?, MovieCommand::Delete, context(&admin, &headers, None))
-        .await?;
-    Ok(movie_response(StatusCode::NO_CONTENT, outcome, |_| StatusCode::NO_CONTENT.into_response()))
+    delete_movie(state, admin, id, headers).await
 }
 
 /// The actor recorded for system writers such as ingest.
