@@ -40,14 +40,7 @@ async fn main() -> anyhow::Result<()> {
     while written < count {
         let batch: Vec<_> = (0..10_000.min(count - written))
             .map(|_| {
-                let r = generator.next_record();
-                let input = MovieInput {
-                    name: r.name,
-                    director: r.director,
-                    popularity: r.popularity,
-                    imdb_score: r.imdb_score,
-                    genres: r.genre,
-                };
+                let input = MovieInput::from(generator.next_record());
                 let event = MovieEvent::Created(MovieDraft::parse(input).expect("valid").into_fields());
                 let new = NewEvent {
                     event_id: Uuid::now_v7(),

@@ -74,13 +74,7 @@ fn main() {
                 if vocabulary.len() < 5000 {
                     vocabulary.push((r.name.clone(), r.director.clone()));
                 }
-                let input = MovieInput {
-                    name: r.name,
-                    director: r.director,
-                    popularity: r.popularity,
-                    imdb_score: r.imdb_score,
-                    genres: r.genre,
-                };
+                let input = MovieInput::from(r);
                 position += 1;
                 EventEnvelope {
                     event_id: Uuid::now_v7(),

@@ -12,7 +12,8 @@ use std::io::Write;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+
+pub use crate::ingest::Record;
 
 const ADJECTIVES: &[&str] = &[
     "Silent",
@@ -300,17 +301,6 @@ const GENRES: &[(&str, u32)] = &[
 ];
 const SEQUELS: &[&str] = &["II", "III", "IV", "2", "3", "Returns", "Reloaded", "Rising", "Forever"];
 
-/// One record in the ingest format (the assignment's keys, `99popularity` included).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Record {
-    #[serde(rename = "99popularity")]
-    pub popularity: f64,
-    pub director: String,
-    pub genre: Vec<String>,
-    pub imdb_score: f64,
-    pub name: String,
-}
-
 /// An endless, deterministic stream of distinct movies (no title and director pair repeats).
 pub struct Generator {
     rng: ChaCha8Rng,
@@ -446,14 +436,7 @@ mod tests {
             records.iter().map(|r| (r.name.to_lowercase(), r.director.to_lowercase())).collect();
         assert_eq!(pairs.len(), records.len(), "no title and director pair repeats");
         for r in &records {
-            let input = movies_events::MovieInput {
-                name: r.name.clone(),
-                director: r.director.clone(),
-                popularity: r.popularity,
-                imdb_score: r.imdb_score,
-                genres: r.genre.clone(),
-            };
-            assert!(movies_events::MovieDraft::parse(input).is_ok(), "{r:?}");
+            assert!(movies_events::MovieDraft::parse(r.clone().into()).is_ok(), "{r:?}");
         }
         let famous = records.iter().filter(|r| r.popularity >= 90.0).count();
         let obscure = records.iter().filter(|r| r.popularity < 10.0).count();

@@ -4,22 +4,35 @@
 use indicatif::{ProgressBar, ProgressStyle};
 use movies_command_api::{system_actor, CommandContext, CommandError, CommandService};
 use movies_events::{EventMetadata, Movie, MovieCommand, MovieDraft, MovieInput};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Namespaces the ids derived from records, so they never collide with other derived ids.
 const INGEST_NAMESPACE: Uuid = Uuid::from_u128(0x6d6f_7669_6573_2d69_6e67_6573_742d_7631);
 
-/// One record of the assignment's format (note the odd `99popularity` key).
-#[derive(Debug, Deserialize)]
+/// One record of the assignment's format (note the odd `99popularity` key): what ingest reads
+/// and `movies generate` writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Record {
+pub struct Record {
     #[serde(rename = "99popularity")]
-    popularity: f64,
-    director: String,
-    genre: Vec<String>,
-    imdb_score: f64,
-    name: String,
+    pub popularity: f64,
+    pub director: String,
+    pub genre: Vec<String>,
+    pub imdb_score: f64,
+    pub name: String,
+}
+
+impl From<Record> for MovieInput {
+    fn from(r: Record) -> Self {
+        MovieInput {
+            name: r.name,
+            director: r.director,
+            popularity: r.popularity,
+            imdb_score: r.imdb_score,
+            genres: r.genre,
+        }
+    }
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -79,13 +92,7 @@ pub async fn ingest(
                 continue;
             }
         };
-        let input = MovieInput {
-            name: record.name,
-            director: record.director,
-            popularity: record.popularity,
-            imdb_score: record.imdb_score,
-            genres: record.genre,
-        };
+        let input = MovieInput::from(record);
         if let Some(first) = seen.insert(identity(&input), index) {
             report.rejected.push((index, format!("the same title and director as record {first}")));
             continue;

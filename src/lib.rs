@@ -6,7 +6,7 @@ pub mod ingest;
 pub mod replay;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -323,9 +323,4 @@ pub fn audit_table(events: &[movies_command_api::audit::AuditEvent], json: bool)
         );
     }
     out
-}
-
-/// The default data directory, relative to where the binary runs.
-pub fn default_data_dir() -> PathBuf {
-    Path::new("movies-data").to_path_buf()
 }

@@ -32,7 +32,7 @@ use tantivy::{
 };
 use uuid::Uuid;
 
-use crate::doc::{Filters, Order};
+use crate::doc::Order;
 use crate::store::{ProjectionError, Result};
 
 const TOKENIZER: &str = "movie_text";
@@ -185,18 +185,6 @@ pub struct SearchFilters {
     pub max_score: Option<f64>,
     pub min_popularity: Option<f64>,
     pub max_popularity: Option<f64>,
-}
-
-impl From<&Filters> for SearchFilters {
-    fn from(f: &Filters) -> Self {
-        SearchFilters {
-            genre_any: f.genre.iter().cloned().collect(),
-            director: f.director.clone(),
-            min_score: f.min_score,
-            max_score: f.max_score,
-            ..Default::default()
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

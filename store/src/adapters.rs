@@ -111,10 +111,6 @@ impl PgEventStore {
         Ok(Self { pool, appended: watch::Sender::new(0) })
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     fn writer(&self) -> &PgPool {
         &self.pool
     }
