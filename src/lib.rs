@@ -4,6 +4,7 @@
 pub mod generate;
 pub mod ingest;
 pub mod replay;
+pub mod roles;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -184,6 +185,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
     });
     let query = movies_query_api::router(QueryState {
         read_store: read_store.clone(),
+        uncached: read_store.clone(),
         search,
         keys,
         progress: projector.progress(),

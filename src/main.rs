@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::ProgressBar;
-use movies::{Seed, Settings};
+use movies::{roles, Seed, Settings};
 use movies_events::Role;
 use movies_store::{Account, AccountError};
 use movies_web::{PasswordHasher, ACCESS_TOKEN_TTL_SECONDS};
@@ -44,6 +44,86 @@ struct Common {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Distributed role: the command API (writes) on the Postgres event log.
+    #[command(name = "command-api")]
+    WriteApi {
+        #[arg(long, env = "MOVIES_LISTEN", default_value = "0.0.0.0:8081")]
+        listen: SocketAddr,
+        #[command(flatten)]
+        keys: KeyPaths,
+    },
+    /// Distributed role: publishes the event log to Kafka in commit order (the outbox relay).
+    Relay {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        /// Partitions of the topic when the relay creates it.
+        #[arg(long, env = "MOVIES_KAFKA_PARTITIONS", default_value_t = 6)]
+        partitions: i32,
+        /// Replication factor of the topic when the relay creates it.
+        #[arg(long, env = "MOVIES_KAFKA_REPLICATION", default_value_t = 1)]
+        replication: i32,
+        /// Where /health answers (published position and lag).
+        #[arg(long, env = "MOVIES_HEALTH_LISTEN", default_value = "0.0.0.0:9090")]
+        health_listen: SocketAddr,
+    },
+    /// Distributed role: applies events from Kafka to the read store and Redis (a consumer
+    /// group), or with --search-only to a local search index for a co-located query-api.
+    Projector {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        /// The consumer group (read-store projectors share one; default movies-projector).
+        #[arg(long, env = "MOVIES_KAFKA_GROUP")]
+        group: Option<String>,
+        /// Redis for write-through of movie documents and page invalidation.
+        #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+        redis_url: Option<String>,
+        /// The prefix of every Redis key and channel (catalogues sharing a Redis differ here).
+        #[arg(long, env = "MOVIES_REDIS_NAMESPACE", default_value = movies_cache::DEFAULT_NAMESPACE)]
+        redis_namespace: String,
+        /// Maintain only a local search index (in --index-dir) instead of the read store.
+        #[arg(long)]
+        search_only: bool,
+        /// The search index directory (with --search-only).
+        #[arg(long, env = "MOVIES_INDEX_DIR")]
+        index_dir: Option<PathBuf>,
+        /// Where /health answers (position and lag).
+        #[arg(long, env = "MOVIES_HEALTH_LISTEN", default_value = "0.0.0.0:9090")]
+        health_listen: SocketAddr,
+    },
+    /// Distributed role: the query API (reads) over the read store, Redis and a local index.
+    QueryApi {
+        #[arg(long, env = "MOVIES_LISTEN", default_value = "0.0.0.0:8082")]
+        listen: SocketAddr,
+        /// A Postgres read replica for the read store's queries.
+        #[arg(long, env = "DATABASE_READ_URL", hide_env_values = true)]
+        database_read_url: Option<String>,
+        /// Redis, the shared L2 cache (reads work without it).
+        #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+        redis_url: Option<String>,
+        /// The prefix of every Redis key and channel (catalogues sharing a Redis differ here).
+        #[arg(long, env = "MOVIES_REDIS_NAMESPACE", default_value = movies_cache::DEFAULT_NAMESPACE)]
+        redis_namespace: String,
+        /// The search index a co-located `projector --search-only` writes.
+        #[arg(long, env = "MOVIES_INDEX_DIR")]
+        index_dir: Option<PathBuf>,
+        /// The JWT public key (PEM) tokens are verified with.
+        #[arg(long, env = "MOVIES_JWT_PUBLIC_KEY")]
+        jwt_public_key: Option<PathBuf>,
+        /// Entries per in-process cache tier.
+        #[arg(long, env = "MOVIES_L1_CAPACITY", default_value_t = 100_000)]
+        l1_capacity: u64,
+        /// Longest life of an in-process cache entry, in milliseconds.
+        #[arg(long, env = "MOVIES_L1_TTL_MS", default_value_t = 5000)]
+        l1_ttl_ms: u64,
+        /// The topic the relay publishes (for relay lag in /health).
+        #[arg(long, env = "MOVIES_KAFKA_TOPIC", default_value = movies_kafka::DEFAULT_TOPIC)]
+        topic: String,
+    },
+    /// Write a new JWT signing key pair (private.pem, public.pem) into a directory.
+    Keygen {
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Append the movies of a data file (the assignment's format) through the command path.
     Ingest {
         /// The JSON file.
@@ -78,7 +158,17 @@ enum Command {
         json: bool,
     },
     /// Fold the event log and compare every projection with it; exits 1 on any difference.
-    Verify,
+    Verify {
+        /// Also compare the documents cached in this Redis.
+        #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+        redis_url: Option<String>,
+        /// The prefix of the cache's Redis keys.
+        #[arg(long, env = "MOVIES_REDIS_NAMESPACE", default_value = movies_cache::DEFAULT_NAMESPACE)]
+        redis_namespace: String,
+        /// The search index to compare (default: the live generation in the data dir).
+        #[arg(long, env = "MOVIES_INDEX_DIR")]
+        index_dir: Option<PathBuf>,
+    },
     /// Rebuild projections from the event log into new generations while the live ones keep
     /// serving, then swap them in (running servers follow within a second).
     Replay {
@@ -109,6 +199,26 @@ enum Command {
         #[arg(long, default_value_t = ACCESS_TOKEN_TTL_SECONDS)]
         ttl: i64,
     },
+}
+
+#[derive(Args)]
+struct KeyPaths {
+    /// The JWT private key (PEM) tokens are signed with.
+    #[arg(long, env = "MOVIES_JWT_PRIVATE_KEY")]
+    jwt_private_key: Option<PathBuf>,
+    /// The JWT public key (PEM) tokens are verified with.
+    #[arg(long, env = "MOVIES_JWT_PUBLIC_KEY")]
+    jwt_public_key: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct KafkaArgs {
+    /// Kafka bootstrap servers (host:port,...).
+    #[arg(long, env = "KAFKA_BROKERS")]
+    kafka_brokers: Option<String>,
+    /// The topic events are published to.
+    #[arg(long, env = "MOVIES_KAFKA_TOPIC", default_value = movies_kafka::DEFAULT_TOPIC)]
+    topic: String,
 }
 
 #[derive(Subcommand)]
@@ -161,10 +271,122 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Turns true on Ctrl-C or SIGTERM: every role stops gracefully.
+fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = stop.send(true);
+    });
+    shutdown
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = settings(&cli);
+    let database_url = settings.database_url.as_deref();
     match cli.command {
         None => serve(settings).await,
+        Some(Command::WriteApi { listen, keys }) => {
+            let database_url = roles::require_postgres(database_url)?.to_owned();
+            let private_key =
+                roles::require(path_str(&keys.jwt_private_key), "MOVIES_JWT_PRIVATE_KEY")?.into();
+            let public_key = roles::require(path_str(&keys.jwt_public_key), "MOVIES_JWT_PUBLIC_KEY")?.into();
+            let role = roles::CommandApiSettings {
+                listen,
+                database_url,
+                private_key,
+                public_key,
+                admin_password: settings.admin_password.clone(),
+                hasher: settings.hasher.clone(),
+            };
+            roles::command_api(role, shutdown_signal()).await
+        }
+        Some(Command::Relay { kafka, partitions, replication, health_listen }) => {
+            let database_url = roles::require_postgres(database_url)?;
+            let brokers = roles::require(kafka.kafka_brokers.as_deref(), "KAFKA_BROKERS")?.to_owned();
+            let relay = movies_kafka::RelaySettings { brokers, topic: kafka.topic, partitions, replication };
+            roles::relay(database_url, relay, health_listen, shutdown_signal()).await
+        }
+        Some(Command::Projector {
+            kafka,
+            group,
+            redis_url,
+            redis_namespace,
+            search_only,
+            index_dir,
+            health_listen,
+        }) => {
+            let database_url = roles::require_postgres(database_url)?;
+            let brokers = roles::require(kafka.kafka_brokers.as_deref(), "KAFKA_BROKERS")?.to_owned();
+            let target = if search_only {
+                let dir = roles::require(path_str(&index_dir), "MOVIES_INDEX_DIR")?;
+                roles::ProjectorTarget::Search { index_dir: dir.into() }
+            } else {
+                anyhow::ensure!(index_dir.is_none(), "--index-dir is for --search-only projectors");
+                roles::ProjectorTarget::ReadStore { redis_url, namespace: redis_namespace }
+            };
+            let default_group = if search_only {
+                // Each replica's index reads every partition on its own.
+                format!("movies-search-{}", uuid::Uuid::new_v4().simple())
+            } else {
+                "movies-projector".to_owned()
+            };
+            let consumer = movies_kafka::ConsumerSettings {
+                brokers,
+                topic: kafka.topic,
+                group: group.unwrap_or(default_group),
+            };
+            roles::projector(database_url, consumer, target, health_listen, shutdown_signal()).await
+        }
+        Some(Command::QueryApi {
+            listen,
+            database_read_url,
+            redis_url,
+            redis_namespace,
+            index_dir,
+            jwt_public_key,
+            l1_capacity,
+            l1_ttl_ms,
+            topic,
+        }) => {
+            let database_url = roles::require_postgres(database_url)?.to_owned();
+            if let Some(url) = &database_read_url {
+                roles::require_postgres(Some(url)).context("DATABASE_READ_URL")?;
+            }
+            let index_dir = roles::require(path_str(&index_dir), "MOVIES_INDEX_DIR")?.into();
+            let public_key = roles::require(path_str(&jwt_public_key), "MOVIES_JWT_PUBLIC_KEY")?.into();
+            anyhow::ensure!(l1_capacity > 0 && l1_ttl_ms > 0, "the L1 capacity and TTL must be positive");
+            let role = roles::QueryApiSettings {
+                listen,
+                database_url,
+                read_replica_url: database_read_url,
+                redis_url,
+                redis_namespace,
+                index_dir,
+                public_key,
+                l1: movies_cache::L1Settings {
+                    capacity: l1_capacity,
+                    ttl: std::time::Duration::from_millis(l1_ttl_ms),
+                },
+                topic,
+            };
+            roles::query_api(role, shutdown_signal()).await
+        }
+        Some(Command::Keygen { dir }) => {
+            let (private, public) = roles::keygen(&dir)?;
+            println!("wrote {} and {}", private.display(), public.display());
+            Ok(())
+        }
         Some(Command::Ingest { file }) => {
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let write = movies::open_write_side(&settings).await?;
@@ -249,24 +471,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Some(Command::Verify) => {
+        Some(Command::Verify { redis_url, redis_namespace, index_dir }) => {
             let write = movies::open_write_side(&settings).await?;
             let (read, index) = (
                 write.generations.generation(movies::replay::READ_STORE).await?,
                 write.generations.generation(movies::replay::SEARCH).await?,
             );
             let read_store = movies::replay::open_read_store(&settings, read).await?;
-            let search = movies_read_model::TantivySearchIndex::open_read_only(&movies::replay::index_dir(
-                &settings, index,
-            ))
-            .context("opening the search index")?;
+            let index_dir = index_dir.unwrap_or_else(|| movies::replay::index_dir(&settings, index));
+            let search = movies_read_model::TantivySearchIndex::open_read_only(&index_dir)
+                .with_context(|| format!("opening the search index in {}", index_dir.display()))?;
+            let cache = match redis_url {
+                Some(url) => {
+                    let redis =
+                        movies_cache::Redis::connect(&url, &redis_namespace).await.context("REDIS_URL")?;
+                    let writer = movies_cache::CacheWriter::new(redis);
+                    let documents = writer.documents().await.context("Redis is unreachable")?;
+                    Some(
+                        documents
+                            .into_iter()
+                            .map(|(id, doc)| (id, doc.map(|d| (d.fields(), d.version))))
+                            .collect(),
+                    )
+                }
+                None => None,
+            };
             let report =
-                movies_projector::verify::verify(write.events.as_ref(), read_store.as_ref(), &search).await?;
+                movies_projector::verify::verify(write.events.as_ref(), read_store.as_ref(), &search, cache)
+                    .await?;
             for difference in &report.differences {
                 println!("{difference}");
             }
             println!(
-                "folded {} events into {} movies; read store and search index: {}",
+                "folded {} events into {} movies; projections: {}",
                 report.events,
                 report.movies,
                 if report.is_clean() {
@@ -327,4 +564,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     println!("  assignment: http://{address}/api/movies/");
     println!("Press Ctrl-C to stop.");
     movies::run(listener, embedded, shutdown).await
+}
+
+fn path_str(path: &Option<PathBuf>) -> Option<&str> {
+    path.as_ref().and_then(|p| p.to_str())
 }

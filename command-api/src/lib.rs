@@ -103,6 +103,12 @@ impl From<CommandError> for ApiError {
             e @ CommandError::VersionMismatch { .. } => ApiError::PreconditionFailed(e.to_string()),
             e @ CommandError::Conflict => ApiError::Conflict(e.to_string()),
             e @ CommandError::KeyReused => ApiError::Unprocessable(e.to_string()),
+            CommandError::Store(e @ movies_store::StoreError::Unavailable(_)) => {
+                tracing::warn!(error = %e, "a command found the event store unavailable");
+                ApiError::Unavailable(
+                    "the event store is unavailable; nothing was recorded, retry later".into(),
+                )
+            }
             CommandError::Store(e) => ApiError::Internal(e.into()),
         }
     }

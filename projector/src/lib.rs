@@ -21,8 +21,8 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 
 pub struct Projector {
     events: Arc<dyn EventStore>,
-    read_store: Arc<dyn ReadStore>,
-    search: Arc<Live<TantivySearchIndex>>,
+    read_store: Option<Arc<dyn ReadStore>>,
+    search: Option<Arc<Live<TantivySearchIndex>>>,
     progress: watch::Sender<Position>,
 }
 
@@ -33,7 +33,17 @@ impl Projector {
         read_store: Arc<dyn ReadStore>,
         search: Arc<Live<TantivySearchIndex>>,
     ) -> Self {
-        Self { events, read_store, search, progress: watch::Sender::new(0) }
+        Self { events, read_store: Some(read_store), search: Some(search), progress: watch::Sender::new(0) }
+    }
+
+    /// Projects the read store only (the distributed projector's log catch-up).
+    pub fn read_store_only(events: Arc<dyn EventStore>, read_store: Arc<dyn ReadStore>) -> Self {
+        Self { events, read_store: Some(read_store), search: None, progress: watch::Sender::new(0) }
+    }
+
+    /// Projects the search index only (a query replica's own search projector).
+    pub fn search_only(events: Arc<dyn EventStore>, search: Arc<Live<TantivySearchIndex>>) -> Self {
+        Self { events, read_store: None, search: Some(search), progress: watch::Sender::new(0) }
     }
 
     /// The position every projection has applied, updated as they advance.
@@ -42,7 +52,12 @@ impl Projector {
     }
 
     async fn position(&self) -> anyhow::Result<Position> {
-        Ok(self.read_store.checkpoint().await?.min(self.search.get().checkpoint()))
+        let read_store = match &self.read_store {
+            Some(store) => store.checkpoint().await?,
+            None => Position::MAX,
+        };
+        let search = self.search.as_ref().map_or(Position::MAX, |s| s.get().checkpoint());
+        Ok(read_store.min(search))
     }
 
     /// Applies everything up to the log's current head; returns the position reached.
@@ -54,54 +69,20 @@ impl Projector {
             if batch.is_empty() {
                 return Ok(from);
             }
-            self.apply_to_read_store(&batch).await?;
-            let search = self.search.get();
-            let healed = self.healed(&batch, |b| {
-                let search = search.clone();
-                async move { Ok(tokio::task::spawn_blocking(move || search.apply(&b)).await??) }
-            });
-            healed.await.context("updating the search index")?;
-        }
-    }
-
-    async fn apply_to_read_store(&self, batch: &[EventEnvelope]) -> anyhow::Result<()> {
-        let store = self.read_store.clone();
-        self.healed(batch, |b| {
-            let store = store.clone();
-            async move { store.apply(&b).await.map_err(anyhow::Error::from) }
-        })
-        .await
-        .context("updating the read store")
-    }
-
-    /// Applies a batch; when a projection reports a gap in a stream's versions, reads the
-    /// missing events from the log, applies them first and retries.
-    async fn healed<F, Fut>(&self, batch: &[EventEnvelope], apply: F) -> anyhow::Result<()>
-    where
-        F: Fn(Vec<EventEnvelope>) -> Fut,
-        Fut: std::future::Future<Output = anyhow::Result<()>>,
-    {
-        for _ in 0..BATCH {
-            match apply(batch.to_vec()).await {
-                Err(error) => match error.downcast_ref::<ProjectionError>() {
-                    Some(ProjectionError::Gap { stream_id, have, got }) => {
-                        let (have, got) = (*have, *got);
-                        tracing::warn!(%stream_id, have, got, "healing a gap in a stream from the log");
-                        let missing: Vec<_> = self
-                            .events
-                            .load(*stream_id)
-                            .await?
-                            .into_iter()
-                            .filter(|e| e.stream_version > have && e.stream_version < got)
-                            .collect();
-                        apply(missing).await?;
-                    }
-                    _ => return Err(error),
-                },
-                Ok(()) => return Ok(()),
+            if let Some(store) = &self.read_store {
+                let apply =
+                    |b: Vec<EventEnvelope>| async move { store.apply(&b).await.map_err(anyhow::Error::from) };
+                heal_gaps(self.events.as_ref(), &batch, apply).await.context("updating the read store")?;
+            }
+            if let Some(search) = &self.search {
+                let search = search.get();
+                let apply = |b: Vec<EventEnvelope>| {
+                    let search = search.clone();
+                    async move { Ok(tokio::task::spawn_blocking(move || search.apply(&b)).await??) }
+                };
+                heal_gaps(self.events.as_ref(), &batch, apply).await.context("updating the search index")?;
             }
         }
-        anyhow::bail!("a batch kept reporting gaps after healing")
     }
 
     /// Runs until `shutdown` turns true, waking on every append in this process.
@@ -125,4 +106,37 @@ impl Projector {
             }
         }
     }
+}
+
+/// Applies a batch with `apply`; when a projection reports a gap in a stream's versions, reads
+/// the missing events from the log, applies them first and retries.
+pub async fn heal_gaps<F, Fut>(
+    events: &dyn EventStore,
+    batch: &[EventEnvelope],
+    apply: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(Vec<EventEnvelope>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    for _ in 0..BATCH {
+        match apply(batch.to_vec()).await {
+            Err(error) => match error.downcast_ref::<ProjectionError>() {
+                Some(ProjectionError::Gap { stream_id, have, got }) => {
+                    let (have, got) = (*have, *got);
+                    tracing::warn!(%stream_id, have, got, "healing a gap in a stream from the log");
+                    let missing: Vec<_> = events
+                        .load(*stream_id)
+                        .await?
+                        .into_iter()
+                        .filter(|e| e.stream_version > have && e.stream_version < got)
+                        .collect();
+                    apply(missing).await?;
+                }
+                _ => return Err(error),
+            },
+            Ok(()) => return Ok(()),
+        }
+    }
+    anyhow::bail!("a batch kept reporting gaps after healing")
 }

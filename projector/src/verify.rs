@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use movies_events::{Movie, MovieFields, Version};
+use movies_events::{genre_key, Movie, MovieFields, Version};
 use movies_read_model::{ListQuery, ReadStore, TantivySearchIndex};
 use movies_store::EventStore;
 use uuid::Uuid;
@@ -61,11 +61,17 @@ fn compare(
     }
 }
 
-/// Folds the log and compares the read store and the search index with it.
+/// A cached document as the cache holds it: the movie, or `None` where it caches "gone".
+pub type CachedDocument = (Uuid, Option<(MovieFields, Version)>);
+
+/// Folds the log and compares the read store (rows and genre counts), the search index and, when
+/// given, the cache's documents with it. A cache may lack entries (it holds what was read or
+/// written lately), but every entry it has must be what the log says.
 pub async fn verify(
     events: &dyn EventStore,
     read_store: &dyn ReadStore,
     search: &TantivySearchIndex,
+    cache: Option<Vec<CachedDocument>>,
 ) -> anyhow::Result<Verification> {
     let mut streams: HashMap<Uuid, (Movie, Version)> = HashMap::new();
     let (mut after, mut folded) = (0, 0);
@@ -102,6 +108,42 @@ pub async fn verify(
     let documents =
         search.documents()?.into_iter().map(|(id, fields, version)| (id, (fields, version))).collect();
     compare("search index", &expected, documents, &mut differences);
+
+    let mut genres: HashMap<String, (String, i64)> = HashMap::new();
+    for (fields, _) in expected.values() {
+        for genre in &fields.genres {
+            genres.entry(genre_key(genre)).or_insert_with(|| (genre.clone(), 0)).1 += 1;
+        }
+    }
+    let counted: HashMap<String, i64> =
+        read_store.genres().await?.into_iter().map(|g| (genre_key(&g.genre), g.movies)).collect();
+    for (key, (genre, movies)) in &genres {
+        let found = counted.get(key).copied().unwrap_or(0);
+        if found != *movies {
+            differences
+                .push(format!("read store: genre {genre:?} counts {found} movies, the log says {movies}"));
+        }
+    }
+    for (key, found) in counted.iter().filter(|(key, _)| !genres.contains_key(*key)) {
+        differences.push(format!("read store: genre {key:?} counts {found} movies, the log says none"));
+    }
+
+    for (id, entry) in cache.unwrap_or_default() {
+        match (entry, expected.get(&id)) {
+            (None, None) => {}
+            (Some((fields, version)), Some((f, v))) if fields == *f && version == *v => {}
+            (Some((fields, version)), Some((f, v))) => differences.push(format!(
+                "cache: movie {id} differs: has {}, log says {}",
+                describe(&fields, version),
+                describe(f, *v)
+            )),
+            (Some((fields, version)), None) => differences
+                .push(format!("cache: movie {id} should be gone (has {})", describe(&fields, version))),
+            (None, Some((f, v))) => {
+                differences.push(format!("cache: movie {id} is cached as gone (log: {})", describe(f, *v)))
+            }
+        }
+    }
     differences.sort();
     Ok(Verification { movies: expected.len(), events: folded, differences })
 }

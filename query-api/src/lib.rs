@@ -39,7 +39,11 @@ const COMPAT_PAGE: i64 = 500;
 
 #[derive(Clone)]
 pub struct QueryState {
+    /// The read store as reads see it (cached, in the distributed deployment).
     pub read_store: Arc<dyn ReadStore>,
+    /// The same store without a cache: reads that wait for a position read here, so they see
+    /// at least what the projection had applied.
+    pub uncached: Arc<dyn ReadStore>,
     pub search: Arc<Live<TantivySearchIndex>>,
     pub keys: Arc<JwtKeys>,
     /// The log position all projections have applied.
@@ -85,14 +89,18 @@ pub struct QueryApiDoc;
 
 impl QueryState {
     /// Waits until the projections reach `position` or `MAX_WAIT` passes; returns the position
-    /// they had reached.
-    async fn reached(&self, position: Option<Position>) -> Position {
+    /// they had reached and the store to read: past any cache when a position was asked for.
+    async fn reached(&self, position: Option<Position>) -> (Position, Arc<dyn ReadStore>) {
         let mut progress = self.progress.clone();
-        if let Some(wanted) = position {
-            let _ = tokio::time::timeout(MAX_WAIT, progress.wait_for(|p| *p >= wanted)).await;
-        }
+        let store = match position {
+            Some(wanted) => {
+                let _ = tokio::time::timeout(MAX_WAIT, progress.wait_for(|p| *p >= wanted)).await;
+                self.uncached.clone()
+            }
+            None => self.read_store.clone(),
+        };
         let reached = *progress.borrow();
-        reached
+        (reached, store)
     }
 }
 
@@ -225,8 +233,8 @@ async fn list_movies(
         .transpose()
         .map_err(|e: CursorError| ApiError::BadRequest(e.to_string()))?;
     let query = ListQuery { sort, order, filters: params.filters()?, limit: params.limit()?, after };
-    let position = state.reached(params.min_position).await;
-    let page = state.read_store.list(&query).await.map_err(|e| ApiError::Internal(e.into()))?;
+    let (position, store) = state.reached(params.min_position).await;
+    let page = store.list(&query).await.map_err(|e| ApiError::Internal(e.into()))?;
     let next_cursor = page.next.map(|c| c.encode());
     let link = next_cursor.as_deref().map(|c| params.next_link("/api/v1/movies", None, c));
     Ok(page_response(MoviePage { items: page.items, next_cursor }, link, position))
@@ -250,9 +258,8 @@ fn not_modified(headers: &HeaderMap, version: i64) -> bool {
     })
 }
 
-async fn find(state: &QueryState, id: Uuid) -> Result<MovieDoc, ApiError> {
-    state
-        .read_store
+async fn find(store: &dyn ReadStore, id: Uuid) -> Result<MovieDoc, ApiError> {
+    store
         .get(id)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
@@ -296,10 +303,10 @@ async fn get_movie(
     Query(params): Query<MovieParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let position = state.reached(params.min_position).await;
+    let (position, store) = state.reached(params.min_position).await;
     let movie = match params.as_of {
         Some(at) => as_of(&state, id, at).await?,
-        None => find(&state, id).await?,
+        None => find(store.as_ref(), id).await?,
     };
     let cache =
         (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=5, stale-while-revalidate=60"));
@@ -464,13 +471,13 @@ async fn blocking<T: Send + 'static>(
 /// Runs a search and hydrates its hits from the read store, keeping the index's order.
 async fn run_search(
     state: &QueryState,
+    store: &dyn ReadStore,
     query: SearchQuery,
 ) -> Result<(Vec<SearchItem>, SearchPage), ApiError> {
     let index = state.search.get();
     let mut page = blocking(move || index.search(&query)).await?;
     let ids: Vec<Uuid> = page.hits.iter().map(|h| h.id).collect();
-    let mut docs: HashMap<Uuid, MovieDoc> = state
-        .read_store
+    let mut docs: HashMap<Uuid, MovieDoc> = store
         .get_many(&ids)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
@@ -495,8 +502,8 @@ async fn search_movies(
 ) -> Result<Response, ApiError> {
     let query = params.query()?;
     let facets = query.facets;
-    let position = state.reached(params.min_position).await;
-    let (items, page) = run_search(&state, query).await?;
+    let (position, store) = state.reached(params.min_position).await;
+    let (items, page) = run_search(&state, store.as_ref(), query).await?;
     let next_cursor = page.next.map(|cursor| cursor.encode());
     let link = next_cursor.as_deref().map(|cursor| {
         let next = SearchParams { cursor: Some(cursor.to_owned()), min_position: None, ..params.clone() };
@@ -579,8 +586,8 @@ async fn list_genres(
     _caller: Caller,
     Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
-    let position = state.reached(params.min_position).await;
-    let items = state.read_store.genres().await.map_err(|e| ApiError::Internal(e.into()))?;
+    let (position, store) = state.reached(params.min_position).await;
+    let items = store.genres().await.map_err(|e| ApiError::Internal(e.into()))?;
     Ok(page_response(GenreList { items }, None, position))
 }
 
@@ -619,7 +626,7 @@ async fn compat_list(
         Some(n) if n >= 1 => Some(n),
         Some(n) => return Err(ApiError::BadRequest(format!("page must be 1 or more, not {n}"))),
     };
-    state.reached(params.min_position).await;
+    let (_, store) = state.reached(params.min_position).await;
     if let Some(text) = params.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         let (limit, offset) = match page {
             Some(n) => (page_size as usize, ((n - 1) * page_size) as usize),
@@ -629,7 +636,7 @@ async fn compat_list(
             return Ok(Json(Vec::<CompatMovie>::new()).into_response());
         }
         let query = SearchQuery { text: text.to_owned(), limit, offset, ..SearchQuery::default() };
-        let (items, _) = run_search(&state, query).await?;
+        let (items, _) = run_search(&state, store.as_ref(), query).await?;
         return Ok(
             Json(items.iter().map(|i| CompatMovie::from(&i.movie)).collect::<Vec<_>>()).into_response()
         );
@@ -639,7 +646,7 @@ async fn compat_list(
         let mut query = ListQuery { limit: page_size, ..ListQuery::default() };
         let mut items = Vec::new();
         for walked in 1..=n {
-            let page = state.read_store.list(&query).await.map_err(|e| ApiError::Internal(e.into()))?;
+            let page = store.list(&query).await.map_err(|e| ApiError::Internal(e.into()))?;
             if walked == n {
                 items = page.items;
             } else if let Some(next) = page.next {
@@ -650,7 +657,7 @@ async fn compat_list(
         }
         return Ok(Json(items.iter().map(CompatMovie::from).collect::<Vec<_>>()).into_response());
     }
-    Ok(stream_catalogue(state.read_store.clone()))
+    Ok(stream_catalogue(store))
 }
 
 /// The whole catalogue as one JSON array, streamed page by page so memory stays flat.
@@ -702,6 +709,6 @@ async fn compat_get(
     _caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Response, ApiError> {
-    let movie = find(&state, id).await?;
+    let movie = find(state.read_store.as_ref(), id).await?;
     Ok(([(header::ETAG, etag(movie.version))], Json(CompatMovie::from(&movie))).into_response())
 }

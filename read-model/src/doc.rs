@@ -52,7 +52,7 @@ impl MovieDoc {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GenreCount {
     pub genre: String,
     pub movies: i64,
@@ -146,7 +146,7 @@ impl Cursor {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct ListQuery {
     pub sort: SortField,
     pub order: Order,
@@ -155,7 +155,7 @@ pub struct ListQuery {
     pub after: Option<Cursor>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<Cursor>,

@@ -15,7 +15,7 @@ pub use doc::{
 };
 pub use live::Live;
 pub use search::{
-    Highlight, SearchCursor, SearchFilters, SearchHit, SearchPage, SearchQuery, SearchSort,
-    TantivySearchIndex,
+    Delivered, Highlight, PartitionMark, SearchCursor, SearchFilters, SearchHit, SearchPage, SearchQuery,
+    SearchSort, TantivySearchIndex,
 };
 pub use store::{PgReadStore, ProjectionError, ReadStore, Result as ProjectionResult, SqliteReadStore};

@@ -61,6 +61,14 @@ impl ReadStore for Live<dyn ReadStore> {
         Live::get(self).apply(events).await
     }
 
+    async fn apply_unordered(&self, events: &[EventEnvelope]) -> Result<()> {
+        Live::get(self).apply_unordered(events).await
+    }
+
+    async fn advance_checkpoint(&self, log: &[EventEnvelope]) -> Result<Position> {
+        Live::get(self).advance_checkpoint(log).await
+    }
+
     async fn suspend_indexes(&self) -> Result<Vec<String>> {
         Live::get(self).suspend_indexes().await
     }

@@ -7,16 +7,16 @@
 //! the word scores add up, and popularity breaks ties. Every word must match except common words
 //! ("the", "of", ...), which only add to the score; the last word also matches as a prefix.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use movies_events::{genre_key, EventEnvelope, MovieEvent, MovieFields, Position, Version};
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
-use tantivy::directory::MmapDirectory;
+use tantivy::directory::{Directory, MmapDirectory, WatchCallback, WatchHandle};
 use tantivy::query::{
     AllQuery, BooleanQuery, ConstScoreQuery, DisjunctionMaxQuery, FuzzyTermQuery, Occur, Query, RangeQuery,
     TermQuery,
@@ -167,6 +167,26 @@ struct Checkpoint {
     /// The genre registry: bit n of a document's genre mask stands for genres[n].
     #[serde(default)]
     genres: Vec<String>,
+    /// Where an index fed from Kafka stands in each partition of the topic.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    partitions: BTreeMap<i32, PartitionMark>,
+}
+
+/// Where an index fed from Kafka stands in one partition: the next offset to read and the
+/// highest log position applied from it. The relay publishes in log order, so within a
+/// partition a position at or below `position` is a republished duplicate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMark {
+    pub next_offset: i64,
+    pub position: Position,
+}
+
+/// An event as it came off a Kafka partition.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub partition: i32,
+    pub offset: i64,
+    pub envelope: EventEnvelope,
 }
 
 /// Bump whenever the schema or the way documents are built changes: an index built by another
@@ -254,9 +274,12 @@ pub struct TantivySearchIndex {
     reader: IndexReader,
     /// `None` for a read-only view of an index another process writes.
     writer: Option<Mutex<IndexWriter>>,
-    checkpoint: AtomicI64,
+    checkpoint: Arc<AtomicI64>,
     /// The genre registry of the last commit (see `OVERFLOW_BIT`).
-    genres: Mutex<Vec<String>>,
+    genres: Arc<Mutex<Vec<String>>>,
+    partitions: Mutex<BTreeMap<i32, PartitionMark>>,
+    /// A read-only view follows the writer's commits through this watch.
+    _watch: Option<WatchHandle>,
 }
 
 impl TantivySearchIndex {
@@ -286,10 +309,30 @@ impl TantivySearchIndex {
     }
 
     /// Opens an existing index to read it while another process writes it; it reloads as that
-    /// process commits.
+    /// process commits, with the genre registry and checkpoint of each commit.
     pub fn open_read_only(dir: &Path) -> Result<Self> {
         let (_, fields) = schema();
-        Self::with_index(Index::open_in_dir(dir)?, fields, false)
+        let mut index = Self::with_index(Index::open_in_dir(dir)?, fields, false)?;
+        let (metas, reader) = (index.index.clone(), index.reader.clone());
+        let (genres, checkpoint) = (index.genres.clone(), index.checkpoint.clone());
+        let refresh = move || {
+            // The registry first: a search then sees either old documents with a newer registry
+            // (a superset) or both new. A failed reload is retried at the next commit.
+            if let Some(stored) = metas
+                .load_metas()
+                .ok()
+                .and_then(|m| m.payload)
+                .and_then(|p| serde_json::from_str::<Checkpoint>(&p).ok())
+            {
+                *genres.lock().unwrap_or_else(|p| p.into_inner()) = stored.genres;
+                checkpoint.store(stored.position, Ordering::SeqCst);
+            }
+            if let Err(error) = reader.reload() {
+                tracing::warn!(%error, "reloading the search index failed; retrying at the next commit");
+            }
+        };
+        index._watch = Some(index.index.directory().watch(WatchCallback::new(refresh))?);
+        Ok(index)
     }
 
     /// An index held in memory, for tests.
@@ -307,19 +350,27 @@ impl TantivySearchIndex {
             .filter(AsciiFoldingFilter)
             .build();
         index.tokenizers().register(TOKENIZER, analyzer);
-        let policy = if writable { ReloadPolicy::Manual } else { ReloadPolicy::OnCommitWithDelay };
-        let reader = index.reader_builder().reload_policy(policy).try_into()?;
+        // Read-only views reload from their own watch (see `open_read_only`).
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         let writer = if writable { Some(Mutex::new(index.writer(WRITER_HEAP_BYTES)?)) } else { None };
         let stored = index.load_metas()?.payload.and_then(|p| serde_json::from_str::<Checkpoint>(&p).ok());
-        let (checkpoint, genres) = stored.map_or((0, Vec::new()), |c| (c.position, c.genres));
+        let (checkpoint, genres, partitions) =
+            stored.map_or((0, Vec::new(), BTreeMap::new()), |c| (c.position, c.genres, c.partitions));
         Ok(Self {
             index,
             fields,
             reader,
             writer,
-            checkpoint: AtomicI64::new(checkpoint),
-            genres: Mutex::new(genres),
+            checkpoint: Arc::new(AtomicI64::new(checkpoint)),
+            genres: Arc::new(Mutex::new(genres)),
+            partitions: Mutex::new(partitions),
+            _watch: None,
         })
+    }
+
+    /// Where a Kafka-fed index stands in each partition; empty for one fed from the log.
+    pub fn partition_marks(&self) -> BTreeMap<i32, PartitionMark> {
+        self.partitions.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The position of the last event whose effect is committed in the index.
@@ -408,6 +459,45 @@ impl TantivySearchIndex {
     /// Applies events past the checkpoint and commits them with the new checkpoint. Blocking:
     /// call it from a blocking thread.
     pub fn apply(&self, events: &[EventEnvelope]) -> Result<()> {
+        let checkpoint = self.checkpoint();
+        self.commit(events.iter().filter(|e| e.position > checkpoint), None)
+    }
+
+    /// Applies events delivered from Kafka partitions and commits them with each partition's new
+    /// mark, so a restart resumes at the next offset. Events at or below their partition's mark
+    /// are republished duplicates and skipped. Partitions without a mark start at `floor`: every
+    /// event at or below it is already applied (the index was built from the log up to there).
+    /// Blocking: call it from a blocking thread.
+    pub fn apply_partitioned(&self, delivered: &[Delivered], floor: Position) -> Result<()> {
+        let mut marks = self.partition_marks();
+        let mut fresh = Vec::new();
+        for d in delivered {
+            let mark = marks.entry(d.partition).or_insert(PartitionMark { next_offset: 0, position: floor });
+            mark.next_offset = mark.next_offset.max(d.offset + 1);
+            if d.envelope.position > mark.position {
+                mark.position = d.envelope.position;
+                fresh.push(&d.envelope);
+            }
+        }
+        self.commit(fresh.into_iter(), Some(marks))
+    }
+
+    /// Applies these events as they are (each stream's version still checked): how a gap found
+    /// in a Kafka-fed batch is filled from the log. Blocking.
+    pub fn apply_exact(&self, events: &[EventEnvelope]) -> Result<()> {
+        self.commit(events.iter(), None)
+    }
+
+    /// Sets a partition's mark without events: where a Kafka-fed index starts reading.
+    pub fn mark_partitions(&self, marks: BTreeMap<i32, PartitionMark>) -> Result<()> {
+        self.commit(std::iter::empty(), Some(marks))
+    }
+
+    fn commit<'a>(
+        &self,
+        events: impl Iterator<Item = &'a EventEnvelope>,
+        marks: Option<BTreeMap<i32, PartitionMark>>,
+    ) -> Result<()> {
         // A poisoned lock means a panic mid-batch; nothing was committed, so carrying on is safe.
         let writer = self.writer.as_ref().ok_or_else(|| {
             tantivy::TantivyError::InvalidArgument("this search index was opened read-only".into())
@@ -417,12 +507,12 @@ impl TantivySearchIndex {
         let mut registry = self.genre_registry();
         let mut pending: HashMap<Uuid, Option<Indexed>> = HashMap::new();
         let mut last = checkpoint;
-        for envelope in events.iter().filter(|e| e.position > checkpoint) {
+        for envelope in events {
             let id = envelope.stream_id;
             let current = match (pending.get(&id), &envelope.event) {
                 (Some(movie), _) => movie.clone(),
                 // A creation starts a stream: nothing to look up (a search per document would
-                // dominate bulk indexing). Replays are stopped by the checkpoint above.
+                // dominate bulk indexing). Replays and duplicates are filtered out before this loop.
                 (None, MovieEvent::Created(_) | MovieEvent::Restored(_)) => None,
                 (None, _) => self.stored(id)?,
             };
@@ -449,20 +539,24 @@ impl TantivySearchIndex {
                 writer.add_document(self.document(id, movie, &mut registry))?;
             }
             pending.insert(id, next);
-            last = envelope.position;
+            last = last.max(envelope.position);
         }
-        if last > checkpoint {
+        let marks_moved = marks.as_ref().is_some_and(|m| *m != self.partition_marks());
+        if last > checkpoint || marks_moved {
+            let partitions = marks.unwrap_or_else(|| self.partition_marks());
             let mut commit = writer.prepare_commit()?;
-            // A struct with one integer always serializes.
+            // A struct of plain values always serializes.
             commit.set_payload(
                 &serde_json::to_string(&Checkpoint {
                     position: last,
                     schema: SCHEMA_VERSION,
                     genres: registry.clone(),
+                    partitions: partitions.clone(),
                 })
                 .expect("checkpoint"),
             );
             commit.commit()?;
+            *self.partitions.lock().unwrap_or_else(|p| p.into_inner()) = partitions;
             // The registry grows before the searcher that needs it: a search sees either the old
             // documents with the new registry (a superset) or both new.
             *self.genres.lock().unwrap_or_else(|p| p.into_inner()) = registry;

@@ -29,6 +29,9 @@ pub enum ProjectionError {
          rebuild it with `movies replay --projection read-store` (the server keeps serving meanwhile)"
     )]
     Outdated { found: i64, current: i64 },
+    /// A failure shared by every caller that waited on one coalesced load.
+    #[error(transparent)]
+    Shared(#[from] std::sync::Arc<ProjectionError>),
 }
 
 pub type Result<T, E = ProjectionError> = std::result::Result<T, E>;
@@ -61,6 +64,17 @@ pub trait ReadStore: Send + Sync + 'static {
     async fn stream_version(&self, id: Uuid) -> Result<Version>;
     async fn apply(&self, events: &[EventEnvelope]) -> Result<()>;
 
+    /// Applies events that may arrive out of log order across streams (Kafka partitions), in
+    /// order within each stream, without moving the checkpoint: `advance_checkpoint` does that
+    /// once every event below a position is known to be applied. Concurrent callers (several
+    /// projector processes) are safe: each stream is applied by one transaction at a time.
+    async fn apply_unordered(&self, events: &[EventEnvelope]) -> Result<()>;
+
+    /// Given the log's events just after the checkpoint, in position order, moves the checkpoint
+    /// past the longest prefix of them whose streams are projected at least to their version.
+    /// Returns the checkpoint. The checkpoint never moves back.
+    async fn advance_checkpoint(&self, log: &[EventEnvelope]) -> Result<Position>;
+
     /// For a bulk load into an empty store: drops the secondary indexes and returns the
     /// statements that recreate them (read from the database's own catalogue).
     async fn suspend_indexes(&self) -> Result<Vec<String>>;
@@ -88,6 +102,12 @@ impl PgReadStore {
         let store = Self { pool };
         store.check_version().await?;
         Ok(store)
+    }
+
+    /// A read store another process opened and migrated, reached through a read replica:
+    /// for queries only.
+    pub fn attach(pool: PgPool) -> Self {
+        Self { pool }
     }
 
     fn writer(&self) -> &PgPool {
@@ -134,7 +154,7 @@ fn sort_column(sort: SortField) -> &'static str {
 }
 
 macro_rules! sql_read_store {
-    ($store:ident, $db:ty, indexes: $indexes:expr, drop: $drop:expr) => {
+    ($store:ident, $db:ty, lock_streams: |$tx:ident, $ids:ident| $lock_streams:block, indexes: $indexes:expr, drop: $drop:expr) => {
         impl $store {
             /// Records this build's version in a new read store; refuses one built by another.
             async fn check_version(&self) -> Result<()> {
@@ -168,6 +188,21 @@ macro_rules! sql_read_store {
                 })
             }
 
+            /// Moves the checkpoint forward to `position` (never back).
+            async fn move_checkpoint(tx: &mut <$db as sqlx::Database>::Connection, position: Position) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO projection_checkpoints (projection, position) VALUES ($1, $2) \
+                     ON CONFLICT (projection) DO UPDATE SET position = \
+                     CASE WHEN excluded.position > projection_checkpoints.position \
+                     THEN excluded.position ELSE projection_checkpoints.position END",
+                )
+                .bind(CHECKPOINT)
+                .bind(position)
+                .execute(&mut *tx)
+                .await?;
+                Ok(())
+            }
+
             /// Applies a batch: reads what it needs of the touched streams in a few queries,
             /// folds every event in memory (skipping duplicates, refusing gaps), then writes the
             /// final state of each touched movie with multi-row statements.
@@ -175,6 +210,10 @@ macro_rules! sql_read_store {
                 let mut ids: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
                 ids.sort();
                 ids.dedup();
+                {
+                    let ($tx, $ids) = (&mut *tx, &ids);
+                    $lock_streams
+                }
                 let mut known: HashMap<Uuid, (Version, Option<DateTime<Utc>>)> = HashMap::new();
                 let mut current: HashMap<Uuid, MovieDoc> = HashMap::new();
                 for chunk in ids.chunks(ID_CHUNK) {
@@ -283,7 +322,10 @@ macro_rules! sql_read_store {
                     });
                     insert.build().execute(&mut *tx).await?;
                 }
-                for (key, (genre, delta)) in deltas.into_iter().filter(|(_, (_, d))| *d != 0) {
+                // In key order, so concurrent batches lock genre rows in one order (no deadlocks).
+                let mut deltas: Vec<(String, (String, i64))> = deltas.into_iter().filter(|(_, (_, d))| *d != 0).collect();
+                deltas.sort();
+                for (key, (genre, delta)) in deltas {
                     sqlx::query(
                         "INSERT INTO genre_counts (genre_key, genre, movies) VALUES ($1, $2, $3) \
                          ON CONFLICT (genre_key) DO UPDATE SET movies = genre_counts.movies + excluded.movies",
@@ -425,18 +467,46 @@ macro_rules! sql_read_store {
                 };
                 let mut tx = self.writer().begin().await?;
                 Self::apply_batch(&mut tx, events).await?;
-                sqlx::query(
-                    "INSERT INTO projection_checkpoints (projection, position) VALUES ($1, $2) \
-                     ON CONFLICT (projection) DO UPDATE SET position = \
-                     CASE WHEN excluded.position > projection_checkpoints.position \
-                     THEN excluded.position ELSE projection_checkpoints.position END",
-                )
-                .bind(CHECKPOINT)
-                .bind(last)
-                .execute(&mut *tx)
-                .await?;
+                Self::move_checkpoint(&mut tx, last).await?;
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn apply_unordered(&self, events: &[EventEnvelope]) -> Result<()> {
+                if events.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.writer().begin().await?;
+                Self::apply_batch(&mut tx, events).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn advance_checkpoint(&self, log: &[EventEnvelope]) -> Result<Position> {
+                let mut ids: Vec<Uuid> = log.iter().map(|e| e.stream_id).collect();
+                ids.sort();
+                ids.dedup();
+                let mut projected: HashMap<Uuid, Version> = HashMap::new();
+                for chunk in ids.chunks(ID_CHUNK) {
+                    let mut query = QueryBuilder::<$db>::new("SELECT stream_id, version FROM stream_versions WHERE stream_id IN (");
+                    let mut list = query.separated(", ");
+                    chunk.iter().for_each(|id| { list.push_bind(*id); });
+                    query.push(")");
+                    for row in query.build().fetch_all(self.reader()).await? {
+                        projected.insert(row.try_get("stream_id")?, row.try_get("version")?);
+                    }
+                }
+                let reached = log
+                    .iter()
+                    .take_while(|e| projected.get(&e.stream_id).is_some_and(|v| *v >= e.stream_version))
+                    .last()
+                    .map(|e| e.position);
+                if let Some(position) = reached {
+                    let mut tx = self.writer().begin().await?;
+                    Self::move_checkpoint(&mut tx, position).await?;
+                    tx.commit().await?;
+                }
+                self.checkpoint().await
             }
         }
     };
@@ -445,6 +515,14 @@ macro_rules! sql_read_store {
 sql_read_store!(
     PgReadStore,
     sqlx::Postgres,
+    // Sorted ids: concurrent batches (several projector processes) take the locks in one order.
+    lock_streams: |tx, ids| {
+        let keys: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended(k, 7)) FROM unnest($1::text[]) AS k ORDER BY k")
+            .bind(keys)
+            .execute(&mut *tx)
+            .await?;
+    },
     indexes: "SELECT indexname AS name, indexdef AS sql FROM pg_indexes WHERE schemaname = current_schema() \
               AND tablename IN ('movies', 'movie_genres') AND indexname NOT LIKE '%_pkey'",
     drop: "DROP INDEX "
@@ -452,6 +530,8 @@ sql_read_store!(
 sql_read_store!(
     SqliteReadStore,
     sqlx::Sqlite,
+    // One writer at a time already.
+    lock_streams: |_tx, _ids| {},
     indexes: "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
               AND tbl_name IN ('movies', 'movie_genres')",
     drop: "DROP INDEX "

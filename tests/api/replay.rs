@@ -73,8 +73,9 @@ async fn a_replay_rebuilds_beside_the_live_projections_and_the_server_follows() 
     let index =
         movies_read_model::TantivySearchIndex::open_read_only(&movies::replay::index_dir(&app.settings, 1))
             .unwrap();
-    let report =
-        movies_projector::verify::verify(write.events.as_ref(), read_store.as_ref(), &index).await.unwrap();
+    let report = movies_projector::verify::verify(write.events.as_ref(), read_store.as_ref(), &index, None)
+        .await
+        .unwrap();
     assert!(report.is_clean(), "{:?}", report.differences);
     assert_eq!(report.movies, 249);
 

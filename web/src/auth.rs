@@ -21,8 +21,8 @@ use crate::problem::ApiError;
 pub const ACCESS_TOKEN_TTL_SECONDS: i64 = 3600;
 const ISSUER: &str = "movies";
 const AUDIENCE: &str = "movies-api";
-const PRIVATE_KEY_FILE: &str = "jwt-ed25519.pem";
-const PUBLIC_KEY_FILE: &str = "jwt-ed25519.pub.pem";
+pub const PRIVATE_KEY_FILE: &str = "jwt-ed25519.pem";
+pub const PUBLIC_KEY_FILE: &str = "jwt-ed25519.pub.pem";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Claims {

@@ -9,6 +9,7 @@ mod problem;
 
 pub use auth::{
     Admin, AuthError, Caller, Claims, JwtKeys, PasswordHasher, Principal, ACCESS_TOKEN_TTL_SECONDS,
+    PRIVATE_KEY_FILE, PUBLIC_KEY_FILE,
 };
 pub use problem::{problem_layer, ApiError, FieldProblem, Problem, PROBLEM_JSON};
 

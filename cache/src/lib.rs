@@ -1,0 +1,32 @@
+//! The read side's cache, in two tiers: an in-process L1 (moka's TinyLFU: frequently read
+//! entries stay) over Redis as the shared L2. The projector writes movie documents through to
+//! Redis after each batch and announces what changed; every query replica drops those entries
+//! from its L1. Concurrent misses of one key load it once (request coalescing).
+//!
+//! Redis is an accelerator, never a dependency: when it is down, reads go to the read store and
+//! `Redis::is_up` says so (the health endpoint reports it as degraded).
+
+mod redis_link;
+mod store;
+mod writer;
+
+pub use redis_link::Redis;
+pub use store::{CacheStats, CachedReadStore, L1Settings};
+pub use writer::CacheWriter;
+
+/// The namespace keys and the announcement channel live under unless told otherwise: documents
+/// under `<ns>:doc:<id>` (`null` for a movie that is gone), list pages under
+/// `<ns>:page:<generation>:<query>` (the generation moves on every change, so old pages are never
+/// read again and expire), announcements on `<ns>:invalidations`.
+pub const DEFAULT_NAMESPACE: &str = "movies";
+
+/// What the projector announces after a batch: the movies that changed and the new generation
+/// of cached pages.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Invalidation {
+    pub generation: u64,
+    pub ids: Vec<uuid::Uuid>,
+    /// Everything may have changed: forget every entry.
+    #[serde(default)]
+    pub all: bool,
+}

@@ -1,0 +1,275 @@
+//! The query side's cached read store: a `ReadStore` that answers from L1, then Redis, then the
+//! read store beneath, and forgets what the projector announces as changed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use movies_events::{EventEnvelope, Position, Version};
+use movies_read_model::{GenreCount, ListQuery, MovieDoc, Page, ProjectionResult as Result, ReadStore};
+use redis::AsyncCommands;
+use uuid::Uuid;
+
+use crate::{Invalidation, Redis};
+
+/// How long Redis keeps a list page a replica loaded (pages of an old generation are never read
+/// again; this only frees their memory).
+const PAGE_TTL_SECONDS: u64 = 300;
+/// How long Redis keeps a document a replica loaded on a miss (the projector refreshes the ones
+/// that change).
+const DOC_TTL_SECONDS: u64 = 24 * 3600;
+
+#[derive(Debug, Clone, Copy)]
+pub struct L1Settings {
+    /// Entries in each in-process tier (documents, pages).
+    pub capacity: u64,
+    /// The longest an L1 entry lives. Announced changes drop entries at once; this bounds
+    /// staleness when announcements cannot arrive (Redis down).
+    pub ttl: Duration,
+}
+
+impl Default for L1Settings {
+    fn default() -> Self {
+        Self { capacity: 100_000, ttl: Duration::from_secs(5) }
+    }
+}
+
+/// Hits and misses per tier, for health and metrics.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub l1_hits: AtomicU64,
+    pub l2_hits: AtomicU64,
+    pub misses: AtomicU64,
+}
+
+impl CacheStats {
+    pub fn snapshot(&self) -> serde_json::Value {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        serde_json::json!({ "l1_hits": get(&self.l1_hits), "l2_hits": get(&self.l2_hits), "misses": get(&self.misses) })
+    }
+}
+
+pub struct CachedReadStore {
+    inner: Arc<dyn ReadStore>,
+    redis: Option<Redis>,
+    docs: moka::future::Cache<Uuid, Option<MovieDoc>>,
+    pages: moka::future::Cache<String, Arc<Page<MovieDoc>>>,
+    genres: moka::future::Cache<u64, Arc<Vec<GenreCount>>>,
+    /// The generation of cached pages, as last announced.
+    generation: AtomicU64,
+    stats: CacheStats,
+}
+
+impl CachedReadStore {
+    /// Caches `inner`; with `redis`, shares an L2 with the other replicas and follows the
+    /// projector's announcements (a background task, for as long as the store lives).
+    pub async fn new(inner: Arc<dyn ReadStore>, redis: Option<Redis>, l1: L1Settings) -> Arc<Self> {
+        let store = Arc::new(Self {
+            inner,
+            redis,
+            docs: tier(l1),
+            pages: tier(l1),
+            genres: tier(l1),
+            generation: AtomicU64::new(0),
+            stats: CacheStats::default(),
+        });
+        if store.redis.is_some() {
+            tokio::spawn(follow_invalidations(Arc::downgrade(&store)));
+        }
+        store
+    }
+
+    pub fn stats(&self) -> &CacheStats {
+        &self.stats
+    }
+
+    pub fn redis(&self) -> Option<&Redis> {
+        self.redis.as_ref()
+    }
+
+    /// The store beneath the cache, for reads that must see a position (read-your-writes).
+    pub fn uncached(&self) -> Arc<dyn ReadStore> {
+        self.inner.clone()
+    }
+
+    async fn forget(&self, invalidation: &Invalidation) {
+        self.generation.fetch_max(invalidation.generation, Ordering::SeqCst);
+        if invalidation.all {
+            return self.forget_everything();
+        }
+        for id in &invalidation.ids {
+            self.docs.invalidate(id).await;
+        }
+        self.pages.invalidate_all();
+        self.genres.invalidate_all();
+    }
+
+    fn forget_everything(&self) {
+        self.docs.invalidate_all();
+        self.pages.invalidate_all();
+        self.genres.invalidate_all();
+    }
+
+    async fn l2_get<T: serde::de::DeserializeOwned>(&self, key: Option<&str>) -> Option<T> {
+        let (redis, key) = (self.redis.as_ref()?, key?);
+        let bytes: Option<Vec<u8>> = redis.call(|mut c| async move { c.get(key).await }).await?;
+        let value = serde_json::from_slice(&bytes?).ok()?;
+        self.stats.l2_hits.fetch_add(1, Ordering::Relaxed);
+        Some(value)
+    }
+
+    async fn l2_put<T: serde::Serialize>(&self, key: Option<&str>, value: &T, ttl: u64) {
+        let (Some(redis), Some(key)) = (&self.redis, key) else { return };
+        let Ok(bytes) = serde_json::to_vec(value) else { return };
+        // NX: a document the projector wrote meanwhile is newer than what this replica read.
+        let options = redis::SetOptions::default()
+            .conditional_set(redis::ExistenceCheck::NX)
+            .with_expiration(redis::SetExpiry::EX(ttl));
+        let _: Option<Option<String>> =
+            redis.call(|mut c| async move { c.set_options(key, bytes, options).await }).await;
+    }
+
+    async fn load_doc(&self, id: Uuid) -> Result<Option<MovieDoc>> {
+        let key = self.redis.as_ref().map(|r| r.doc_key(id));
+        if let Some(doc) = self.l2_get::<Option<MovieDoc>>(key.as_deref()).await {
+            return Ok(doc);
+        }
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let doc = self.inner.get(id).await?;
+        self.l2_put(key.as_deref(), &doc, DOC_TTL_SECONDS).await;
+        Ok(doc)
+    }
+}
+
+fn tier<K, V>(l1: L1Settings) -> moka::future::Cache<K, V>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    moka::future::Cache::builder().max_capacity(l1.capacity).time_to_live(l1.ttl).build()
+}
+
+/// Drops L1 entries the projector announces as changed. Resubscribes after Redis comes back,
+/// forgetting everything first (announcements may have been missed meanwhile).
+async fn follow_invalidations(store: std::sync::Weak<CachedReadStore>) {
+    loop {
+        let Some(redis) = store.upgrade().and_then(|s| s.redis.clone()) else {
+            return;
+        };
+        let subscribed = async {
+            let client = redis.client();
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(redis.channel()).await?;
+            let mut connection = client.get_multiplexed_async_connection().await?;
+            let generation: Option<u64> = connection.get(redis.generation_key()).await?;
+            if let Some(store) = store.upgrade() {
+                store.forget_everything();
+                store.generation.fetch_max(generation.unwrap_or(0), Ordering::SeqCst);
+            }
+            let mut messages = pubsub.into_on_message();
+            while let Some(message) = messages.next().await {
+                let Some(store) = store.upgrade() else { break };
+                match serde_json::from_slice::<Invalidation>(message.get_payload_bytes()) {
+                    Ok(invalidation) => store.forget(&invalidation).await,
+                    Err(error) => {
+                        tracing::warn!(%error, "an unreadable cache announcement; forgetting everything")
+                    }
+                }
+            }
+            redis::RedisResult::Ok(())
+        };
+        if let Err(error) = subscribed.await {
+            tracing::debug!(%error, "the cache announcements subscription ended");
+        }
+        match store.upgrade() {
+            Some(store) => store.forget_everything(),
+            None => return,
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[async_trait]
+impl ReadStore for CachedReadStore {
+    async fn get(&self, id: Uuid) -> Result<Option<MovieDoc>> {
+        let mut loaded = false;
+        let doc = self
+            .docs
+            .try_get_with(id, async {
+                loaded = true;
+                self.load_doc(id).await
+            })
+            .await?;
+        if !loaded {
+            self.stats.l1_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(doc)
+    }
+
+    async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<MovieDoc>> {
+        let docs = futures::future::try_join_all(ids.iter().map(|id| self.get(*id))).await?;
+        Ok(docs.into_iter().flatten().collect())
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page<MovieDoc>> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        // A query always serializes (plain values).
+        let query_key = serde_json::to_string(query).unwrap_or_default();
+        let l2_key = self.redis.as_ref().map(|r| r.page_key(generation, &query_key));
+        let mut loaded = false;
+        let page = self
+            .pages
+            .try_get_with(format!("{generation}:{query_key}"), async {
+                loaded = true;
+                if let Some(page) = self.l2_get::<Page<MovieDoc>>(l2_key.as_deref()).await {
+                    return Ok(Arc::new(page));
+                }
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                let page = self.inner.list(query).await?;
+                self.l2_put(l2_key.as_deref(), &page, PAGE_TTL_SECONDS).await;
+                Ok(Arc::new(page))
+            })
+            .await?;
+        if !loaded {
+            self.stats.l1_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok((*page).clone())
+    }
+
+    async fn genres(&self) -> Result<Vec<GenreCount>> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let genres =
+            self.genres.try_get_with(generation, async { self.inner.genres().await.map(Arc::new) }).await?;
+        Ok((*genres).clone())
+    }
+
+    async fn checkpoint(&self) -> Result<Position> {
+        self.inner.checkpoint().await
+    }
+
+    async fn stream_version(&self, id: Uuid) -> Result<Version> {
+        self.inner.stream_version(id).await
+    }
+
+    async fn apply(&self, events: &[EventEnvelope]) -> Result<()> {
+        self.inner.apply(events).await
+    }
+
+    async fn apply_unordered(&self, events: &[EventEnvelope]) -> Result<()> {
+        self.inner.apply_unordered(events).await
+    }
+
+    async fn advance_checkpoint(&self, log: &[EventEnvelope]) -> Result<Position> {
+        self.inner.advance_checkpoint(log).await
+    }
+
+    async fn suspend_indexes(&self) -> Result<Vec<String>> {
+        self.inner.suspend_indexes().await
+    }
+
+    async fn restore_indexes(&self, statements: &[String]) -> Result<()> {
+        self.inner.restore_indexes(statements).await
+    }
+}

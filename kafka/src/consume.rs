@@ -1,0 +1,277 @@
+//! The Kafka-fed projectors.
+//!
+//! - `project_read_store`: a consumer group; each process applies its partitions' events to the
+//!   shared read store (per-stream versions, written in the same transaction, make a duplicate a
+//!   no-op; a gap is filled from the log), writes the changed movies through to Redis, moves the
+//!   read store's checkpoint past every event now applied, and only then commits its offsets.
+//! - `project_search`: one process per query replica, reading every partition into a local
+//!   tantivy index; its offsets are committed in the index's commit payload with the documents.
+//!
+//! Both first catch up from the log, so a new projection never depends on Kafka's retention.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use movies_cache::CacheWriter;
+use movies_events::{EventEnvelope, Position};
+use movies_projector::{heal_gaps, Projector};
+use movies_read_model::{Delivered, Live, PartitionMark, ProjectionError, ReadStore, TantivySearchIndex};
+use movies_store::EventStore;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use crate::wire::decode;
+
+/// Events per applied batch, and how long a batch waits to fill once it has one event.
+const BATCH: usize = 500;
+const LINGER: Duration = Duration::from_millis(20);
+/// How often an idle projector moves the checkpoint past events other processes applied.
+const IDLE: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    pub brokers: String,
+    pub topic: String,
+    pub group: String,
+}
+
+impl ConsumerSettings {
+    fn consumer(&self) -> anyhow::Result<StreamConsumer> {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            // New partitions and recreated topics are noticed within seconds.
+            .set("topic.metadata.refresh.interval.ms", "2000")
+            .create()
+            .context("creating the Kafka consumer")
+    }
+}
+
+/// The next batch: waits for one message (or `IDLE`), then takes what arrives within `LINGER`.
+async fn next_batch(consumer: &StreamConsumer) -> anyhow::Result<Vec<Delivered>> {
+    let mut batch = Vec::new();
+    let Ok(first) = tokio::time::timeout(IDLE, consumer.recv()).await else {
+        return Ok(batch);
+    };
+    let deadline = tokio::time::Instant::now() + LINGER;
+    let mut next = Some(first);
+    while let Some(received) = next.take() {
+        let message = received.context("receiving from Kafka")?;
+        let envelope = decode(message.payload()).with_context(|| {
+            format!("partition {} offset {} holds an unreadable event", message.partition(), message.offset())
+        })?;
+        batch.push(Delivered { partition: message.partition(), offset: message.offset(), envelope });
+        if batch.len() < BATCH {
+            next = tokio::time::timeout_at(deadline, consumer.recv()).await.ok();
+        }
+    }
+    Ok(batch)
+}
+
+/// The offsets to commit after a batch: one past the last message of each partition.
+fn next_offsets(topic: &str, batch: &[Delivered]) -> anyhow::Result<TopicPartitionList> {
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for d in batch {
+        let offset = next.entry(d.partition).or_default();
+        *offset = (*offset).max(d.offset + 1);
+    }
+    let mut list = TopicPartitionList::new();
+    for (partition, offset) in next {
+        list.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    }
+    Ok(list)
+}
+
+/// Moves the read store's checkpoint past every log event now applied (by any process).
+async fn advance(events: &dyn EventStore, store: &dyn ReadStore) -> anyhow::Result<Position> {
+    let mut checkpoint = store.checkpoint().await?;
+    loop {
+        let log = events.read_all(checkpoint, 1000).await?;
+        if log.is_empty() {
+            return Ok(checkpoint);
+        }
+        let reached = store.advance_checkpoint(&log).await?;
+        if reached == checkpoint {
+            return Ok(checkpoint);
+        }
+        checkpoint = reached;
+    }
+}
+
+/// The read store's projector in a consumer group. `progress` follows the checkpoint.
+pub async fn project_read_store(
+    events: Arc<dyn EventStore>,
+    store: Arc<dyn ReadStore>,
+    cache: Option<CacheWriter>,
+    settings: ConsumerSettings,
+    progress: watch::Sender<Position>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let before = store.checkpoint().await.context("reading the read store's checkpoint")?;
+    let caught_up = Projector::read_store_only(events.clone(), store.clone())
+        .catch_up()
+        .await
+        .context("catching up from the event log")?;
+    progress.send_replace(caught_up);
+    if let Some(cache) = &cache {
+        if caught_up > before && !cache.reset().await {
+            // What the catch-up changed is not in the cache: its entries expire on their own.
+            tracing::warn!("could not clear the cache after catching up from the log");
+        }
+    }
+    let consumer = settings.consumer()?;
+    consumer.subscribe(&[&settings.topic]).context("subscribing to the topic")?;
+    tracing::info!(topic = settings.topic, group = settings.group, "projecting the read store from Kafka");
+    while !*shutdown.borrow() {
+        let batch = tokio::select! {
+            batch = next_batch(&consumer) => batch?,
+            _ = shutdown.changed() => break,
+        };
+        if !batch.is_empty() {
+            let envelopes: Vec<EventEnvelope> = batch.iter().map(|d| d.envelope.clone()).collect();
+            let apply = |b: Vec<EventEnvelope>| {
+                let store = store.clone();
+                async move { store.apply_unordered(&b).await.map_err(anyhow::Error::from) }
+            };
+            retry(&mut shutdown, || heal_gaps(events.as_ref(), &envelopes, apply)).await?;
+            if let Some(cache) = &cache {
+                cache.refresh(store.as_ref(), envelopes.iter().map(|e| e.stream_id)).await;
+            }
+        } else if let Some(cache) = &cache {
+            // Retries changes Redis missed while it was down.
+            cache.refresh(store.as_ref(), []).await;
+        }
+        let checkpoint = retry(&mut shutdown, || advance(events.as_ref(), store.as_ref())).await?;
+        progress.send_replace(checkpoint);
+        if !batch.is_empty() {
+            let offsets = next_offsets(&settings.topic, &batch)?;
+            if let Err(error) = consumer.commit(&offsets, CommitMode::Async) {
+                // The next commit covers it; a redelivery meanwhile is a no-op.
+                tracing::warn!(%error, "committing offsets failed");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A query replica's search projector: every partition into a local index, offsets in the
+/// index's commit payload.
+pub async fn project_search(
+    events: Arc<dyn EventStore>,
+    index: Arc<TantivySearchIndex>,
+    settings: ConsumerSettings,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let consumer = settings.consumer()?;
+    // The relay creates the topic: wait for it (the roles start in any order).
+    let partitions = loop {
+        let metadata = consumer.fetch_metadata(Some(&settings.topic), Duration::from_secs(5));
+        let partitions: Vec<i32> = metadata
+            .iter()
+            .flat_map(|m| m.topics().iter().filter(|t| t.error().is_none()).flat_map(|t| t.partitions()))
+            .map(|p| p.id())
+            .collect();
+        if !partitions.is_empty() {
+            break partitions;
+        }
+        tracing::info!(topic = settings.topic, "waiting for the relay to create the topic");
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => return Ok(()),
+        }
+    };
+    let mut marks = index.partition_marks();
+    if marks.is_empty() {
+        // A new index: build it from the log, then read every partition from its start,
+        // skipping what the log already gave.
+        let live = Arc::new(Live::new(index.clone()));
+        let floor = Projector::search_only(events.clone(), live)
+            .catch_up()
+            .await
+            .context("building the index from the log")?;
+        marks = partitions.iter().map(|p| (*p, PartitionMark { next_offset: 0, position: floor })).collect();
+        let (index, marks) = (index.clone(), marks.clone());
+        tokio::task::spawn_blocking(move || index.mark_partitions(marks)).await??;
+    }
+    let mut assignment = TopicPartitionList::new();
+    for partition in &partitions {
+        let offset = marks.get(partition).map_or(Offset::Beginning, |m| Offset::Offset(m.next_offset));
+        assignment.add_partition_offset(&settings.topic, *partition, offset)?;
+    }
+    consumer.assign(&assignment).context("assigning the partitions")?;
+    tracing::info!(
+        topic = settings.topic,
+        partitions = partitions.len(),
+        "projecting the search index from Kafka"
+    );
+    while !*shutdown.borrow() {
+        let batch = tokio::select! {
+            batch = next_batch(&consumer) => batch?,
+            _ = shutdown.changed() => break,
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        retry(&mut shutdown, || apply_search(events.as_ref(), &index, &batch)).await?;
+    }
+    Ok(())
+}
+
+/// Applies a delivered batch to the index, filling gaps from the log.
+async fn apply_search(
+    events: &dyn EventStore,
+    index: &Arc<TantivySearchIndex>,
+    batch: &[Delivered],
+) -> anyhow::Result<()> {
+    for _ in 0..BATCH {
+        let (target, delivered) = (index.clone(), batch.to_vec());
+        match tokio::task::spawn_blocking(move || target.apply_partitioned(&delivered, 0)).await? {
+            Ok(()) => return Ok(()),
+            Err(ProjectionError::Gap { stream_id, have, got }) => {
+                tracing::warn!(%stream_id, have, got, "healing a gap in a stream from the log");
+                let missing: Vec<_> = events
+                    .load(stream_id)
+                    .await?
+                    .into_iter()
+                    .filter(|e| e.stream_version > have && e.stream_version < got)
+                    .collect();
+                let target = index.clone();
+                tokio::task::spawn_blocking(move || target.apply_exact(&missing)).await??;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    anyhow::bail!("a batch kept reporting gaps after healing")
+}
+
+/// Retries a step that failed for want of a dependency (Postgres down) until it succeeds or
+/// shutdown; the batch is kept meanwhile, so nothing is skipped.
+async fn retry<T, F, Fut>(shutdown: &mut watch::Receiver<bool>, mut step: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match step().await {
+            Ok(value) => return Ok(value),
+            Err(error) if *shutdown.borrow() => return Err(error),
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), retry_in = ?backoff, "projection step failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

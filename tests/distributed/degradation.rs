@@ -1,0 +1,177 @@
+//! Each dependency taken away while the deployment runs: reads keep being served, `/health`
+//! says what is degraded, and everything recovers without restarting a role.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::{eventually, Cluster, Proxy, Server};
+
+async fn health(cluster: &Cluster, replica: &str) -> Value {
+    cluster.get_json(&format!("{replica}/health")).await.1
+}
+
+fn degraded_by(health: &Value, what: &str) -> bool {
+    health["status"] == "degraded"
+        && health["degraded"]
+            .as_array()
+            .is_some_and(|reasons| reasons.iter().any(|r| r.as_str().unwrap_or("").starts_with(what)))
+}
+
+#[tokio::test]
+async fn with_redis_down_reads_come_from_the_read_store_and_health_says_degraded() {
+    let mut cluster = Cluster::new().await;
+    let mut redis = Server::redis(&cluster.dir.0).await;
+    cluster.redis_url = format!("redis://127.0.0.1:{}", redis.port);
+    let (command, replicas) = cluster.full().await;
+    let replica = &replicas[0];
+    let token = cluster.admin_token(&command).await;
+    let id = cluster.create(&command, &token, "Before The Outage").await;
+    cluster.visible(replica, &id, Some("Before The Outage")).await;
+    assert_eq!(health(&cluster, replica).await["redis"], "up");
+
+    redis.kill().await;
+    eventually(Duration::from_secs(10), "health to report Redis down", || async {
+        degraded_by(&health(&cluster, replica).await, "redis").then_some(())
+    })
+    .await;
+    // Reads are served, writes keep flowing to the read store.
+    let (status, _) = cluster.get_json(&format!("{replica}/api/v1/movies?limit=5")).await;
+    assert_eq!(status, 200);
+    let during = cluster.create(&command, &token, "During The Outage").await;
+    cluster.visible(replica, &during, Some("During The Outage")).await;
+    cluster.visible(&replicas[1], &during, Some("During The Outage")).await;
+
+    redis.start().await;
+    eventually(Duration::from_secs(15), "health to be ok again", || async {
+        (health(&cluster, replica).await["status"] == "ok").then_some(())
+    })
+    .await;
+    // The cache is written again: a change after recovery lands in it, and what it holds
+    // matches the log.
+    let after = cluster.create(&command, &token, "After The Outage").await;
+    cluster.visible(replica, &after, Some("After The Outage")).await;
+    let (clean, report) = eventually(Duration::from_secs(30), "the cache to match the log", || async {
+        let (clean, report) = cluster.verify("replica-a").await;
+        clean.then_some((clean, report))
+    })
+    .await;
+    assert!(clean, "{report}");
+}
+
+#[tokio::test]
+async fn with_kafka_down_commands_are_accepted_and_become_visible_after_recovery() {
+    let mut cluster = Cluster::new().await;
+    let broker = Server::broker(&cluster.dir.0).await;
+    cluster.kafka = format!("127.0.0.1:{}", broker.port);
+    let (command, replicas) = cluster.full().await;
+    let token = cluster.admin_token(&command).await;
+    let first = cluster.create(&command, &token, "Kafka Up").await;
+    cluster.visible(&replicas[0], &first, Some("Kafka Up")).await;
+
+    broker.pause(true);
+    let started = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(cluster.create(&command, &token, &format!("Kafka Down {n}")).await);
+    }
+    assert!(started.elapsed() < Duration::from_secs(10), "commands do not wait for the broker");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (status, _) = cluster.get_json(&format!("{}/api/v1/movies/{}", replicas[0], ids[0])).await;
+    assert_eq!(status, 404, "nothing reaches the read side while the broker is down");
+
+    broker.pause(false);
+    for (n, id) in ids.iter().enumerate() {
+        for replica in &replicas {
+            cluster.visible(replica, id, Some(&format!("Kafka Down {n}"))).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_the_projector_stopped_reads_are_served_stale_and_lag_is_reported() {
+    let mut cluster = Cluster::new().await;
+    let (command, replicas) = cluster.full().await;
+    let replica = &replicas[0];
+    let token = cluster.admin_token(&command).await;
+    let first = cluster.create(&command, &token, "Projected").await;
+    cluster.visible(replica, &first, Some("Projected")).await;
+
+    cluster.kill9("projector").await;
+    let second = cluster.create(&command, &token, "Not Yet Projected").await;
+    let report = eventually(Duration::from_secs(20), "health to report the stalled projector", || async {
+        let report = health(&cluster, replica).await;
+        degraded_by(&report, "projector").then_some(report)
+    })
+    .await;
+    assert!(report["projection_lag"].as_i64().unwrap() >= 1, "{report}");
+    let (status, _) = cluster.get_json(&format!("{replica}/api/v1/movies/{first}")).await;
+    assert_eq!(status, 200, "older movies are still served");
+    let (status, _) = cluster.get_json(&format!("{replica}/api/v1/movies/{second}")).await;
+    assert_eq!(status, 404, "stale: the new movie is not projected");
+
+    cluster.projector(&[]);
+    cluster.visible(replica, &second, Some("Not Yet Projected")).await;
+    eventually(Duration::from_secs(20), "the lag to close", || async {
+        let report = health(&cluster, replica).await;
+        (report["projection_lag"] == 0 && report["status"] == "ok").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn with_postgres_down_commands_answer_503_and_cached_reads_are_served() {
+    let mut cluster = Cluster::new().await;
+    let direct = cluster.database_url.clone();
+    let port: u16 = direct.rsplit_once(':').unwrap().1.split('/').next().unwrap().parse().unwrap();
+    let proxy = Proxy::start(port).await;
+    let proxied = direct.replace(&format!(":{port}/"), &format!(":{}/", proxy.port));
+    // The APIs reach Postgres through the proxy; relay and projectors directly.
+    let command = cluster.command_api(&[("DATABASE_URL", &proxied)]).await;
+    cluster.relay();
+    cluster.projector(&[]);
+    let replica = cluster.replica("replica-a", &[("DATABASE_URL", &proxied)]).await;
+    let token = cluster.admin_token(&command).await;
+    let id = cluster.create(&command, &token, "Cached Before The Outage").await;
+    cluster.visible(&replica, &id, Some("Cached Before The Outage")).await;
+
+    proxy.set_up(false);
+    let response = cluster
+        .http
+        .post(format!("{command}/api/v1/movies"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "name": "Lost?", "director": "Nobody", "popularity": 1.0, "imdb_score": 1.0, "genres": ["Drama"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["status"], 503, "{problem}");
+
+    // The movie is in Redis (written through by the projector): served without Postgres.
+    let (status, body) = cluster.get_json(&format!("{replica}/api/v1/movies/{id}")).await;
+    assert_eq!((status, body["name"].as_str()), (200, Some("Cached Before The Outage")));
+    let report = health(&cluster, &replica).await;
+    assert!(degraded_by(&report, "postgres"), "{report}");
+
+    proxy.set_up(true);
+    let after = eventually(Duration::from_secs(30), "commands to be accepted again", || async {
+        let response = cluster
+            .http
+            .post(format!("{command}/api/v1/movies"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "name": "After Postgres", "director": "Nobody", "popularity": 1.0, "imdb_score": 1.0, "genres": ["Drama"] }))
+            .send()
+            .await
+            .ok()?;
+        if response.status() != 201 {
+            return None;
+        }
+        response.json::<Value>().await.ok()?["id"].as_str().map(str::to_owned)
+    })
+    .await;
+    cluster.visible(&replica, &after, Some("After Postgres")).await;
+    let (status, _) = cluster.get_json(&format!("{replica}/api/v1/movies?limit=5")).await;
+    assert_eq!(status, 200);
+}

@@ -1,0 +1,401 @@
+//! Starts roles as child processes and talks to them over HTTP.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, Command};
+use tokio::sync::{watch, Semaphore, SemaphorePermit};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_movies");
+pub const ADMIN_PASSWORD: &str = "distributed-test-admin";
+
+/// Clusters running at once: each is about seven processes on a two-core machine.
+static CLUSTERS: Semaphore = Semaphore::const_new(2);
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the suite with scripts/test"))
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `check` until it returns `Some`, or panics after `limit` with `what`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("movies-dist-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // A failed test's logs stay for reading.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub struct Cluster {
+    pub dir: TempDir,
+    pub database_url: String,
+    pub kafka: String,
+    pub topic: String,
+    pub group: String,
+    pub redis_url: String,
+    pub namespace: String,
+    processes: HashMap<String, Child>,
+    pub http: reqwest::Client,
+    _permit: SemaphorePermit<'static>,
+}
+
+impl Cluster {
+    /// A fresh database, topic, group and namespace on the suite's servers, and a key pair.
+    pub async fn new() -> Self {
+        let permit = CLUSTERS.acquire().await.unwrap();
+        let dir = TempDir::new();
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let status = std::process::Command::new(BIN)
+            .args(["keygen", "--dir"])
+            .arg(dir.0.join("keys"))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        Self {
+            database_url: movies_store::testing::postgres_database().await,
+            kafka: env("MOVIES_TEST_KAFKA"),
+            topic: format!("movies.events.{tag}"),
+            group: format!("movies-projector-{tag}"),
+            redis_url: env("MOVIES_TEST_REDIS"),
+            namespace: format!("movies-{tag}"),
+            dir,
+            processes: HashMap::new(),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
+            _permit: permit,
+        }
+    }
+
+    /// The binary with this cluster's configuration in its environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let keys = self.dir.0.join("keys");
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .env("DATABASE_URL", &self.database_url)
+            .env("KAFKA_BROKERS", &self.kafka)
+            .env("MOVIES_KAFKA_TOPIC", &self.topic)
+            .env("MOVIES_KAFKA_GROUP", &self.group)
+            .env("REDIS_URL", &self.redis_url)
+            .env("MOVIES_REDIS_NAMESPACE", &self.namespace)
+            .env("MOVIES_JWT_PRIVATE_KEY", keys.join(movies_web::PRIVATE_KEY_FILE))
+            .env("MOVIES_JWT_PUBLIC_KEY", keys.join(movies_web::PUBLIC_KEY_FILE))
+            .env("MOVIES_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("MOVIES_DATA_DIR", &self.dir.0)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .kill_on_drop(true);
+        command
+    }
+
+    pub fn spawn(&mut self, name: &str, args: &[&str], extra_env: &[(&str, &str)]) {
+        let mut command = self.command(args);
+        // Relays and projectors answer /health on a port of their own.
+        command.env("MOVIES_HEALTH_LISTEN", format!("127.0.0.1:{}", free_port()));
+        for (key, value) in extra_env {
+            command.env(key, value);
+        }
+        let log = std::fs::File::create(self.dir.0.join(format!("{name}.log"))).unwrap();
+        command.stderr(log);
+        let child = command.spawn().unwrap();
+        assert!(self.processes.insert(name.to_owned(), child).is_none(), "{name} is already running");
+    }
+
+    /// What a role wrote to stderr (for failure messages).
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.0.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub async fn kill9(&mut self, name: &str) {
+        let mut child = self.processes.remove(name).unwrap_or_else(|| panic!("{name} is not running"));
+        child.start_kill().unwrap();
+        child.wait().await.unwrap();
+    }
+
+    pub async fn command_api(&mut self, extra_env: &[(&str, &str)]) -> String {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        self.spawn("command-api", &["command-api", "--listen", &listen], extra_env);
+        let base = format!("http://{listen}");
+        self.healthy(&base, "command-api").await;
+        base
+    }
+
+    pub fn relay(&mut self) {
+        self.spawn("relay", &["relay", "--partitions", "3"], &[]);
+    }
+
+    pub fn projector(&mut self, extra_env: &[(&str, &str)]) {
+        self.spawn("projector", &["projector"], extra_env);
+    }
+
+    pub fn index_dir(&self, replica: &str) -> PathBuf {
+        self.dir.0.join(replica).join("index")
+    }
+
+    /// A query replica: its own search projector and a query-api reading that index.
+    pub async fn replica(&mut self, name: &str, extra_env: &[(&str, &str)]) -> String {
+        let index = self.index_dir(name).to_str().unwrap().to_owned();
+        let group = format!("{}-search-{name}", self.group);
+        self.spawn(
+            &format!("{name}-search"),
+            &["projector", "--search-only", "--index-dir", &index, "--group", &group],
+            &[],
+        );
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        self.spawn(name, &["query-api", "--listen", &listen, "--index-dir", &index], extra_env);
+        let base = format!("http://{listen}");
+        self.healthy(&base, name).await;
+        base
+    }
+
+    async fn healthy(&self, base: &str, name: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok(response) = self.http.get(format!("{base}/health")).send().await {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} never became healthy:\n{}",
+                self.log(name)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every role of the distributed deployment with two query replicas; returns the command
+    /// API's and the replicas' base URLs.
+    pub async fn full(&mut self) -> (String, Vec<String>) {
+        let command = self.command_api(&[]).await;
+        self.relay();
+        self.projector(&[]);
+        let a = self.replica("replica-a", &[]).await;
+        let b = self.replica("replica-b", &[]).await;
+        (command, vec![a, b])
+    }
+
+    pub async fn admin_token(&self, command: &str) -> String {
+        let response = self
+            .http
+            .post(format!("{command}/api/v1/auth/token"))
+            .json(&json!({ "username": "admin", "password": ADMIN_PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "token: {}", response.status());
+        response.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a movie; returns its id.
+    pub async fn create(&self, command: &str, token: &str, name: &str) -> String {
+        let body = json!({ "name": name, "director": "Dist Rector", "popularity": 50.0, "imdb_score": 7.0, "genres": ["Drama"] });
+        let response = self
+            .http
+            .post(format!("{command}/api/v1/movies"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "create: {}", response.text().await.unwrap());
+        response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn get_json(&self, url: &str) -> (u16, Value) {
+        match self.http.get(url).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    /// Waits until `replica` serves the movie with `name` (or, with `None`, answers 404).
+    pub async fn visible(&self, replica: &str, id: &str, name: Option<&str>) {
+        let url = format!("{replica}/api/v1/movies/{id}");
+        eventually(Duration::from_secs(60), &format!("{url} to show {name:?}"), || async {
+            let (status, body) = self.get_json(&url).await;
+            match name {
+                Some(name) => (status == 200 && body["name"] == name).then_some(()),
+                None => (status == 404).then_some(()),
+            }
+        })
+        .await
+    }
+
+    /// Runs `movies verify` against this cluster's projections; returns (success, stdout).
+    pub async fn verify(&self, replica: &str) -> (bool, String) {
+        let index = self.index_dir(replica).to_str().unwrap().to_owned();
+        let output =
+            self.command(&["verify", "--index-dir", &index]).stdout(Stdio::piped()).output().await.unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// The log's head and the read store's checkpoint, straight from Postgres.
+    pub async fn positions(&self) -> (i64, i64) {
+        let pool = movies_store::connect_postgres(&self.database_url, 1).await.unwrap();
+        let head: Option<i64> =
+            sqlx::query_scalar("SELECT max(position) FROM events").fetch_one(&pool).await.unwrap();
+        let checkpoint: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE projection = 'read-store'")
+                .fetch_optional(&pool)
+                .await
+                .ok()
+                .flatten();
+        pool.close().await;
+        (head.unwrap_or(0), checkpoint.unwrap_or(0))
+    }
+}
+
+/// A server process of the test's own (Redis, a broker) that the test may stop and restart.
+pub struct Server {
+    pub port: u16,
+    child: Option<Child>,
+    program: String,
+    args: Vec<String>,
+    dir: PathBuf,
+}
+
+impl Server {
+    pub async fn redis(dir: &Path) -> Self {
+        let port = free_port();
+        let args = ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            .map(str::to_owned)
+            .to_vec();
+        let mut server =
+            Self { port, child: None, program: env("MOVIES_TEST_REDIS_SERVER"), args, dir: dir.to_owned() };
+        server.start().await;
+        server
+    }
+
+    pub async fn broker(dir: &Path) -> Self {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let args = vec![
+            "broker".into(),
+            "--listener-url".into(),
+            url.clone(),
+            "--advertised-listener-url".into(),
+            url,
+            "--storage-engine".into(),
+            "memory://nisshi/".into(),
+            "--group-initial-rebalance-delay".into(),
+            "100ms".into(),
+        ];
+        let dir = dir.join(format!("broker-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = Self { port, child: None, program: env("MOVIES_TEST_NISSHI"), args, dir };
+        server.start().await;
+        server
+    }
+
+    pub async fn start(&mut self) {
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .current_dir(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let port = self.port;
+        eventually(Duration::from_secs(30), "the server to listen", || async move {
+            TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
+        })
+        .await;
+    }
+
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().unwrap();
+            child.wait().await.unwrap();
+        }
+    }
+
+    /// SIGSTOP / SIGCONT: the process stays but answers nothing (a hung or partitioned server).
+    pub fn pause(&self, paused: bool) {
+        let pid = self.child.as_ref().and_then(Child::id).expect("running").to_string();
+        let signal = if paused { "-STOP" } else { "-CONT" };
+        assert!(std::process::Command::new("kill").args([signal, &pid]).status().unwrap().success());
+    }
+}
+
+/// A TCP proxy the test can cut: every connection through it drops, and new ones are refused,
+/// while it is down. How a test takes Postgres away from some roles only.
+pub struct Proxy {
+    pub port: u16,
+    up: watch::Sender<bool>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: u16) -> Arc<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (up, _) = watch::channel(true);
+        let proxy = Arc::new(Self { port, up });
+        let state = proxy.up.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !*state.borrow() {
+                    continue;
+                }
+                let mut down = state.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = down.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        proxy
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
