@@ -134,3 +134,101 @@ async fn a_read_store_built_by_another_version_is_refused_with_how_to_rebuild_it
     assert!(matches!(refused, ProjectionError::Outdated { found: 0, .. }));
     assert!(refused.to_string().contains("movies replay --projection read-store"), "{refused}");
 }
+
+/// Kafka delivers partitions independently: the read store applies what arrives and moves its
+/// checkpoint only past a prefix of the log that is wholly applied.
+async fn out_of_order_batches_move_the_checkpoint_past_a_complete_prefix_only(postgres: bool) {
+    let s = setup(postgres).await;
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    s.events.append(a, 0, vec![new_event(created("Alien"))]).await.unwrap();
+    s.events.append(b, 0, vec![new_event(created("Heat"))]).await.unwrap();
+    s.events.append(a, 1, vec![new_event(renamed("Aliens"))]).await.unwrap();
+    s.events.append(b, 1, vec![new_event(MovieEvent::Deleted)]).await.unwrap();
+    let all = log(&s).await;
+    let (of_a, of_b): (Vec<_>, Vec<_>) = all.iter().cloned().partition(|e| e.stream_id == a);
+
+    s.read.apply_unordered(&of_b).await.unwrap();
+    assert_eq!(s.read.advance_checkpoint(&all).await.unwrap(), 0, "position 1 (movie a) is not applied yet");
+    s.read.apply_unordered(&of_a).await.unwrap();
+    s.read.apply_unordered(&of_b).await.unwrap();
+    assert_eq!(s.read.advance_checkpoint(&all).await.unwrap(), all[3].position);
+    assert_eq!(s.read.advance_checkpoint(&all[..1]).await.unwrap(), all[3].position, "never moves back");
+    let genres = s.read.genres().await.unwrap();
+    assert_eq!(genres.len(), 1);
+    assert_eq!(
+        (genres[0].genre.as_str(), genres[0].movies),
+        ("Drama", 1),
+        "redelivery counted nothing twice"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_out_of_order_batches_move_the_checkpoint_past_a_complete_prefix_only() {
+    out_of_order_batches_move_the_checkpoint_past_a_complete_prefix_only(false).await;
+}
+
+#[tokio::test]
+async fn postgres_out_of_order_batches_move_the_checkpoint_past_a_complete_prefix_only() {
+    out_of_order_batches_move_the_checkpoint_past_a_complete_prefix_only(true).await;
+}
+
+/// Two projector processes handed the same events at once (a consumer-group rebalance) apply
+/// each stream once: per-stream locks serialize them and versions skip the second.
+#[tokio::test]
+async fn concurrent_projectors_applying_the_same_events_count_them_once() {
+    let s = setup(true).await;
+    for n in 0..200 {
+        s.events.append(Uuid::now_v7(), 0, vec![new_event(created(&format!("Movie {n}")))]).await.unwrap();
+    }
+    let all = log(&s).await;
+    let mut reversed = all.clone();
+    reversed.reverse();
+    let (one, two) = (s.read.clone(), s.read.clone());
+    let (all2, reversed2) = (all.clone(), reversed.clone());
+    let first = tokio::spawn(async move {
+        for chunk in all2.chunks(20) {
+            one.apply_unordered(chunk).await.unwrap();
+        }
+    });
+    let second = tokio::spawn(async move {
+        for chunk in reversed2.chunks(20) {
+            two.apply_unordered(chunk).await.unwrap();
+        }
+    });
+    first.await.unwrap();
+    second.await.unwrap();
+    let genres = s.read.genres().await.unwrap();
+    assert_eq!(genres[0].movies, 200, "{genres:?}");
+    assert_eq!(s.read.advance_checkpoint(&all).await.unwrap(), all.last().unwrap().position);
+}
+
+fn delivered(partition: i32, offset: i64, envelope: &EventEnvelope) -> movies_read_model::Delivered {
+    movies_read_model::Delivered { partition, offset, envelope: envelope.clone() }
+}
+
+/// The search index fed from Kafka: a republished event (at or below its partition's mark) is
+/// skipped, so a deleted movie does not come back, and the marks survive a reopen.
+#[tokio::test]
+async fn the_index_skips_republished_events_and_resumes_at_its_partition_marks() {
+    let s = setup(false).await;
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    s.events.append(a, 0, vec![new_event(created("Alien")), new_event(MovieEvent::Deleted)]).await.unwrap();
+    s.events.append(b, 0, vec![new_event(created("Heat"))]).await.unwrap();
+    let all = log(&s).await;
+    let first = [delivered(0, 0, &all[0]), delivered(0, 1, &all[1]), delivered(1, 0, &all[2])];
+    s.search.apply_partitioned(&first, 0).unwrap();
+    // The relay crashed before recording its position and publishes movie a's events again.
+    s.search.apply_partitioned(&[delivered(0, 2, &all[0])], 0).unwrap();
+    let found =
+        s.search.search(&SearchQuery { text: "alien".into(), limit: 10, ..Default::default() }).unwrap();
+    assert!(found.hits.is_empty(), "the deleted movie stays deleted");
+    assert_eq!(s.search.len(), 1);
+    let marks = s.search.partition_marks();
+    assert_eq!((marks[&0].next_offset, marks[&0].position), (3, all[1].position));
+    assert_eq!((marks[&1].next_offset, marks[&1].position), (1, all[2].position));
+
+    let dir = s._dir.0.join("index");
+    drop(s.search);
+    let reopened = TantivySearchIndex::open(&dir).unwrap();
+    assert_eq!(reopened.partition_marks(), marks);
+}

@@ -1,0 +1,183 @@
+//! The two-tier cache against a real Redis (the suite's, under a namespace of each test's own)
+//! and a real SQLite read store beneath.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use movies_cache::{CacheWriter, CachedReadStore, L1Settings, Redis};
+use movies_events::{EventEnvelope, MovieEvent, Position, Version};
+use movies_read_model::{
+    GenreCount, ListQuery, MovieDoc, Page, ProjectionResult as Result, ReadStore, SqliteReadStore,
+};
+use movies_store::contract::{created, new_event, renamed};
+use movies_store::testing::TempDir;
+use movies_store::{open_sqlite, EventStore, SqliteEventStore};
+use uuid::Uuid;
+
+/// The read store beneath, counting the reads that reach it.
+struct Counting {
+    inner: SqliteReadStore,
+    gets: AtomicUsize,
+    lists: AtomicUsize,
+}
+
+#[async_trait]
+impl ReadStore for Counting {
+    async fn get(&self, id: Uuid) -> Result<Option<MovieDoc>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.inner.get(id).await
+    }
+    async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<MovieDoc>> {
+        self.inner.get_many(ids).await
+    }
+    async fn list(&self, query: &ListQuery) -> Result<Page<MovieDoc>> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
+        self.inner.list(query).await
+    }
+    async fn genres(&self) -> Result<Vec<GenreCount>> {
+        self.inner.genres().await
+    }
+    async fn checkpoint(&self) -> Result<Position> {
+        self.inner.checkpoint().await
+    }
+    async fn stream_version(&self, id: Uuid) -> Result<Version> {
+        self.inner.stream_version(id).await
+    }
+    async fn apply(&self, events: &[EventEnvelope]) -> Result<()> {
+        self.inner.apply(events).await
+    }
+    async fn apply_unordered(&self, events: &[EventEnvelope]) -> Result<()> {
+        self.inner.apply_unordered(events).await
+    }
+    async fn advance_checkpoint(&self, log: &[EventEnvelope]) -> Result<Position> {
+        self.inner.advance_checkpoint(log).await
+    }
+    async fn suspend_indexes(&self) -> Result<Vec<String>> {
+        self.inner.suspend_indexes().await
+    }
+    async fn restore_indexes(&self, statements: &[String]) -> Result<()> {
+        self.inner.restore_indexes(statements).await
+    }
+}
+
+struct Setup {
+    events: SqliteEventStore,
+    store: Arc<Counting>,
+    namespace: String,
+    _dir: TempDir,
+}
+
+async fn setup() -> Setup {
+    let dir = std::env::temp_dir().join(format!("movies-cache-{}", Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let events = SqliteEventStore::open(open_sqlite(&dir.join("events.db")).await.unwrap()).await.unwrap();
+    let file = open_sqlite(&dir.join("read.db")).await.unwrap();
+    let inner = SqliteReadStore::open(file.writer, file.reader).await.unwrap();
+    let store = Arc::new(Counting { inner, gets: AtomicUsize::new(0), lists: AtomicUsize::new(0) });
+    let namespace = format!("test-{}", Uuid::now_v7().simple());
+    Setup { events, store, namespace, _dir: TempDir(dir) }
+}
+
+impl Setup {
+    async fn redis(&self) -> Redis {
+        let url = std::env::var("MOVIES_TEST_REDIS")
+            .expect("MOVIES_TEST_REDIS is not set: run the suite with scripts/test");
+        let redis = Redis::connect(&url, &self.namespace).await.unwrap();
+        assert!(redis.is_up(), "the test Redis at {url} is reachable");
+        redis
+    }
+
+    /// Appends and projects `event` on `id`'s stream.
+    async fn record(&self, id: Uuid, expected: Version, event: MovieEvent) {
+        self.events.append(id, expected, vec![new_event(event)]).await.unwrap();
+        let log = self.events.load(id).await.unwrap();
+        self.store.apply(&log).await.unwrap();
+    }
+
+    async fn replica(&self, redis: Option<Redis>) -> Arc<CachedReadStore> {
+        CachedReadStore::new(self.store.clone(), redis, L1Settings::default()).await
+    }
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..100 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn a_hot_miss_loads_once() {
+    let s = setup().await;
+    let id = Uuid::now_v7();
+    s.record(id, 0, created("Alien")).await;
+    let replica = s.replica(None).await;
+    let reads = (0..50).map(|_| replica.get(id));
+    let docs = futures::future::join_all(reads).await;
+    assert!(docs.iter().all(|d| d.as_ref().unwrap().as_ref().unwrap().name == "Alien"));
+    assert_eq!(s.store.gets.load(Ordering::SeqCst), 1, "fifty concurrent misses, one load");
+}
+
+#[tokio::test]
+async fn replicas_share_what_one_loaded_and_follow_what_the_projector_writes_through() {
+    let s = setup().await;
+    let id = Uuid::now_v7();
+    s.record(id, 0, created("Alien")).await;
+    let (a, b) = (s.replica(Some(s.redis().await)).await, s.replica(Some(s.redis().await)).await);
+    assert_eq!(a.get(id).await.unwrap().unwrap().name, "Alien");
+    assert_eq!(b.get(id).await.unwrap().unwrap().name, "Alien");
+    assert_eq!(s.store.gets.load(Ordering::SeqCst), 1, "the second replica read Redis, not the store");
+    let page = ListQuery { limit: 10, ..ListQuery::default() };
+    a.list(&page).await.unwrap();
+    b.list(&page).await.unwrap();
+    assert_eq!(s.store.lists.load(Ordering::SeqCst), 1, "one page load for both replicas");
+
+    // A change: the projector applies it, writes it through and announces it.
+    s.record(id, 1, renamed("Aliens")).await;
+    let writer = CacheWriter::new(s.redis().await);
+    assert!(writer.refresh(s.store.as_ref(), [id]).await);
+    for replica in [&a, &b] {
+        eventually("the replica to forget the old name", async || {
+            replica.get(id).await.unwrap().unwrap().name == "Aliens"
+                && replica.list(&page).await.unwrap().items[0].name == "Aliens"
+        })
+        .await;
+    }
+    assert_eq!(s.store.gets.load(Ordering::SeqCst), 1, "the new document came from Redis");
+}
+
+#[tokio::test]
+async fn a_deleted_movie_is_cached_as_gone_and_never_put_back() {
+    let s = setup().await;
+    let id = Uuid::now_v7();
+    s.record(id, 0, created("Heat")).await;
+    s.record(id, 1, MovieEvent::Deleted).await;
+    let writer = CacheWriter::new(s.redis().await);
+    assert!(writer.refresh(s.store.as_ref(), [id]).await);
+    let replica = s.replica(Some(s.redis().await)).await;
+    assert_eq!(replica.get(id).await.unwrap(), None);
+    assert_eq!(s.store.gets.load(Ordering::SeqCst), 0, "the tombstone answered");
+    let cached = writer.documents().await.unwrap();
+    assert_eq!(cached, vec![(id, None)]);
+}
+
+#[tokio::test]
+async fn without_redis_reads_fall_through_to_the_store_at_once() {
+    let s = setup().await;
+    let id = Uuid::now_v7();
+    s.record(id, 0, created("Ran")).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dead = Redis::connect(&format!("redis://127.0.0.1:{port}"), &s.namespace).await.unwrap();
+    assert!(!dead.is_up());
+    let replica = s.replica(Some(dead.clone())).await;
+    let started = std::time::Instant::now();
+    assert_eq!(replica.get(id).await.unwrap().unwrap().name, "Ran");
+    assert!(started.elapsed() < Duration::from_secs(1), "no waiting on the dead server");
+    assert!(!CacheWriter::new(dead).refresh(s.store.as_ref(), [id]).await, "the change stays pending");
+}
