@@ -178,6 +178,12 @@ enum Command {
         /// Say what would happen, change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// The cache's Redis (for `--projection cache`, and `all` when set).
+        #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+        redis_url: Option<String>,
+        /// The prefix of the cache's Redis keys.
+        #[arg(long, env = "MOVIES_REDIS_NAMESPACE", default_value = movies_cache::DEFAULT_NAMESPACE)]
+        redis_namespace: String,
     },
     /// Write a deterministic synthetic catalogue in the ingest format.
     Generate {
@@ -451,7 +457,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", movies::audit_table(&events, json));
             Ok(())
         }
-        Some(Command::Replay { projection, dry_run }) => {
+        Some(Command::Replay { projection, dry_run, redis_url, redis_namespace }) => {
+            use movies::replay::Which;
+            let cache = match (&redis_url, projection) {
+                (None, Which::Cache) => {
+                    anyhow::bail!("REDIS_URL is not set: the cache projection lives in Redis")
+                }
+                (Some(url), Which::Cache | Which::All) => Some(movies_cache::CacheWriter::new(
+                    movies_cache::Redis::connect(url, &redis_namespace).await.context("REDIS_URL")?,
+                )),
+                _ => None,
+            };
             let (stop, interrupt) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 let _ = tokio::signal::ctrl_c().await;
@@ -459,14 +475,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             });
             let bar =
                 if std::io::stderr().is_terminal() { ProgressBar::new(0) } else { ProgressBar::hidden() };
-            match movies::replay::replay(&settings, projection, dry_run, &bar, interrupt).await? {
-                movies::replay::Outcome::Planned(plan) => println!("{plan}"),
-                movies::replay::Outcome::Swapped { events, seconds } => println!(
-                    "replayed {events} events in {seconds:.1} s ({:.0} events/s); the new generations are live",
-                    events as f64 / seconds.max(1e-9)
-                ),
-                movies::replay::Outcome::Interrupted => {
-                    anyhow::bail!("interrupted: the live projections are untouched")
+            if projection != Which::Cache {
+                match movies::replay::replay(&settings, projection, dry_run, &bar, interrupt).await? {
+                    movies::replay::Outcome::Planned(plan) => println!("{plan}"),
+                    movies::replay::Outcome::Swapped { events, seconds } => println!(
+                        "replayed {events} events in {seconds:.1} s ({:.0} events/s); the new generations are live",
+                        events as f64 / seconds.max(1e-9)
+                    ),
+                    movies::replay::Outcome::Interrupted => {
+                        anyhow::bail!("interrupted: the live projections are untouched")
+                    }
+                }
+            }
+            if let Some(cache) = cache {
+                if dry_run {
+                    println!("cache: empty it, move every replica to a new page generation, warm it from the live read store");
+                } else {
+                    let written = movies::replay::rebuild_cache(&settings, &cache, &bar).await?;
+                    println!("cache: rebuilt with {written} movies");
                 }
             }
             Ok(())

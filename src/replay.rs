@@ -28,6 +28,10 @@ const BATCH: i64 = 5000;
 pub enum Which {
     ReadStore,
     Search,
+    /// The Redis cache (distributed deployment): emptied, moved to a new page generation, and
+    /// warmed from the live read store.
+    Cache,
+    /// Every projection (the cache too when Redis is configured).
     All,
 }
 
@@ -267,4 +271,35 @@ impl Generations {
             }
         }
     }
+}
+
+/// Rebuilds the cache from the live read store: every replica is told to forget its L1, Redis
+/// loses every document and page, then gets every movie again (where the projector has not
+/// written a newer one meanwhile). Returns the documents written.
+pub async fn rebuild_cache(
+    settings: &Settings,
+    writer: &movies_cache::CacheWriter,
+    progress: &ProgressBar,
+) -> anyhow::Result<u64> {
+    let write = crate::open_write_side(settings).await?;
+    let store = open_read_store(settings, write.generations.generation(READ_STORE).await?).await?;
+    anyhow::ensure!(writer.reset().await, "Redis is unreachable: the cache was left as it was");
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} warming the cache: {pos} movies {per_sec}")
+            .expect("valid template"),
+    );
+    let mut query = movies_read_model::ListQuery { limit: 1000, ..Default::default() };
+    let mut written = 0;
+    loop {
+        let page = store.list(&query).await?;
+        anyhow::ensure!(writer.warm(&page.items).await, "Redis went away while the cache was warmed");
+        written += page.items.len() as u64;
+        progress.inc(page.items.len() as u64);
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => break,
+        }
+    }
+    progress.finish_and_clear();
+    Ok(written)
 }

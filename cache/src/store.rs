@@ -59,6 +59,8 @@ pub struct CachedReadStore {
     genres: moka::future::Cache<u64, Arc<Vec<GenreCount>>>,
     /// The generation of cached pages, as last announced.
     generation: AtomicU64,
+    /// Counts announcements received: a document loaded while one arrived may predate it.
+    epoch: AtomicU64,
     stats: CacheStats,
 }
 
@@ -73,6 +75,7 @@ impl CachedReadStore {
             pages: tier(l1),
             genres: tier(l1),
             generation: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
             stats: CacheStats::default(),
         });
         if store.redis.is_some() {
@@ -95,6 +98,7 @@ impl CachedReadStore {
     }
 
     async fn forget(&self, invalidation: &Invalidation) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         self.generation.fetch_max(invalidation.generation, Ordering::SeqCst);
         if invalidation.all {
             return self.forget_everything();
@@ -107,6 +111,7 @@ impl CachedReadStore {
     }
 
     fn forget_everything(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         self.docs.invalidate_all();
         self.pages.invalidate_all();
         self.genres.invalidate_all();
@@ -194,6 +199,7 @@ async fn follow_invalidations(store: std::sync::Weak<CachedReadStore>) {
 #[async_trait]
 impl ReadStore for CachedReadStore {
     async fn get(&self, id: Uuid) -> Result<Option<MovieDoc>> {
+        let epoch = self.epoch.load(Ordering::SeqCst);
         let mut loaded = false;
         let doc = self
             .docs
@@ -204,6 +210,10 @@ impl ReadStore for CachedReadStore {
             .await?;
         if !loaded {
             self.stats.l1_hits.fetch_add(1, Ordering::Relaxed);
+        } else if self.epoch.load(Ordering::SeqCst) != epoch {
+            // An announcement arrived while this loaded: what it read may be older than the
+            // change announced, so it is not kept.
+            self.docs.invalidate(&id).await;
         }
         Ok(doc)
     }

@@ -126,6 +126,24 @@ impl CacheWriter {
         }
     }
 
+    /// Writes documents where the cache has none (the projector's newer writes stand): how a
+    /// rebuilt cache is warmed from the read store. Returns whether Redis took them.
+    pub async fn warm(&self, docs: &[MovieDoc]) -> bool {
+        let mut pipe = redis::pipe();
+        for doc in docs {
+            let Ok(json) = serde_json::to_vec(&Some(doc)) else { return false };
+            pipe.cmd("SET")
+                .arg(self.redis.doc_key(doc.id))
+                .arg(json)
+                .arg("NX")
+                .arg("EX")
+                .arg(DOC_TTL_SECONDS)
+                .ignore();
+        }
+        let done: Option<()> = self.redis.call(|mut c| async move { pipe.query_async(&mut c).await }).await;
+        done.is_some()
+    }
+
     /// Every cached document (`None` where the cache says "gone"): what `movies verify`
     /// compares with the log. `None` when Redis is unreachable.
     pub async fn documents(&self) -> Option<Vec<(Uuid, Option<MovieDoc>)>> {

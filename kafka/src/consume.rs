@@ -14,12 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures::StreamExt;
 use movies_cache::CacheWriter;
 use movies_events::{EventEnvelope, Position};
 use movies_projector::{heal_gaps, Projector};
 use movies_read_model::{Delivered, Live, PartitionMark, ProjectionError, ReadStore, TantivySearchIndex};
 use movies_store::EventStore;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, DefaultConsumerContext, MessageStream, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::watch;
@@ -48,6 +49,9 @@ impl ConsumerSettings {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
+            // Brokers answer a fetch as soon as data arrives; some (nisshi) only at the wait's
+            // end, so keep the wait short: an idle consumer costs a few fetches a second.
+            .set("fetch.wait.max.ms", "20")
             // New partitions and recreated topics are noticed within seconds.
             .set("topic.metadata.refresh.interval.ms", "2000")
             .create()
@@ -56,9 +60,13 @@ impl ConsumerSettings {
 }
 
 /// The next batch: waits for one message (or `IDLE`), then takes what arrives within `LINGER`.
-async fn next_batch(consumer: &StreamConsumer) -> anyhow::Result<Vec<Delivered>> {
+/// The stream lives as long as the consumer loop: it keeps its wake-up registered with
+/// librdkafka across the idle timeouts (a fresh `recv` per wait can sleep through an arrival).
+async fn next_batch(
+    stream: &mut MessageStream<'_, DefaultConsumerContext>,
+) -> anyhow::Result<Vec<Delivered>> {
     let mut batch = Vec::new();
-    let Ok(first) = tokio::time::timeout(IDLE, consumer.recv()).await else {
+    let Ok(Some(first)) = tokio::time::timeout(IDLE, stream.next()).await else {
         return Ok(batch);
     };
     let deadline = tokio::time::Instant::now() + LINGER;
@@ -70,7 +78,7 @@ async fn next_batch(consumer: &StreamConsumer) -> anyhow::Result<Vec<Delivered>>
         })?;
         batch.push(Delivered { partition: message.partition(), offset: message.offset(), envelope });
         if batch.len() < BATCH {
-            next = tokio::time::timeout_at(deadline, consumer.recv()).await.ok();
+            next = tokio::time::timeout_at(deadline, stream.next()).await.ok().flatten();
         }
     }
     Ok(batch)
@@ -130,9 +138,10 @@ pub async fn project_read_store(
     let consumer = settings.consumer()?;
     consumer.subscribe(&[&settings.topic]).context("subscribing to the topic")?;
     tracing::info!(topic = settings.topic, group = settings.group, "projecting the read store from Kafka");
+    let mut stream = consumer.stream();
     while !*shutdown.borrow() {
         let batch = tokio::select! {
-            batch = next_batch(&consumer) => batch?,
+            batch = next_batch(&mut stream) => batch?,
             _ = shutdown.changed() => break,
         };
         if !batch.is_empty() {
@@ -212,9 +221,10 @@ pub async fn project_search(
         partitions = partitions.len(),
         "projecting the search index from Kafka"
     );
+    let mut stream = consumer.stream();
     while !*shutdown.borrow() {
         let batch = tokio::select! {
-            batch = next_batch(&consumer) => batch?,
+            batch = next_batch(&mut stream) => batch?,
             _ = shutdown.changed() => break,
         };
         if batch.is_empty() {

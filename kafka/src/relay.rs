@@ -164,7 +164,7 @@ impl Relay {
             .set("acks", "all")
             // Java's partitioner: the same key lands in the same partition whoever produces it.
             .set("partitioner", "murmur2_random")
-            .set("linger.ms", "5")
+            .set("linger.ms", "1")
             .set("message.timeout.ms", "15000")
             .create()
             .context("creating the Kafka producer")

@@ -134,3 +134,66 @@ async fn killing_the_projectors_and_the_relay_mid_stream_loses_and_repeats_nothi
     assert!(clean, "{report}");
     assert!(report.contains("folded 10000 events into 10000 movies; projections: no drift"), "{report}");
 }
+
+#[tokio::test]
+async fn replaying_the_cache_empties_it_and_warms_it_from_the_read_store() {
+    let mut cluster = Cluster::new().await;
+    let (command, replicas) = cluster.full().await;
+    let token = cluster.admin_token(&command).await;
+    let mut ids = Vec::new();
+    for name in ["Warm One", "Warm Two", "Warm Three"] {
+        let id = cluster.create(&command, &token, name).await;
+        cluster.visible(&replicas[0], &id, Some(name)).await;
+        ids.push(id);
+    }
+    let redis = movies_cache::Redis::connect(&cluster.redis_url, &cluster.namespace).await.unwrap();
+    let cache = movies_cache::CacheWriter::new(redis);
+    // Something that is not in the log: the rebuild must drop it.
+    let stray = movies_read_model::MovieDoc {
+        id: uuid::Uuid::now_v7(),
+        name: "Stray".into(),
+        director: "Nobody".into(),
+        popularity: 1.0,
+        imdb_score: 1.0,
+        genres: vec![],
+        version: 1,
+        created_at: chrono::Utc::now(),
+        updated_at: chrono::Utc::now(),
+    };
+    assert!(cache.warm(&[stray]).await);
+    let (clean, report) = cluster.verify("replica-a").await;
+    assert!(!clean && report.contains("cache: movie") && report.contains("should be gone"), "{report}");
+
+    let output = cluster
+        .command(&["replay", "--projection", "cache", "--dry-run"])
+        .stdout(Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("cache: empty it"), "a plan, nothing done");
+    let output =
+        cluster.command(&["replay", "--projection", "cache"]).stdout(Stdio::piped()).output().await.unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "cache: rebuilt with 3 movies");
+    let mut cached: Vec<String> =
+        cache.documents().await.unwrap().into_iter().map(|(id, _)| id.to_string()).collect();
+    cached.sort();
+    ids.sort();
+    assert_eq!(cached, ids);
+    let (clean, report) = cluster.verify("replica-a").await;
+    assert!(clean, "{report}");
+    for replica in &replicas {
+        cluster.visible(replica, &ids[0], Some("Warm One")).await;
+    }
+
+    let output = cluster
+        .command(&["replay", "--projection", "cache"])
+        .env_remove("REDIS_URL")
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("REDIS_URL is not set"));
+}
