@@ -86,6 +86,22 @@ pub async fn open_read_store(settings: &Settings, generation: i64) -> anyhow::Re
     })
 }
 
+/// Generation `generation` of the Postgres read store through a read replica: queries only (the
+/// primary creates and migrates it), so the connection only points its search path there.
+pub async fn attach_read_replica(url: &str, generation: i64) -> anyhow::Result<Arc<dyn ReadStore>> {
+    let mut options: sqlx::postgres::PgConnectOptions = url.parse().context("DATABASE_READ_URL")?;
+    if generation > 0 {
+        options = options.options([("search_path", read_store_schema(generation))]);
+    }
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(32)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .context("connecting to the read replica")?;
+    Ok(Arc::new(PgReadStore::attach(pool)))
+}
+
 /// Removes a generation that is not live. (Postgres's generation 0 shares the event log's
 /// schema, so it is left in place.)
 async fn remove(settings: &Settings, projection: &str, generation: i64) -> anyhow::Result<()> {

@@ -21,8 +21,8 @@ use movies_command_api::{CommandService, CommandState};
 use movies_events::Position;
 use movies_kafka::{ConsumerSettings, Relay, RelaySettings};
 use movies_query_api::QueryState;
-use movies_read_model::{Live, PgReadStore, ReadStore, TantivySearchIndex};
-use movies_store::{connect_postgres, EventStore, PgEventStore};
+use movies_read_model::{Live, ReadStore, TantivySearchIndex};
+use movies_store::{connect_postgres, EventStore, GenerationStore, PgEventStore};
 use movies_web::{ApiError, JwtKeys, PasswordHasher};
 use sqlx::postgres::PgPool;
 use tokio::net::TcpListener;
@@ -225,6 +225,62 @@ pub async fn relay(
 
 // ---- projector ----
 
+/// The read-store generation `movies replay` made live, followed while the role runs: the
+/// returned store swaps to a rebuilt generation within a second of the flip, and the receiver
+/// changes when it does.
+async fn live_read_store(
+    database_url: &str,
+    replica: Option<String>,
+    generations: Arc<dyn GenerationStore>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(Arc<Live<dyn ReadStore>>, watch::Receiver<i64>)> {
+    let settings = crate::Settings {
+        listen: ([127, 0, 0, 1], 0).into(),
+        data_dir: PathBuf::new(),
+        database_url: Some(database_url.to_owned()),
+        admin_password: None,
+        seed: crate::Seed::Nothing,
+        hasher: PasswordHasher::cheap_for_tests(),
+    };
+    let open = move |generation: i64| {
+        let (settings, replica) = (settings.clone(), replica.clone());
+        async move {
+            match replica {
+                Some(url) => crate::replay::attach_read_replica(&url, generation).await,
+                None => crate::replay::open_read_store(&settings, generation).await,
+            }
+        }
+    };
+    let current = generations.generation(crate::replay::READ_STORE).await?;
+    let live: Arc<Live<dyn ReadStore>> =
+        Arc::new(Live::new(open(current).await.context("opening the read store")?));
+    let (flipped, flips) = watch::channel(current);
+    let follower = live.clone();
+    tokio::spawn(async move {
+        while !*shutdown.borrow() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => break,
+            }
+            let Ok(wanted) = generations.generation(crate::replay::READ_STORE).await else { continue };
+            if wanted == *flipped.borrow() {
+                continue;
+            }
+            match open(wanted).await {
+                Ok(store) => {
+                    follower.replace(store);
+                    flipped.send_replace(wanted);
+                    tracing::info!(generation = wanted, "now using a rebuilt read store");
+                }
+                Err(error) => {
+                    tracing::warn!(error = format!("{error:#}"), "cannot open the rebuilt read store yet")
+                }
+            }
+        }
+    });
+    Ok((live, flips))
+}
+
 pub enum ProjectorTarget {
     /// The shared read store (and Redis, when given), in a consumer group.
     ReadStore { redis_url: Option<String>, namespace: String },
@@ -260,8 +316,10 @@ pub async fn projector(
                 }
                 None => None,
             };
-            let store: Arc<dyn ReadStore> =
-                Arc::new(PgReadStore::open(pool).await.context("opening the read store")?);
+            drop(pool);
+            let (store, flips) =
+                live_read_store(database_url, None, events.clone(), shutdown.clone()).await?;
+            let store: Arc<dyn ReadStore> = store;
             let progress = watch::Sender::new(0);
             health_server(
                 health,
@@ -269,7 +327,7 @@ pub async fn projector(
                 shutdown.clone(),
             )
             .await?;
-            movies_kafka::project_read_store(events, store, cache, consumer, progress, shutdown).await
+            movies_kafka::project_read_store(events, store, cache, consumer, progress, flips, shutdown).await
         }
         ProjectorTarget::Search { index_dir } => {
             let index = Arc::new(TantivySearchIndex::open(&index_dir).context("opening the search index")?);
@@ -314,13 +372,14 @@ pub async fn query_api(settings: QueryApiSettings, shutdown: watch::Receiver<boo
     );
     let listener = bind(settings.listen).await?;
     let (pool, events) = event_store(&settings.database_url).await?;
-    let primary = PgReadStore::open(pool.clone()).await.context("opening the read store")?;
-    let store: Arc<dyn ReadStore> = match &settings.read_replica_url {
-        Some(url) => Arc::new(PgReadStore::attach(
-            postgres(url, 32, STARTUP_PATIENCE).await.context("the read replica")?,
-        )),
-        None => Arc::new(primary),
-    };
+    let (store, _) = live_read_store(
+        &settings.database_url,
+        settings.read_replica_url.clone(),
+        events.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    let store: Arc<dyn ReadStore> = store;
     let redis = match &settings.redis_url {
         Some(url) => Some(Redis::connect(url, &settings.redis_namespace).await.context("REDIS_URL")?),
         None => None,

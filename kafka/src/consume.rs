@@ -61,24 +61,35 @@ impl ConsumerSettings {
 
 /// The next batch: waits for one message (or `IDLE`), then takes what arrives within `LINGER`.
 /// The stream lives as long as the consumer loop: it keeps its wake-up registered with
-/// librdkafka across the idle timeouts (a fresh `recv` per wait can sleep through an arrival).
+/// librdkafka across the idle timeouts. Errors the client reports while consuming (a topic the
+/// relay has not created yet, a broker away) are transient: logged, and consuming goes on.
 async fn next_batch(
     stream: &mut MessageStream<'_, DefaultConsumerContext>,
 ) -> anyhow::Result<Vec<Delivered>> {
     let mut batch = Vec::new();
-    let Ok(Some(first)) = tokio::time::timeout(IDLE, stream.next()).await else {
-        return Ok(batch);
-    };
-    let deadline = tokio::time::Instant::now() + LINGER;
-    let mut next = Some(first);
-    while let Some(received) = next.take() {
-        let message = received.context("receiving from Kafka")?;
-        let envelope = decode(message.payload()).with_context(|| {
-            format!("partition {} offset {} holds an unreadable event", message.partition(), message.offset())
-        })?;
-        batch.push(Delivered { partition: message.partition(), offset: message.offset(), envelope });
-        if batch.len() < BATCH {
-            next = tokio::time::timeout_at(deadline, stream.next()).await.ok().flatten();
+    let mut deadline = tokio::time::Instant::now() + IDLE;
+    while batch.len() < BATCH {
+        let Ok(Some(received)) = tokio::time::timeout_at(deadline, stream.next()).await else {
+            break;
+        };
+        match received {
+            Ok(message) => {
+                let envelope = decode(message.payload()).with_context(|| {
+                    format!(
+                        "partition {} offset {} holds an unreadable event",
+                        message.partition(),
+                        message.offset()
+                    )
+                })?;
+                batch.push(Delivered { partition: message.partition(), offset: message.offset(), envelope });
+                if batch.len() == 1 {
+                    deadline = tokio::time::Instant::now() + LINGER;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Kafka reported an error; consuming on");
+                tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + IDLE)).await;
+            }
         }
     }
     Ok(batch)
@@ -114,32 +125,50 @@ async fn advance(events: &dyn EventStore, store: &dyn ReadStore) -> anyhow::Resu
     }
 }
 
-/// The read store's projector in a consumer group. `progress` follows the checkpoint.
+/// Brings the read store up to the log's head from the log itself, and empties the cache if
+/// that changed anything (the cache was not told what).
+async fn catch_up(
+    events: &Arc<dyn EventStore>,
+    store: &Arc<dyn ReadStore>,
+    cache: Option<&CacheWriter>,
+) -> anyhow::Result<Position> {
+    let before = store.checkpoint().await.context("reading the read store's checkpoint")?;
+    let caught_up = Projector::read_store_only(events.clone(), store.clone())
+        .catch_up()
+        .await
+        .context("catching up from the event log")?;
+    if let Some(cache) = cache {
+        if caught_up > before && !cache.reset().await {
+            // What the catch-up changed is not in the cache: its entries expire on their own.
+            tracing::warn!("could not clear the cache after catching up from the log");
+        }
+    }
+    Ok(caught_up)
+}
+
+/// The read store's projector in a consumer group. `progress` follows the checkpoint; when
+/// `flips` changes (a replay made a rebuilt read store live), the new one is caught up from the
+/// log before Kafka's events go on.
 pub async fn project_read_store(
     events: Arc<dyn EventStore>,
     store: Arc<dyn ReadStore>,
     cache: Option<CacheWriter>,
     settings: ConsumerSettings,
     progress: watch::Sender<Position>,
+    mut flips: watch::Receiver<i64>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let before = store.checkpoint().await.context("reading the read store's checkpoint")?;
-    let caught_up = Projector::read_store_only(events.clone(), store.clone())
-        .catch_up()
-        .await
-        .context("catching up from the event log")?;
-    progress.send_replace(caught_up);
-    if let Some(cache) = &cache {
-        if caught_up > before && !cache.reset().await {
-            // What the catch-up changed is not in the cache: its entries expire on their own.
-            tracing::warn!("could not clear the cache after catching up from the log");
-        }
-    }
+    progress.send_replace(catch_up(&events, &store, cache.as_ref()).await?);
     let consumer = settings.consumer()?;
     consumer.subscribe(&[&settings.topic]).context("subscribing to the topic")?;
     tracing::info!(topic = settings.topic, group = settings.group, "projecting the read store from Kafka");
     let mut stream = consumer.stream();
     while !*shutdown.borrow() {
+        if flips.has_changed().unwrap_or(false) {
+            flips.mark_unchanged();
+            let caught_up = retry(&mut shutdown, || catch_up(&events, &store, cache.as_ref())).await?;
+            tracing::info!(position = caught_up, "caught the rebuilt read store up from the log");
+        }
         let batch = tokio::select! {
             batch = next_batch(&mut stream) => batch?,
             _ = shutdown.changed() => break,

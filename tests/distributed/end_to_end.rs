@@ -197,3 +197,36 @@ async fn replaying_the_cache_empties_it_and_warms_it_from_the_read_store() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("REDIS_URL is not set"));
 }
+
+#[tokio::test]
+async fn a_replay_rebuilds_the_read_store_while_the_roles_serve_and_they_follow_it() {
+    let mut cluster = Cluster::new().await;
+    let (command, replicas) = cluster.full().await;
+    let token = cluster.admin_token(&command).await;
+    let before = cluster.create(&command, &token, "Before The Replay").await;
+    cluster.visible(&replicas[0], &before, Some("Before The Replay")).await;
+
+    let output = cluster
+        .command(&["replay", "--projection", "read-store"])
+        .stdout(Stdio::piped())
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("the new generations are live"));
+
+    // The generation the replay left behind is no longer written: a movie created now can only
+    // be seen if the projector writes the rebuilt one and the replicas read it.
+    let after = cluster.create(&command, &token, "After The Replay").await;
+    for replica in &replicas {
+        cluster.visible(replica, &after, Some("After The Replay")).await;
+        cluster.visible(replica, &before, Some("Before The Replay")).await;
+    }
+    let (clean, report) =
+        eventually(Duration::from_secs(30), "the rebuilt read store to match the log", || async {
+            let (clean, report) = cluster.verify("replica-a").await;
+            clean.then_some((clean, report))
+        })
+        .await;
+    assert!(clean, "{report}");
+}

@@ -205,13 +205,14 @@ impl Cluster {
     }
 
     /// Every role of the distributed deployment with two query replicas; returns the command
-    /// API's and the replicas' base URLs.
+    /// API's and the replicas' base URLs. The consumers start before the relay has created the
+    /// topic: roles start in any order.
     pub async fn full(&mut self) -> (String, Vec<String>) {
         let command = self.command_api(&[]).await;
-        self.relay();
         self.projector(&[]);
         let a = self.replica("replica-a", &[]).await;
         let b = self.replica("replica-b", &[]).await;
+        self.relay();
         (command, vec![a, b])
     }
 
