@@ -29,6 +29,7 @@ async fn main() -> anyhow::Result<()> {
         admin_password: None,
         seed: Seed::Nothing,
         hasher: PasswordHasher::cheap_for_tests(),
+        rate: movies_web::RateLimits::unlimited(),
     };
     let write = movies::open_write_side(&settings).await?;
 

@@ -27,7 +27,10 @@ use movies_store::{
     connect_postgres, open_sqlite, Account, AccountError, AccountStore, EventStore, GenerationStore,
     PgEventStore, SqliteEventStore,
 };
-use movies_web::{problem_layer, ApiError, JwtKeys, PasswordHasher, MAX_BODY_BYTES, REQUEST_ID};
+use movies_web::{
+    problem_layer, rate_limit, ApiError, JwtKeys, PasswordHasher, RateLimiter, RateLimits, MAX_BODY_BYTES,
+    REQUEST_ID,
+};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -56,6 +59,7 @@ pub struct Settings {
     pub admin_password: Option<String>,
     pub seed: Seed,
     pub hasher: PasswordHasher,
+    pub rate: RateLimits,
 }
 
 impl std::fmt::Debug for Settings {
@@ -177,6 +181,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
     }
     projector.catch_up().await.context("building the projections")?;
 
+    let keys_for_limits = keys.clone();
     let command = movies_command_api::router(CommandState {
         service,
         accounts: write.accounts.clone(),
@@ -203,9 +208,13 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
             })))
         })
     };
-    let router = Router::new()
+    let limiter = RateLimiter::new(settings.rate.clone(), keys_for_limits, None);
+    let api = Router::new()
         .merge(command)
         .merge(query)
+        .layer(axum::middleware::from_fn_with_state(limiter, rate_limit));
+    let router = Router::new()
+        .merge(api)
         .route("/health", health)
         .route("/", get(|| async { Redirect::temporary("/docs/") }))
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/api/v1/openapi.json", openapi()));

@@ -40,6 +40,15 @@ struct Common {
     /// postgres://... for the event log and read store; unset for SQLite files in the data dir.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     database_url: Option<String>,
+    /// Requests a minute an anonymous client (by address) may make; 0 for no limit.
+    #[arg(long, env = "MOVIES_RATE_ANONYMOUS", default_value_t = 600, global = true)]
+    rate_anonymous: u64,
+    /// Requests a minute a signed-in user may make (admins are exempt); 0 for no limit.
+    #[arg(long, env = "MOVIES_RATE_USER", default_value_t = 3000, global = true)]
+    rate_user: u64,
+    /// Proxies whose X-Forwarded-For is believed (comma-separated addresses).
+    #[arg(long, env = "MOVIES_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
+    trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Subcommand)]
@@ -255,6 +264,11 @@ fn settings(cli: &Cli) -> Settings {
             (None, false) => Seed::Bundled,
         },
         hasher: PasswordHasher::production(),
+        rate: movies_web::RateLimits {
+            anonymous_per_minute: cli.common.rate_anonymous,
+            user_per_minute: cli.common.rate_user,
+            trusted_proxies: cli.common.trusted_proxies.clone(),
+        },
     }
 }
 
@@ -314,6 +328,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 public_key,
                 admin_password: settings.admin_password.clone(),
                 hasher: settings.hasher.clone(),
+                rate: settings.rate.clone(),
             };
             roles::command_api(role, shutdown_signal()).await
         }
@@ -385,6 +400,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ttl: std::time::Duration::from_millis(l1_ttl_ms),
                 },
                 topic,
+                rate: settings.rate.clone(),
             };
             roles::query_api(role, shutdown_signal()).await
         }

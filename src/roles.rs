@@ -16,14 +16,14 @@ use anyhow::Context;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use movies_cache::{CacheWriter, CachedReadStore, L1Settings, Redis};
+use movies_cache::{CacheWriter, CachedReadStore, L1Settings, Redis, RedisCounter};
 use movies_command_api::{CommandService, CommandState};
 use movies_events::Position;
 use movies_kafka::{ConsumerSettings, Relay, RelaySettings};
 use movies_query_api::QueryState;
 use movies_read_model::{Live, ReadStore, TantivySearchIndex};
 use movies_store::{connect_postgres, EventStore, GenerationStore, PgEventStore};
-use movies_web::{ApiError, JwtKeys, PasswordHasher};
+use movies_web::{rate_limit, ApiError, JwtKeys, PasswordHasher, RateLimiter, RateLimits};
 use sqlx::postgres::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -114,6 +114,7 @@ pub struct CommandApiSettings {
     pub public_key: PathBuf,
     pub admin_password: Option<String>,
     pub hasher: PasswordHasher,
+    pub rate: RateLimits,
 }
 
 pub async fn command_api(
@@ -136,15 +137,18 @@ pub async fn command_api(
         admin_password: settings.admin_password.clone(),
         seed: crate::Seed::Nothing,
         hasher: settings.hasher.clone(),
+        rate: settings.rate.clone(),
     };
     crate::ensure_admin(store.as_ref(), &admin).await?;
     let events: Arc<dyn EventStore> = store.clone();
+    let limiter = RateLimiter::new(settings.rate.clone(), keys.clone(), None);
     let router = movies_command_api::router(CommandState {
         service: Arc::new(CommandService::new(events.clone())),
         accounts: store,
         keys,
         hasher: settings.hasher,
     })
+    .layer(axum::middleware::from_fn_with_state(limiter, rate_limit))
     .route(
         "/health",
         get(move || {
@@ -241,6 +245,7 @@ async fn live_read_store(
         admin_password: None,
         seed: crate::Seed::Nothing,
         hasher: PasswordHasher::cheap_for_tests(),
+        rate: RateLimits::unlimited(),
     };
     let open = move |generation: i64| {
         let (settings, replica) = (settings.clone(), replica.clone());
@@ -363,6 +368,7 @@ pub struct QueryApiSettings {
     pub public_key: PathBuf,
     pub l1: L1Settings,
     pub topic: String,
+    pub rate: RateLimits,
 }
 
 pub async fn query_api(settings: QueryApiSettings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
@@ -409,6 +415,9 @@ pub async fn query_api(settings: QueryApiSettings, shutdown: watch::Receiver<boo
             async move { health.report().await }
         })
     };
+    // Replicas share each caller's count through Redis when they have it.
+    let counter = redis.clone().map(|r| Arc::new(RedisCounter::new(r)) as Arc<dyn movies_web::HitCounter>);
+    let limiter = RateLimiter::new(settings.rate.clone(), keys.clone(), counter);
     let router = movies_query_api::router(QueryState {
         read_store: cached.clone(),
         uncached: store,
@@ -417,6 +426,7 @@ pub async fn query_api(settings: QueryApiSettings, shutdown: watch::Receiver<boo
         progress,
         history: Some(events),
     })
+    .layer(axum::middleware::from_fn_with_state(limiter, rate_limit))
     .route("/health", health);
     tracing::info!(listen = %listener.local_addr()?, "query-api serving");
     serve(listener, crate::layers(router), shutdown).await

@@ -30,3 +30,25 @@ pub(crate) struct Invalidation {
     #[serde(default)]
     pub all: bool,
 }
+
+/// Rate-limit counts shared by every replica: one Redis counter per caller and window.
+pub struct RedisCounter {
+    redis: Redis,
+}
+
+impl RedisCounter {
+    pub fn new(redis: Redis) -> Self {
+        Self { redis }
+    }
+}
+
+#[async_trait::async_trait]
+impl movies_web::HitCounter for RedisCounter {
+    async fn hit(&self, key: &str, window: u64) -> Option<u64> {
+        let key = self.redis.rate_key(key, window);
+        let mut pipe = redis::pipe();
+        pipe.incr(&key, 1u64).expire(&key, 120).ignore();
+        let (count,): (u64,) = self.redis.call(|mut c| async move { pipe.query_async(&mut c).await }).await?;
+        Some(count)
+    }
+}

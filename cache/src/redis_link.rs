@@ -69,6 +69,10 @@ impl Redis {
         format!("{}:pages:generation", self.namespace)
     }
 
+    pub(crate) fn rate_key(&self, caller: &str, window: u64) -> String {
+        format!("{}:rate:{caller}:{window}", self.namespace)
+    }
+
     pub(crate) fn channel(&self) -> String {
         format!("{}:invalidations", self.namespace)
     }

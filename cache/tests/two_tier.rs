@@ -181,3 +181,16 @@ async fn without_redis_reads_fall_through_to_the_store_at_once() {
     assert!(started.elapsed() < Duration::from_secs(1), "no waiting on the dead server");
     assert!(!CacheWriter::new(dead).refresh(s.store.as_ref(), [id]).await, "the change stays pending");
 }
+
+#[tokio::test]
+async fn replicas_count_a_caller_once_through_redis() {
+    use movies_web::HitCounter;
+    let s = setup().await;
+    let (a, b) =
+        (movies_cache::RedisCounter::new(s.redis().await), movies_cache::RedisCounter::new(s.redis().await));
+    assert_eq!(a.hit("ip:203.0.113.1", 7).await, Some(1));
+    assert_eq!(b.hit("ip:203.0.113.1", 7).await, Some(2));
+    assert_eq!(a.hit("ip:203.0.113.1", 7).await, Some(3));
+    assert_eq!(b.hit("ip:203.0.113.1", 8).await, Some(1), "a new window starts at one");
+    assert_eq!(b.hit("ip:203.0.113.2", 7).await, Some(1), "another caller");
+}

@@ -31,6 +31,7 @@ pub fn settings(data_dir: PathBuf, seed: Seed) -> Settings {
         admin_password: Some(ADMIN_PASSWORD.into()),
         seed,
         hasher: PasswordHasher::cheap_for_tests(),
+        rate: movies_web::RateLimits::unlimited(),
     }
 }
 

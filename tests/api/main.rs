@@ -10,5 +10,6 @@ mod helpers;
 mod ingest;
 mod lifecycle;
 mod queries;
+mod rate_limits;
 mod replay;
 mod upcasting;

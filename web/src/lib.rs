@@ -6,12 +6,14 @@
 
 mod auth;
 mod problem;
+mod rate_limit;
 
 pub use auth::{
     Admin, AuthError, Caller, Claims, JwtKeys, PasswordHasher, Principal, ACCESS_TOKEN_TTL_SECONDS,
     PRIVATE_KEY_FILE, PUBLIC_KEY_FILE,
 };
 pub use problem::{problem_layer, ApiError, FieldProblem, Problem, PROBLEM_JSON};
+pub use rate_limit::{rate_limit, HitCounter, LocalCounter, RateLimiter, RateLimits};
 
 /// The header carrying a request's id: taken from the client if sent, else generated; echoed in
 /// every response and recorded in the metadata of the events a request causes.

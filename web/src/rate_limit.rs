@@ -1,0 +1,158 @@
+//! Rate limits in fixed one-minute windows: anonymous callers by client address, signed-in
+//! callers by token subject, admins exempt. Counting is behind a port: in-process by default,
+//! or shared through Redis (`movies-cache`'s `RedisCounter`) so every replica counts the same
+//! caller once; if the shared counter cannot answer, the in-process one does.
+//!
+//! `X-Forwarded-For` is believed only from configured proxies: the client is the right-most
+//! address in it that is not itself a trusted proxy.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use movies_events::Role;
+
+use crate::{JwtKeys, Problem};
+
+const WINDOW_SECONDS: u64 = 60;
+
+/// Requests per minute for each kind of caller; 0 means unlimited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimits {
+    pub anonymous_per_minute: u64,
+    pub user_per_minute: u64,
+    /// Peers whose `X-Forwarded-For` is believed (load balancers, CDNs).
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl RateLimits {
+    pub fn unlimited() -> Self {
+        Self { anonymous_per_minute: 0, user_per_minute: 0, trusted_proxies: Vec::new() }
+    }
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self { anonymous_per_minute: 600, user_per_minute: 3000, trusted_proxies: Vec::new() }
+    }
+}
+
+/// Counts hits per key and window.
+#[async_trait]
+pub trait HitCounter: Send + Sync + 'static {
+    /// Adds one hit to `key` in `window` and returns the window's count, or `None` when the
+    /// counter cannot answer (the in-process one then does).
+    async fn hit(&self, key: &str, window: u64) -> Option<u64>;
+}
+
+/// The in-process counter: each key's current window only.
+#[derive(Default)]
+pub struct LocalCounter {
+    counts: Mutex<HashMap<String, (u64, u64)>>,
+}
+
+/// Above this many keys, the windows that are over are dropped.
+const LOCAL_KEYS: usize = 100_000;
+
+#[async_trait]
+impl HitCounter for LocalCounter {
+    async fn hit(&self, key: &str, window: u64) -> Option<u64> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if counts.len() > LOCAL_KEYS {
+            counts.retain(|_, (w, _)| *w == window);
+        }
+        let entry = counts.entry(key.to_owned()).or_insert((window, 0));
+        if entry.0 != window {
+            *entry = (window, 0);
+        }
+        entry.1 += 1;
+        Some(entry.1)
+    }
+}
+
+pub struct RateLimiter {
+    limits: RateLimits,
+    keys: Arc<JwtKeys>,
+    counter: Arc<dyn HitCounter>,
+    fallback: LocalCounter,
+}
+
+impl RateLimiter {
+    pub fn new(limits: RateLimits, keys: Arc<JwtKeys>, counter: Option<Arc<dyn HitCounter>>) -> Arc<Self> {
+        Arc::new(Self {
+            limits,
+            keys,
+            counter: counter.unwrap_or_else(|| Arc::new(LocalCounter::default())),
+            fallback: LocalCounter::default(),
+        })
+    }
+
+    /// Who the caller is for counting, and their limit; `None` for the exempt and unlimited.
+    fn bucket(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<(String, u64)> {
+        let token = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+        // A token that does not verify counts as anonymous (the endpoint then refuses it).
+        match token.and_then(|t| self.keys.verify(t.trim())) {
+            Some(claims) if claims.role == Role::Admin => None,
+            Some(claims) => (self.limits.user_per_minute > 0)
+                .then(|| (format!("user:{}", claims.sub), self.limits.user_per_minute)),
+            None => (self.limits.anonymous_per_minute > 0).then(|| {
+                let client =
+                    peer.map(|p| self.client(headers, p).to_string()).unwrap_or_else(|| "unknown".into());
+                (format!("ip:{client}"), self.limits.anonymous_per_minute)
+            }),
+        }
+    }
+
+    fn client(&self, headers: &HeaderMap, peer: IpAddr) -> IpAddr {
+        if !self.limits.trusted_proxies.contains(&peer) {
+            return peer;
+        }
+        let forwarded: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
+        forwarded.into_iter().rev().find(|a| !self.limits.trusted_proxies.contains(a)).unwrap_or(peer)
+    }
+}
+
+/// The middleware: counts the request, answers 429 over the limit, and tells the caller where
+/// they stand (`RateLimit-Limit`, `-Remaining`, `-Reset`).
+pub async fn rate_limit(State(limiter): State<Arc<RateLimiter>>, request: Request, next: Next) -> Response {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(p)| p.ip());
+    let Some((key, limit)) = limiter.bucket(request.headers(), peer) else {
+        return next.run(request).await;
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (window, reset) = (now / WINDOW_SECONDS, WINDOW_SECONDS - now % WINDOW_SECONDS);
+    let count = match limiter.counter.hit(&key, window).await {
+        Some(count) => count,
+        None => limiter.fallback.hit(&key, window).await.unwrap_or(1),
+    };
+    let mut response = if count > limit {
+        let detail = format!("more than {limit} requests a minute; retry in {reset} s");
+        let mut response =
+            Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", Some(detail)).into_response();
+        response.headers_mut().insert("retry-after", HeaderValue::from(reset));
+        response
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    headers.insert("ratelimit-limit", HeaderValue::from(limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(limit.saturating_sub(count)));
+    headers.insert("ratelimit-reset", HeaderValue::from(reset));
+    response
+}
