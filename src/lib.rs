@@ -213,9 +213,27 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
         .merge(command)
         .merge(query)
         .layer(axum::middleware::from_fn_with_state(limiter, rate_limit));
+    let (metrics, ready) = {
+        let (events, progress) = (write.events.clone(), projector.progress());
+        let metrics = get(move || {
+            let (events, projected) = (events.clone(), *progress.borrow());
+            async move {
+                record_lag(events.as_ref(), projected).await;
+                movies_web::metrics::render()
+            }
+        });
+        let events = write.events.clone();
+        let ready = get(move || {
+            let events = events.clone();
+            async move { readiness(&[("event log", events.head().await.is_ok())]) }
+        });
+        (metrics, ready)
+    };
     let router = Router::new()
         .merge(api)
         .route("/health", health)
+        .route("/metrics", metrics)
+        .route("/ready", ready)
         .route("/", get(|| async { Redirect::temporary("/docs/") }))
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/api/v1/openapi.json", openapi()));
     Ok(Embedded {
@@ -227,6 +245,33 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
     })
 }
 
+/// Sets the projection lag gauges: events the log has beyond `projected`, and how long the
+/// oldest of them has waited.
+pub async fn record_lag(events: &dyn EventStore, projected: movies_events::Position) {
+    if let Ok(head) = events.head().await {
+        metrics::gauge!("movies_projection_lag_events").set((head - projected).max(0) as f64);
+    }
+    if let Ok(next) = events.read_all(projected, 1).await {
+        let waited =
+            next.first().map_or(0.0, |e| (Utc::now() - e.recorded_at).num_milliseconds() as f64 / 1000.0);
+        metrics::gauge!("movies_projection_lag_seconds").set(waited.max(0.0));
+    }
+}
+
+/// `/ready`: 200 naming each dependency's state when every one a role needs to serve answers,
+/// else a 503 problem naming those that do not.
+pub fn readiness(dependencies: &[(&str, bool)]) -> axum::response::Response {
+    let states: serde_json::Map<String, serde_json::Value> = dependencies
+        .iter()
+        .map(|(name, up)| ((*name).to_owned(), (if *up { "up" } else { "down" }).into()))
+        .collect();
+    let down: Vec<&str> = dependencies.iter().filter(|(_, up)| !*up).map(|(name, _)| *name).collect();
+    if !down.is_empty() {
+        return ApiError::Unavailable(format!("not ready: {} unreachable", down.join(", "))).into_response();
+    }
+    Json(serde_json::json!({ "ready": true, "dependencies": states })).into_response()
+}
+
 /// The layers every deployment's HTTP server wears.
 pub fn layers(router: Router) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID);
@@ -236,7 +281,12 @@ pub fn layers(router: Router) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(problem_layer))
         .layer(CatchPanicLayer::new())
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(movies_web::metrics::track))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<axum::body::Body>| {
+            // Every log line of a request carries its id (also stored with the events it causes).
+            let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        }))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }

@@ -46,6 +46,9 @@ struct Common {
     /// Requests a minute a signed-in user may make (admins are exempt); 0 for no limit.
     #[arg(long, env = "MOVIES_RATE_USER", default_value_t = 3000, global = true)]
     rate_user: u64,
+    /// Log lines as text for people or JSON for collectors (each request's lines carry its id).
+    #[arg(long, env = "MOVIES_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
     /// Proxies whose X-Forwarded-For is believed (comma-separated addresses).
     #[arg(long, env = "MOVIES_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
     trusted_proxies: Vec<std::net::IpAddr>,
@@ -246,6 +249,12 @@ enum UsersCommand {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum CliRole {
     User,
@@ -275,13 +284,16 @@ fn settings(cli: &Cli) -> Settings {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn,tantivy=warn".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.common.log_format {
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
+        LogFormat::Text => logs.init(),
+    }
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -141,6 +141,7 @@ pub async fn command_api(
     };
     crate::ensure_admin(store.as_ref(), &admin).await?;
     let events: Arc<dyn EventStore> = store.clone();
+    let ready_events = events.clone();
     let limiter = RateLimiter::new(settings.rate.clone(), keys.clone(), None);
     let router = movies_command_api::router(CommandState {
         service: Arc::new(CommandService::new(events.clone())),
@@ -160,6 +161,13 @@ pub async fn command_api(
                     serde_json::json!({ "status": "ok", "role": "command-api", "log_head": head }),
                 ))
             }
+        }),
+    );
+    let router = router.route("/metrics", get(|| async { movies_web::metrics::render() })).route(
+        "/ready",
+        get(move || {
+            let events = ready_events.clone();
+            async move { crate::readiness(&[("event log", events.head().await.is_ok())]) }
         }),
     );
     // The whole API's description (reads included) is served here, with the bundled UI.
@@ -183,13 +191,26 @@ where
     Fut: std::future::Future<Output = serde_json::Value> + Send + 'static,
 {
     let listener = bind(listen).await?;
-    let router = Router::new().route(
-        "/health",
-        get(move || {
-            let report = report.clone();
-            async move { Json(report().await) }
-        }),
-    );
+    let metrics = report.clone();
+    let router = Router::new()
+        .route(
+            "/health",
+            get(move || {
+                let report = report.clone();
+                async move { Json(report().await) }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let report = metrics.clone();
+                async move {
+                    // The report sets the role's gauges.
+                    report().await;
+                    movies_web::metrics::render()
+                }
+            }),
+        );
     tokio::spawn(async move {
         if let Err(error) = serve(listener, router, shutdown).await {
             tracing::warn!(error = format!("{error:#}"), "the health endpoint stopped");
@@ -214,6 +235,9 @@ pub async fn relay(
             let (store, published) = (store.clone(), *published.borrow());
             async move {
                 let head = store.head().await.ok();
+                if let Some(head) = head {
+                    metrics::gauge!("movies_relay_lag_events").set((head - published).max(0) as f64);
+                }
                 serde_json::json!({
                     "status": "ok", "role": "relay", "log_head": head, "published_position": published,
                     "relay_lag": head.map(|h| (h - published).max(0)),
@@ -306,6 +330,10 @@ pub async fn projector(
             let (events, position) = (events.clone(), *position.borrow());
             async move {
                 let head = events.head().await.ok();
+                if let Some(head) = head {
+                    metrics::gauge!("movies_projection_lag_events", "role" => role)
+                        .set((head - position).max(0) as f64);
+                }
                 serde_json::json!({
                     "status": "ok", "role": role, "log_head": head, "position": position,
                     "lag": head.map(|h| (h - position).max(0)),
@@ -415,6 +443,31 @@ pub async fn query_api(settings: QueryApiSettings, shutdown: watch::Receiver<boo
             async move { health.report().await }
         })
     };
+    let metrics = {
+        let (events, progress, cached, pool, topic) =
+            (events.clone(), progress.clone(), cached.clone(), pool.clone(), settings.topic.clone());
+        get(move || {
+            let (events, projected, cached, pool, topic) =
+                (events.clone(), *progress.borrow(), cached.clone(), pool.clone(), topic.clone());
+            async move {
+                crate::record_lag(events.as_ref(), projected).await;
+                if let (Ok(head), Some(published)) =
+                    (events.head().await, movies_kafka::published_position(&pool, &topic).await)
+                {
+                    metrics::gauge!("movies_relay_lag_events").set((head - published).max(0) as f64);
+                }
+                cached.stats().record();
+                movies_web::metrics::render()
+            }
+        })
+    };
+    let ready = {
+        let store = store.clone();
+        get(move || {
+            let store = store.clone();
+            async move { crate::readiness(&[("read store", store.checkpoint().await.is_ok())]) }
+        })
+    };
     // Replicas share each caller's count through Redis when they have it.
     let counter = redis.clone().map(|r| Arc::new(RedisCounter::new(r)) as Arc<dyn movies_web::HitCounter>);
     let limiter = RateLimiter::new(settings.rate.clone(), keys.clone(), counter);
@@ -427,7 +480,9 @@ pub async fn query_api(settings: QueryApiSettings, shutdown: watch::Receiver<boo
         history: Some(events),
     })
     .layer(axum::middleware::from_fn_with_state(limiter, rate_limit))
-    .route("/health", health);
+    .route("/health", health)
+    .route("/metrics", metrics)
+    .route("/ready", ready);
     tracing::info!(listen = %listener.local_addr()?, "query-api serving");
     serve(listener, crate::layers(router), shutdown).await
 }

@@ -235,3 +235,46 @@ async fn verify_finds_no_drift_in_healthy_projections_and_names_every_difference
     assert!(report.contains("is missing") && report.contains("\"Psycho\""), "{report}");
     assert!(report.trim().ends_with("2 differences"), "{report}");
 }
+
+#[tokio::test]
+async fn json_logs_carry_each_requests_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = movies(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--no-seed", "--log-format", "json"])
+        .env("MOVIES_ADMIN_PASSWORD", "cli-test-admin")
+        .env("RUST_LOG", "warn,movies=info,tower_http=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = out.next_line().await.unwrap().expect("the server prints its address");
+        if let Some(rest) = line.strip_prefix("movies is serving on ") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
+    let response = reqwest::Client::new()
+        .get(format!("{base}/api/v1/genres"))
+        .header("x-request-id", "log-check-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "log-check-42");
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = err.next_line().await.unwrap() {
+            if line.contains("log-check-42") {
+                return line;
+            }
+        }
+        panic!("the server stopped without logging the request");
+    })
+    .await
+    .expect("a log line names the request id");
+    let parsed: Value = serde_json::from_str(&line).expect("the line is JSON");
+    assert_eq!(parsed["span"]["request_id"], "log-check-42", "{line}");
+    assert_eq!(parsed["span"]["path"], "/api/v1/genres", "{line}");
+}

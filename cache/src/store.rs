@@ -45,6 +45,14 @@ pub struct CacheStats {
 }
 
 impl CacheStats {
+    /// Publishes the counts as Prometheus counters (`movies_cache_requests_total` by outcome).
+    pub fn record(&self) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        metrics::counter!("movies_cache_requests_total", "outcome" => "l1_hit").absolute(get(&self.l1_hits));
+        metrics::counter!("movies_cache_requests_total", "outcome" => "l2_hit").absolute(get(&self.l2_hits));
+        metrics::counter!("movies_cache_requests_total", "outcome" => "miss").absolute(get(&self.misses));
+    }
+
     pub fn snapshot(&self) -> serde_json::Value {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         serde_json::json!({ "l1_hits": get(&self.l1_hits), "l2_hits": get(&self.l2_hits), "misses": get(&self.misses) })

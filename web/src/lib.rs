@@ -5,6 +5,7 @@
 //! Knows nothing of stores or projections: handlers get their data through their own state.
 
 mod auth;
+pub mod metrics;
 mod problem;
 mod rate_limit;
 
