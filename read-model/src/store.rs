@@ -154,7 +154,7 @@ fn sort_column(sort: SortField) -> &'static str {
 }
 
 macro_rules! sql_read_store {
-    ($store:ident, $db:ty, lock_streams: |$tx:ident, $ids:ident| $lock_streams:block, indexes: $indexes:expr, drop: $drop:expr) => {
+    ($store:ident, $db:ty, lock_streams: |$tx:ident, $ids:ident| $lock_streams:block, indexes: $indexes:expr, drop: $drop:expr, explain: $explain:expr, plan_column: $plan_column:expr) => {
         impl $store {
             /// Records this build's version in a new read store; refuses one built by another.
             async fn check_version(&self) -> Result<()> {
@@ -186,6 +186,48 @@ macro_rules! sql_read_store {
                     created_at: row.try_get::<DateTime<Utc>, _>("created_at")?,
                     updated_at: row.try_get::<DateTime<Utc>, _>("updated_at")?,
                 })
+            }
+
+            /// The list query for `q`; `prefix` goes before it (an EXPLAIN, in tests).
+            fn list_query<'q>(q: &'q ListQuery, prefix: &str) -> QueryBuilder<'q, $db> {
+                let mut query = QueryBuilder::<$db>::new(format!("{prefix}SELECT m.* FROM movies m WHERE 1 = 1"));
+                if let Some(genre) = &q.filters.genre {
+                    query
+                        .push(" AND EXISTS (SELECT 1 FROM movie_genres g WHERE g.movie_id = m.id AND g.genre_key = ")
+                        .push_bind(genre_key(genre))
+                        .push(")");
+                }
+                if let Some(director) = &q.filters.director {
+                    query.push(" AND m.director_key = ").push_bind(director.trim().to_lowercase());
+                }
+                if let Some(min) = q.filters.min_score {
+                    query.push(" AND m.imdb_score >= ").push_bind(min);
+                }
+                if let Some(max) = q.filters.max_score {
+                    query.push(" AND m.imdb_score <= ").push_bind(max);
+                }
+                let column = sort_column(q.sort);
+                let (direction, beyond) = match q.order {
+                    Order::Asc => ("ASC", ">"),
+                    Order::Desc => ("DESC", "<"),
+                };
+                if let Some(after) = &q.after {
+                    query.push(format!(" AND ({column}, m.id) {beyond} ("));
+                    match &after.value {
+                        SortValue::Text(text) => query.push_bind(text.clone()),
+                        SortValue::Number(number) => query.push_bind(*number),
+                    };
+                    query.push(", ").push_bind(after.id).push(")");
+                }
+                query.push(format!(" ORDER BY {column} {direction}, m.id {direction} LIMIT ")).push_bind(q.limit + 1);
+                query
+            }
+
+            /// How the database runs a list query, one line per plan step: what the test that
+            /// proves every sort and filter is served by an index reads.
+            pub async fn explain_list(&self, q: &ListQuery) -> Result<Vec<String>> {
+                let rows = Self::list_query(q, $explain).build().fetch_all(self.reader()).await?;
+                Ok(rows.iter().map(|row| row.try_get::<String, _>($plan_column)).collect::<Result<_, _>>()?)
             }
 
             /// Moves the checkpoint forward to `position` (never back).
@@ -376,37 +418,7 @@ macro_rules! sql_read_store {
             }
 
             async fn list(&self, q: &ListQuery) -> Result<Page<MovieDoc>> {
-                let mut query = QueryBuilder::<$db>::new("SELECT m.* FROM movies m WHERE 1 = 1");
-                if let Some(genre) = &q.filters.genre {
-                    query
-                        .push(" AND EXISTS (SELECT 1 FROM movie_genres g WHERE g.movie_id = m.id AND g.genre_key = ")
-                        .push_bind(genre_key(genre))
-                        .push(")");
-                }
-                if let Some(director) = &q.filters.director {
-                    query.push(" AND m.director_key = ").push_bind(director.trim().to_lowercase());
-                }
-                if let Some(min) = q.filters.min_score {
-                    query.push(" AND m.imdb_score >= ").push_bind(min);
-                }
-                if let Some(max) = q.filters.max_score {
-                    query.push(" AND m.imdb_score <= ").push_bind(max);
-                }
-                let column = sort_column(q.sort);
-                let (direction, beyond) = match q.order {
-                    Order::Asc => ("ASC", ">"),
-                    Order::Desc => ("DESC", "<"),
-                };
-                if let Some(after) = &q.after {
-                    query.push(format!(" AND ({column}, m.id) {beyond} ("));
-                    match &after.value {
-                        SortValue::Text(text) => query.push_bind(text.clone()),
-                        SortValue::Number(number) => query.push_bind(*number),
-                    };
-                    query.push(", ").push_bind(after.id).push(")");
-                }
-                query.push(format!(" ORDER BY {column} {direction}, m.id {direction} LIMIT ")).push_bind(q.limit + 1);
-                let rows = query.build().fetch_all(self.reader()).await?;
+                let rows = Self::list_query(q, "").build().fetch_all(self.reader()).await?;
                 let mut items = rows.iter().map(Self::doc).collect::<Result<Vec<_>, _>>()?;
                 let next = if items.len() as i64 > q.limit {
                     items.truncate(q.limit as usize);
@@ -525,7 +537,9 @@ sql_read_store!(
     },
     indexes: "SELECT indexname AS name, indexdef AS sql FROM pg_indexes WHERE schemaname = current_schema() \
               AND tablename IN ('movies', 'movie_genres') AND indexname NOT LIKE '%_pkey'",
-    drop: "DROP INDEX "
+    drop: "DROP INDEX ",
+    explain: "EXPLAIN ",
+    plan_column: "QUERY PLAN"
 );
 sql_read_store!(
     SqliteReadStore,
@@ -534,5 +548,7 @@ sql_read_store!(
     lock_streams: |_tx, _ids| {},
     indexes: "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
               AND tbl_name IN ('movies', 'movie_genres')",
-    drop: "DROP INDEX "
+    drop: "DROP INDEX ",
+    explain: "EXPLAIN QUERY PLAN ",
+    plan_column: "detail"
 );
