@@ -7,14 +7,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use chrono::Utc;
 use indicatif::ProgressBar;
-use movies::generate::Generator;
 use movies::replay::{replay, Outcome, Which};
 use movies::{Seed, Settings};
-use movies_events::{Actor, EventMetadata, MovieDraft, MovieEvent, MovieInput, NewEvent, Role};
 use movies_web::PasswordHasher;
-use uuid::Uuid;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -34,28 +30,8 @@ async fn main() -> anyhow::Result<()> {
     let write = movies::open_write_side(&settings).await?;
 
     let started = Instant::now();
-    let mut generator = Generator::new(42, count);
-    let metadata =
-        EventMetadata { actor: Actor { subject: "bench".into(), role: Role::System }, request_id: None };
-    let mut written = 0;
-    while written < count {
-        let batch: Vec<_> = (0..10_000.min(count - written))
-            .map(|_| {
-                let input = MovieInput::from(generator.next_record());
-                let event = MovieEvent::Created(MovieDraft::parse(input).expect("valid").into_fields());
-                let new = NewEvent {
-                    event_id: Uuid::now_v7(),
-                    event,
-                    recorded_at: Utc::now(),
-                    metadata: metadata.clone(),
-                };
-                (Uuid::now_v7(), 0, vec![new])
-            })
-            .collect();
-        written += batch.len();
-        write.events.append_batch(batch).await?;
-        eprint!("\rappended {written}/{count}");
-    }
+    movies::generate::append_generated(write.events.as_ref(), count, |n| eprint!("\rappended {n}/{count}"))
+        .await?;
     eprintln!();
     let fill = started.elapsed().as_secs_f64();
     println!("events in the log:   {count} (bulk-appended at {:.0} events/s)", count as f64 / fill);

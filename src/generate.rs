@@ -413,6 +413,41 @@ pub fn write(out: &mut impl Write, count: usize, seed: u64) -> std::io::Result<(
     out.flush()
 }
 
+/// Appends `count` generated movies (seed 42) to `events` as `movie.created` events, 10,000 per
+/// transaction through the bulk append path, and returns their ids. For benchmarks: it skips
+/// the command path (the generator's movies are valid by construction) but not the event log.
+pub async fn append_generated(
+    events: &dyn movies_store::EventStore,
+    count: usize,
+    mut progress: impl FnMut(usize),
+) -> anyhow::Result<Vec<uuid::Uuid>> {
+    use movies_events::{Actor, EventMetadata, MovieDraft, MovieEvent, MovieInput, NewEvent, Role};
+    let mut generator = Generator::new(42, count);
+    let metadata =
+        EventMetadata { actor: Actor { subject: "bench".into(), role: Role::System }, request_id: None };
+    let mut ids = Vec::with_capacity(count);
+    while ids.len() < count {
+        let batch: Vec<_> = (0..10_000.min(count - ids.len()))
+            .map(|_| {
+                let input = MovieInput::from(generator.next_record());
+                let fields = MovieDraft::parse(input).map(MovieDraft::into_fields);
+                let event = MovieEvent::Created(fields.expect("generated movies are valid"));
+                let new = NewEvent {
+                    event_id: uuid::Uuid::now_v7(),
+                    event,
+                    recorded_at: chrono::Utc::now(),
+                    metadata: metadata.clone(),
+                };
+                (uuid::Uuid::now_v7(), 0, vec![new])
+            })
+            .collect();
+        ids.extend(batch.iter().map(|(id, ..)| *id));
+        events.append_batch(batch).await?;
+        progress(ids.len());
+    }
+    Ok(ids)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -148,6 +148,8 @@ pub struct Embedded {
     pub router: Router,
     pub projector: Arc<Projector>,
     pub generations: Arc<replay::Generations>,
+    /// The in-process cache over the read store.
+    pub cache: Arc<movies_cache::CachedReadStore>,
     pub generation_store: Arc<dyn GenerationStore>,
     pub settings: Settings,
 }
@@ -159,7 +161,14 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
     let generations = Arc::new(replay::Generations::open(settings, write.generations.as_ref()).await?);
     let read_store: Arc<dyn ReadStore> = generations.read_store.clone();
     let search = generations.search.clone();
-    let projector = Arc::new(Projector::new(write.events.clone(), read_store.clone(), search.clone()));
+    // Reads go through an in-process cache (the embedded deployment has no Redis) that the
+    // projector keeps current.
+    let cached =
+        movies_cache::CachedReadStore::new(read_store.clone(), None, movies_cache::L1Settings::default())
+            .await;
+    let projector = Arc::new(
+        Projector::new(write.events.clone(), read_store.clone(), search.clone()).with_cache(cached.clone()),
+    );
     let service = Arc::new(CommandService::new(write.events.clone()));
 
     if write.events.head().await? == 0 {
@@ -189,7 +198,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
         hasher: settings.hasher.clone(),
     });
     let query = movies_query_api::router(QueryState {
-        read_store: read_store.clone(),
+        read_store: cached.clone(),
         uncached: read_store.clone(),
         search,
         keys,
@@ -240,6 +249,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
         router: layers(router),
         projector,
         generations,
+        cache: cached,
         generation_store: write.generations.clone(),
         settings: settings.clone(),
     })
@@ -339,6 +349,7 @@ pub async fn run(
     let follower = tokio::spawn(embedded.generations.clone().run(
         embedded.settings.clone(),
         embedded.generation_store.clone(),
+        Some(embedded.cache.clone()),
         shutdown.clone(),
     ));
     axum::serve(listener, embedded.router.into_make_service_with_connect_info::<SocketAddr>())

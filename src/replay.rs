@@ -252,12 +252,21 @@ impl Generations {
         *self.numbers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Swaps to whatever generations the pointers name, if they changed.
-    async fn follow(&self, settings: &Settings, generations: &dyn GenerationStore) -> anyhow::Result<()> {
+    /// Swaps to whatever generations the pointers name, if they changed; `cache` (over the read
+    /// store) forgets everything when the read store is swapped.
+    async fn follow(
+        &self,
+        settings: &Settings,
+        generations: &dyn GenerationStore,
+        cache: Option<&movies_cache::CachedReadStore>,
+    ) -> anyhow::Result<()> {
         let (read, index) = self.numbers();
         let wanted = (generations.generation(READ_STORE).await?, generations.generation(SEARCH).await?);
         if wanted.0 != read {
             self.read_store.replace(open_read_store(settings, wanted.0).await?);
+            if let Some(cache) = cache {
+                cache.invalidate_all().await;
+            }
             tracing::info!(generation = wanted.0, "now serving a rebuilt read store");
         }
         if wanted.1 != index {
@@ -275,10 +284,11 @@ impl Generations {
         self: Arc<Self>,
         settings: Settings,
         generations: Arc<dyn GenerationStore>,
+        cache: Option<Arc<movies_cache::CachedReadStore>>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         while !*shutdown.borrow() {
-            if let Err(error) = self.follow(&settings, generations.as_ref()).await {
+            if let Err(error) = self.follow(&settings, generations.as_ref(), cache.as_deref()).await {
                 tracing::error!(error = format!("{error:#}"), "following projection generations failed");
             }
             tokio::select! {

@@ -118,6 +118,25 @@ impl CachedReadStore {
         self.genres.invalidate_all();
     }
 
+    /// Forgets these movies and every cached page: how an in-process projector (the embedded
+    /// server, no Redis) keeps this cache current. Call it before the projection's progress is
+    /// published, so a reader who waited for that progress never sees an older entry.
+    pub async fn invalidate(&self, ids: &[Uuid]) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        for id in ids {
+            self.docs.invalidate(id).await;
+        }
+        self.pages.invalidate_all();
+        self.genres.invalidate_all();
+    }
+
+    /// Forgets everything: after the store beneath was replaced (a rebuilt generation).
+    pub async fn invalidate_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.forget_everything();
+    }
+
     fn forget_everything(&self) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.docs.invalidate_all();

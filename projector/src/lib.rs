@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use movies_cache::CachedReadStore;
 use movies_events::{EventEnvelope, Position};
 use movies_read_model::{Live, ProjectionError, ReadStore, TantivySearchIndex};
 use movies_store::EventStore;
@@ -23,6 +24,8 @@ pub struct Projector {
     events: Arc<dyn EventStore>,
     read_store: Option<Arc<dyn ReadStore>>,
     search: Option<Arc<Live<TantivySearchIndex>>>,
+    /// An in-process cache over the read store, told what each batch changed.
+    cache: Option<Arc<CachedReadStore>>,
     progress: watch::Sender<Position>,
 }
 
@@ -33,17 +36,36 @@ impl Projector {
         read_store: Arc<dyn ReadStore>,
         search: Arc<Live<TantivySearchIndex>>,
     ) -> Self {
-        Self { events, read_store: Some(read_store), search: Some(search), progress: watch::Sender::new(0) }
+        Self {
+            events,
+            read_store: Some(read_store),
+            search: Some(search),
+            cache: None,
+            progress: watch::Sender::new(0),
+        }
     }
 
     /// Projects the read store only (the distributed projector's log catch-up).
     pub fn read_store_only(events: Arc<dyn EventStore>, read_store: Arc<dyn ReadStore>) -> Self {
-        Self { events, read_store: Some(read_store), search: None, progress: watch::Sender::new(0) }
+        Self {
+            events,
+            read_store: Some(read_store),
+            search: None,
+            cache: None,
+            progress: watch::Sender::new(0),
+        }
     }
 
     /// Projects the search index only (a query replica's own search projector).
     pub fn search_only(events: Arc<dyn EventStore>, search: Arc<Live<TantivySearchIndex>>) -> Self {
-        Self { events, read_store: None, search: Some(search), progress: watch::Sender::new(0) }
+        Self { events, read_store: None, search: Some(search), cache: None, progress: watch::Sender::new(0) }
+    }
+
+    /// Keeps `cache` current: after each batch reaches the read store, the movies it changed are
+    /// dropped from the cache before the new position is published.
+    pub fn with_cache(mut self, cache: Arc<CachedReadStore>) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// The position every projection has applied, updated as they advance.
@@ -73,6 +95,10 @@ impl Projector {
                 let apply =
                     |b: Vec<EventEnvelope>| async move { store.apply(&b).await.map_err(anyhow::Error::from) };
                 heal_gaps(self.events.as_ref(), &batch, apply).await.context("updating the read store")?;
+                if let Some(cache) = &self.cache {
+                    let ids: Vec<_> = batch.iter().map(|e| e.stream_id).collect();
+                    cache.invalidate(&ids).await;
+                }
             }
             if let Some(search) = &self.search {
                 let search = search.get();

@@ -1,0 +1,48 @@
+//! Fills a data directory for `bench/load.sh`: COUNT generated movies bulk-appended to the
+//! SQLite event log, then every projection built by `movies replay`'s own code. Writes the movie
+//! ids, one per line, to DIR/ids.txt (every one up to 200,000, then an even sample).
+//!
+//! Usage: load_fill COUNT DIR
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use indicatif::ProgressBar;
+use movies::replay::{replay, Outcome, Which};
+use movies::{Seed, Settings};
+use movies_web::{PasswordHasher, RateLimits};
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = "usage: load_fill COUNT DIR";
+    let count: usize = args.get(1).and_then(|c| c.parse().ok()).expect(usage);
+    let data_dir = PathBuf::from(args.get(2).expect(usage));
+    let settings = Settings {
+        listen: "127.0.0.1:0".parse()?,
+        data_dir: data_dir.clone(),
+        database_url: None,
+        admin_password: None,
+        seed: Seed::Nothing,
+        hasher: PasswordHasher::cheap_for_tests(),
+        rate: RateLimits::unlimited(),
+    };
+    let write = movies::open_write_side(&settings).await?;
+    let started = Instant::now();
+    let ids = movies::generate::append_generated(write.events.as_ref(), count, |_| {}).await?;
+    let appended = started.elapsed().as_secs_f64();
+    let never = tokio::sync::watch::channel(false).1;
+    let Outcome::Swapped { seconds, .. } =
+        replay(&settings, Which::All, false, &ProgressBar::hidden(), never).await?
+    else {
+        anyhow::bail!("the replay did not finish");
+    };
+    let step = (ids.len() / 200_000).max(1);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(data_dir.join("ids.txt"))?);
+    for id in ids.iter().step_by(step) {
+        writeln!(out, "{id}")?;
+    }
+    eprintln!("filled {count} movies: appended in {appended:.1} s, projected in {seconds:.1} s");
+    Ok(())
+}
