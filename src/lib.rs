@@ -204,6 +204,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
         keys,
         progress: projector.progress(),
         history: Some(write.events.clone()),
+        search_cache: Default::default(),
     });
     let health = {
         let (events, progress, live) = (write.events.clone(), projector.progress(), generations.clone());

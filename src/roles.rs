@@ -478,6 +478,7 @@ pub async fn query_api(settings: QueryApiSettings, shutdown: watch::Receiver<boo
         keys,
         progress,
         history: Some(events),
+        search_cache: Default::default(),
     })
     .layer(axum::middleware::from_fn_with_state(limiter, rate_limit))
     .route("/health", health)

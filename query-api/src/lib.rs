@@ -50,6 +50,19 @@ pub struct QueryState {
     pub progress: watch::Receiver<Position>,
     /// Read access to the event log, for `as_of` reads (time travel). Without it they get 501.
     pub history: Option<Arc<dyn EventStore>>,
+    pub search_cache: SearchCache,
+}
+
+/// The search index's recent answers, by query and index state.
+#[derive(Clone)]
+pub struct SearchCache(moka::future::Cache<String, Arc<SearchPage>>);
+
+impl Default for SearchCache {
+    fn default() -> Self {
+        Self(
+            moka::future::Cache::builder().max_capacity(10_000).time_to_live(Duration::from_secs(60)).build(),
+        )
+    }
 }
 
 impl FromRef<QueryState> for Arc<JwtKeys> {
@@ -475,7 +488,20 @@ async fn run_search(
     query: SearchQuery,
 ) -> Result<(Vec<SearchItem>, SearchPage), ApiError> {
     let index = state.search.get();
-    let mut page = blocking(move || index.search(&query)).await?;
+    // Popular searches repeat: the index's answer is kept per query and index state (its
+    // checkpoint moves on every commit, so a change is never served stale), and concurrent
+    // misses of one search run it once.
+    let key = format!("{}:{query:?}", index.checkpoint());
+    let found = state
+        .search_cache
+        .0
+        .try_get_with(key, async move { blocking(move || index.search(&query)).await.map(Arc::new) })
+        .await
+        .map_err(|e| match Arc::try_unwrap(e) {
+            Ok(error) => error,
+            Err(shared) => ApiError::Internal(anyhow::anyhow!("{shared}")),
+        })?;
+    let mut page = (*found).clone();
     let ids: Vec<Uuid> = page.hits.iter().map(|h| h.id).collect();
     let mut docs: HashMap<Uuid, MovieDoc> = store
         .get_many(&ids)

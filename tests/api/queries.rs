@@ -299,3 +299,19 @@ async fn search_cursors_page_through_every_match_exactly_once_in_every_sort() {
     }
     assert_problem(app.get("/api/v1/search?q=the&cursor=bm9wZQ").await, StatusCode::BAD_REQUEST).await;
 }
+
+#[tokio::test]
+async fn a_repeated_search_is_answered_again_after_the_catalogue_changes() {
+    let app = spawn_seeded().await;
+    let token = app.admin_token().await;
+    let search = |q: &'static str| {
+        let app = &app;
+        async move { app.get_json(&format!("/api/v1/search?q={q}")).await["total"].as_u64().unwrap() }
+    };
+    assert_eq!(search("zebra").await, 0);
+    assert_eq!(search("zebra").await, 0, "the same search again (from the cache)");
+    let response = app.create(&token, &movie("Zebra Crossing")).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    app.wait_for(position(&response)).await;
+    assert_eq!(search("zebra").await, 1, "a cached answer never outlives a change to the index");
+}
