@@ -86,12 +86,8 @@ enum Command {
         /// The consumer group (read-store projectors share one; default movies-projector).
         #[arg(long, env = "MOVIES_KAFKA_GROUP")]
         group: Option<String>,
-        /// Redis for write-through of movie documents and page invalidation.
-        #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-        redis_url: Option<String>,
-        /// The prefix of every Redis key and channel (catalogues sharing a Redis differ here).
-        #[arg(long, env = "MOVIES_REDIS_NAMESPACE", default_value = movies_cache::DEFAULT_NAMESPACE)]
-        redis_namespace: String,
+        #[command(flatten)]
+        redis: RedisArgs,
         /// Maintain only a local search index (in --index-dir) instead of the read store.
         #[arg(long)]
         search_only: bool,
@@ -109,12 +105,8 @@ enum Command {
         /// A Postgres read replica for the read store's queries.
         #[arg(long, env = "DATABASE_READ_URL", hide_env_values = true)]
         database_read_url: Option<String>,
-        /// Redis, the shared L2 cache (reads work without it).
-        #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-        redis_url: Option<String>,
-        /// The prefix of every Redis key and channel (catalogues sharing a Redis differ here).
-        #[arg(long, env = "MOVIES_REDIS_NAMESPACE", default_value = movies_cache::DEFAULT_NAMESPACE)]
-        redis_namespace: String,
+        #[command(flatten)]
+        redis: RedisArgs,
         /// The search index a co-located `projector --search-only` writes.
         #[arg(long, env = "MOVIES_INDEX_DIR")]
         index_dir: Option<PathBuf>,
@@ -171,12 +163,8 @@ enum Command {
     },
     /// Fold the event log and compare every projection with it; exits 1 on any difference.
     Verify {
-        /// Also compare the documents cached in this Redis.
-        #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-        redis_url: Option<String>,
-        /// The prefix of the cache's Redis keys.
-        #[arg(long, env = "MOVIES_REDIS_NAMESPACE", default_value = movies_cache::DEFAULT_NAMESPACE)]
-        redis_namespace: String,
+        #[command(flatten)]
+        redis: RedisArgs,
         /// The search index to compare (default: the live generation in the data dir).
         #[arg(long, env = "MOVIES_INDEX_DIR")]
         index_dir: Option<PathBuf>,
@@ -190,12 +178,8 @@ enum Command {
         /// Say what would happen, change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// The cache's Redis (for `--projection cache`, and `all` when set).
-        #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-        redis_url: Option<String>,
-        /// The prefix of the cache's Redis keys.
-        #[arg(long, env = "MOVIES_REDIS_NAMESPACE", default_value = movies_cache::DEFAULT_NAMESPACE)]
-        redis_namespace: String,
+        #[command(flatten)]
+        redis: RedisArgs,
     },
     /// Write a deterministic synthetic catalogue in the ingest format.
     Generate {
@@ -227,6 +211,16 @@ struct KeyPaths {
     /// The JWT public key (PEM) tokens are verified with.
     #[arg(long, env = "MOVIES_JWT_PUBLIC_KEY")]
     jwt_public_key: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RedisArgs {
+    /// Redis: the cache (and shared rate-limit counts).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// The prefix of every Redis key and channel (catalogues sharing a Redis differ here).
+    #[arg(long, env = "MOVIES_REDIS_NAMESPACE", default_value = movies_cache::DEFAULT_NAMESPACE)]
+    redis_namespace: String,
 }
 
 #[derive(Args)]
@@ -350,15 +344,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let relay = movies_kafka::RelaySettings { brokers, topic: kafka.topic, partitions, replication };
             roles::relay(database_url, relay, health_listen, shutdown_signal()).await
         }
-        Some(Command::Projector {
-            kafka,
-            group,
-            redis_url,
-            redis_namespace,
-            search_only,
-            index_dir,
-            health_listen,
-        }) => {
+        Some(Command::Projector { kafka, group, redis, search_only, index_dir, health_listen }) => {
             let database_url = roles::require_postgres(database_url)?;
             let brokers = roles::require(kafka.kafka_brokers.as_deref(), "KAFKA_BROKERS")?.to_owned();
             let target = if search_only {
@@ -366,7 +352,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 roles::ProjectorTarget::Search { index_dir: dir.into() }
             } else {
                 anyhow::ensure!(index_dir.is_none(), "--index-dir is for --search-only projectors");
-                roles::ProjectorTarget::ReadStore { redis_url, namespace: redis_namespace }
+                roles::ProjectorTarget::ReadStore {
+                    redis_url: redis.redis_url,
+                    namespace: redis.redis_namespace,
+                }
             };
             let default_group = if search_only {
                 // Each replica's index reads every partition on its own.
@@ -384,8 +373,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::QueryApi {
             listen,
             database_read_url,
-            redis_url,
-            redis_namespace,
+            redis,
             index_dir,
             jwt_public_key,
             l1_capacity,
@@ -403,8 +391,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 listen,
                 database_url,
                 read_replica_url: database_read_url,
-                redis_url,
-                redis_namespace,
+                redis_url: redis.redis_url,
+                redis_namespace: redis.redis_namespace,
                 index_dir,
                 public_key,
                 l1: movies_cache::L1Settings {
@@ -485,7 +473,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", movies::audit_table(&events, json));
             Ok(())
         }
-        Some(Command::Replay { projection, dry_run, redis_url, redis_namespace }) => {
+        Some(Command::Replay { projection, dry_run, redis: RedisArgs { redis_url, redis_namespace } }) => {
             use movies::replay::Which;
             let cache = match (&redis_url, projection) {
                 (None, Which::Cache) => {
@@ -525,7 +513,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Some(Command::Verify { redis_url, redis_namespace, index_dir }) => {
+        Some(Command::Verify { redis: RedisArgs { redis_url, redis_namespace }, index_dir }) => {
             let write = movies::open_write_side(&settings).await?;
             let (read, index) = (
                 write.generations.generation(movies::replay::READ_STORE).await?,

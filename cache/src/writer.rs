@@ -147,46 +147,43 @@ impl CacheWriter {
     /// Every cached document (`None` where the cache says "gone"): what `movies verify`
     /// compares with the log. `None` when Redis is unreachable.
     pub async fn documents(&self) -> Option<Vec<(Uuid, Option<MovieDoc>)>> {
-        let (mut documents, mut cursor) = (Vec::new(), 0u64);
-        loop {
-            let pattern = self.redis.doc_pattern();
-            let (next, keys): (u64, Vec<String>) = self
+        let mut documents = Vec::new();
+        self.each_document_batch(async |keys| {
+            let request = keys.clone();
+            let values: Vec<Option<Vec<u8>>> = self
                 .redis
-                .call(|mut c| async move {
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(1000)
-                        .query_async(&mut c)
-                        .await
-                })
+                .call(|mut c| async move { redis::cmd("MGET").arg(request).query_async(&mut c).await })
                 .await?;
-            if !keys.is_empty() {
-                let request = keys.clone();
-                let values: Vec<Option<Vec<u8>>> = self
-                    .redis
-                    .call(|mut c| async move { redis::cmd("MGET").arg(request).query_async(&mut c).await })
-                    .await?;
-                for (key, value) in keys.iter().zip(values) {
-                    let id = key.rsplit(':').next().and_then(|id| Uuid::parse_str(id).ok());
-                    let doc = value.and_then(|v| serde_json::from_slice::<Option<MovieDoc>>(&v).ok());
-                    if let (Some(id), Some(doc)) = (id, doc) {
-                        documents.push((id, doc));
-                    }
+            for (key, value) in keys.iter().zip(values) {
+                let id = key.rsplit(':').next().and_then(|id| Uuid::parse_str(id).ok());
+                let doc = value.and_then(|v| serde_json::from_slice::<Option<MovieDoc>>(&v).ok());
+                if let (Some(id), Some(doc)) = (id, doc) {
+                    documents.push((id, doc));
                 }
             }
-            if next == 0 {
-                return Some(documents);
-            }
-            cursor = next;
-        }
+            Some(())
+        })
+        .await?;
+        Some(documents)
     }
 
-    /// Removes every cached document (keys are found by SCAN, a batch at a time).
+    /// Removes every cached document.
     pub async fn clear_documents(&self) -> Option<u64> {
-        let (mut removed, mut cursor) = (0, 0u64);
+        let mut removed = 0;
+        self.each_document_batch(async |keys| {
+            removed += self
+                .redis
+                .call(|mut c| async move { redis::cmd("DEL").arg(keys).query_async::<u64>(&mut c).await })
+                .await?;
+            Some(())
+        })
+        .await?;
+        Some(removed)
+    }
+
+    /// Hands every cached document's key to `visit`, one SCAN batch at a time.
+    async fn each_document_batch(&self, mut visit: impl AsyncFnMut(Vec<String>) -> Option<()>) -> Option<()> {
+        let mut cursor = 0u64;
         loop {
             let pattern = self.redis.doc_pattern();
             let (next, keys): (u64, Vec<String>) = self
@@ -203,13 +200,10 @@ impl CacheWriter {
                 })
                 .await?;
             if !keys.is_empty() {
-                removed += self
-                    .redis
-                    .call(|mut c| async move { redis::cmd("DEL").arg(keys).query_async::<u64>(&mut c).await })
-                    .await?;
+                visit(keys).await?;
             }
             if next == 0 {
-                return Some(removed);
+                return Some(());
             }
             cursor = next;
         }
