@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Namespaces the ids derived from records, so they never collide with other derived ids.
+/// Records per chunk: one transaction creates the new movies among them.
+const BULK: usize = 1000;
 const INGEST_NAMESPACE: Uuid = Uuid::from_u128(0x6d6f_7669_6573_2d69_6e67_6573_742d_7631);
 
 /// One record of the assignment's format (note the odd `99popularity` key): what ingest reads
@@ -73,8 +75,10 @@ pub fn movie_id(input: &MovieInput) -> Uuid {
     uuid::Builder::from_unix_timestamp_millis(millis, bytes[..10].try_into().expect("10 bytes")).into_uuid()
 }
 
-/// Parses every record first: a malformed file writes nothing. Then appends valid records one
-/// by one (each atomically), reporting invalid ones by index.
+/// Parses every record first: a malformed file writes nothing. Then appends the valid records in
+/// chunks: the new movies of a chunk are created in one transaction, existing ones are decided
+/// one by one against their current state (updated, or left alone). Invalid records are
+/// reported by index.
 pub async fn ingest(
     service: &CommandService,
     bytes: &[u8],
@@ -109,35 +113,69 @@ pub async fn ingest(
             .progress_chars("=> "),
     );
     let metadata = EventMetadata { actor: system_actor("ingest"), request_id: None };
-    for (index, id, draft) in valid {
-        let fail = |source| IngestError::Command { index, source };
-        let current = Movie::fold(
-            service.events().load(id).await.map_err(|e| fail(e.into()))?.iter().map(|e| &e.event),
-        );
-        let (command, counter) = match current {
-            Movie::Absent => (MovieCommand::Create(draft.clone()), &mut report.created),
-            Movie::Live(fields) if &fields != draft.fields() => {
-                (MovieCommand::Replace(draft.clone()), &mut report.updated)
-            }
-            // Unchanged, or deleted by an admin since: re-ingesting never resurrects a movie.
-            Movie::Live(_) | Movie::Deleted(_) => {
-                report.unchanged += 1;
-                progress.inc(1);
-                continue;
-            }
-        };
-        // The first event's id derives from the record's content: a retry after a crash maps onto
-        // the event it already stored.
+    // The first event's id derives from the record's content: a retry after a crash maps onto
+    // the event it already stored.
+    let context = |id: Uuid, draft: &MovieDraft| {
         let content = format!("{id}\n{:?}", draft.fields());
-        let event_id = Some(Uuid::new_v5(&INGEST_NAMESPACE, content.as_bytes()));
-        let context = CommandContext { metadata: metadata.clone(), event_id };
-        let outcome = service.execute(id, None, command, context).await.map_err(fail)?;
-        if outcome.recorded {
-            *counter += 1;
-        } else {
-            report.unchanged += 1;
+        CommandContext {
+            metadata: metadata.clone(),
+            event_id: Some(Uuid::new_v5(&INGEST_NAMESPACE, content.as_bytes())),
         }
-        progress.inc(1);
+    };
+    for chunk in valid.chunks(BULK) {
+        let ids: Vec<Uuid> = chunk.iter().map(|(_, id, _)| *id).collect();
+        let fail = |index: usize| move |source| IngestError::Command { index, source };
+        let existing =
+            service.events().stream_versions(&ids).await.map_err(|e| fail(chunk[0].0)(e.into()))?;
+        // New movies: created together, one transaction for the whole chunk.
+        let fresh: Vec<_> = chunk.iter().filter(|(_, id, _)| !existing.contains_key(id)).collect();
+        let mut one_by_one: Vec<_> = chunk.iter().filter(|(_, id, _)| existing.contains_key(id)).collect();
+        if !fresh.is_empty() {
+            let creations =
+                fresh.iter().map(|(_, id, draft)| (*id, draft.clone(), context(*id, draft))).collect();
+            match service.create_many(creations).await {
+                Ok(recorded) => {
+                    for recorded in recorded {
+                        *(if recorded { &mut report.created } else { &mut report.unchanged }) += 1;
+                    }
+                    progress.inc(fresh.len() as u64);
+                }
+                // Someone created one of them meanwhile: decide each on its own.
+                Err(CommandError::Conflict) => one_by_one.extend(fresh),
+                Err(error) => return Err(fail(fresh[0].0)(error)),
+            }
+        }
+        for (index, id, draft) in one_by_one {
+            let current = Movie::fold(
+                service
+                    .events()
+                    .load(*id)
+                    .await
+                    .map_err(|e| fail(*index)(e.into()))?
+                    .iter()
+                    .map(|e| &e.event),
+            );
+            let (command, counter) = match current {
+                Movie::Absent => (MovieCommand::Create(draft.clone()), &mut report.created),
+                Movie::Live(fields) if &fields != draft.fields() => {
+                    (MovieCommand::Replace(draft.clone()), &mut report.updated)
+                }
+                // Unchanged, or deleted by an admin since: re-ingesting never resurrects a movie.
+                Movie::Live(_) | Movie::Deleted(_) => {
+                    report.unchanged += 1;
+                    progress.inc(1);
+                    continue;
+                }
+            };
+            let outcome =
+                service.execute(*id, None, command, context(*id, draft)).await.map_err(fail(*index))?;
+            if outcome.recorded {
+                *counter += 1;
+            } else {
+                report.unchanged += 1;
+            }
+            progress.inc(1);
+        }
     }
     progress.finish_and_clear();
     Ok(report)

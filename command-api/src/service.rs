@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use movies_events::{
-    EventEnvelope, EventMetadata, Movie, MovieCommand, MovieError, NewEvent, Position, Version,
+    EventEnvelope, EventMetadata, Movie, MovieCommand, MovieDraft, MovieError, NewEvent, Position, Version,
 };
 use movies_read_model::MovieDoc;
 use movies_store::{EventStore, StoreError};
@@ -128,6 +128,38 @@ impl CommandService {
         outcome.version = appended.version;
         outcome.position = appended.last_position;
         Ok(outcome)
+    }
+
+    /// Creates many new movies in one transaction (the bulk ingest path): each is decided
+    /// against an absent stream like `execute` would, and appended at version 0. Returns, for
+    /// each, whether it was recorded (false: a retry of a stored creation). Fails as a whole,
+    /// writing nothing, if any of them exists already (`Conflict`): the caller then takes
+    /// them one by one.
+    pub async fn create_many(
+        &self,
+        creations: Vec<(Uuid, MovieDraft, CommandContext)>,
+    ) -> Result<Vec<bool>, CommandError> {
+        let now = (self.clock)();
+        let mut appends = Vec::with_capacity(creations.len());
+        for (id, draft, context) in creations {
+            let decided = Movie::Absent.decide(MovieCommand::Create(draft))?;
+            let new_events = decided
+                .into_iter()
+                .enumerate()
+                .map(|(n, event)| NewEvent {
+                    event_id: match (n, context.event_id) {
+                        (0, Some(first)) => first,
+                        _ => Uuid::now_v7(),
+                    },
+                    event,
+                    recorded_at: now,
+                    metadata: context.metadata.clone(),
+                })
+                .collect();
+            appends.push((id, 0, new_events));
+        }
+        let appended = self.events.append_batch(appends).await?;
+        Ok(appended.iter().map(|a| !a.replayed).collect())
     }
 
     fn outcome(&self, id: Uuid, history: &[EventEnvelope], recorded: bool) -> Outcome {

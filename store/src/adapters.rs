@@ -417,6 +417,22 @@ macro_rules! sql_event_store {
                     .await?)
             }
 
+            async fn stream_versions(&self, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, Version>> {
+                let mut versions = std::collections::HashMap::new();
+                for chunk in ids.chunks(1000) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT stream_id, MAX(stream_version) AS version FROM events WHERE stream_id IN (",
+                    );
+                    let mut list = query.separated(", ");
+                    chunk.iter().for_each(|id| { list.push_bind(*id); });
+                    query.push(") GROUP BY stream_id");
+                    for row in query.build().fetch_all(self.reader()).await? {
+                        versions.insert(row.try_get("stream_id")?, row.try_get("version")?);
+                    }
+                }
+                Ok(versions)
+            }
+
             fn appended(&self) -> watch::Receiver<Position> {
                 self.appended.subscribe()
             }

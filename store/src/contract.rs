@@ -183,6 +183,16 @@ pub async fn a_batch_appends_to_many_streams_atomically(f: Fixture) {
     assert_eq!(f.events.head().await.unwrap(), 3);
 }
 
+pub async fn stream_versions_name_each_existing_stream_and_leave_out_the_rest(f: Fixture) {
+    let (a, b, never) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    f.events.append(a, 0, vec![new_event(created("Alien")), new_event(renamed("Aliens"))]).await.unwrap();
+    f.events.append(b, 0, vec![new_event(created("Heat"))]).await.unwrap();
+    let versions = f.events.stream_versions(&[a, b, never]).await.unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!((versions[&a], versions[&b]), (2, 1));
+    assert!(f.events.stream_versions(&[]).await.unwrap().is_empty());
+}
+
 pub async fn accounts_are_created_once_and_found_by_name(f: Fixture) {
     let account = Account {
         username: "alice".into(),
@@ -214,6 +224,7 @@ macro_rules! event_store_contract {
             an_append_wakes_subscribers_with_its_position,
             audit_queries_select_by_actor_type_and_time,
             a_batch_appends_to_many_streams_atomically,
+            stream_versions_name_each_existing_stream_and_leave_out_the_rest,
             accounts_are_created_once_and_found_by_name,
         );
     };

@@ -87,6 +87,10 @@ pub trait EventStore: Send + Sync + 'static {
     /// The position of the last committed event (0 for an empty log).
     async fn head(&self) -> Result<Position>;
 
+    /// The current version of each of `ids` that has a stream (absent ones are left out): what
+    /// a bulk ingest reads to tell new movies from existing ones in one query per batch.
+    async fn stream_versions(&self, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, Version>>;
+
     /// A receiver that changes whenever this process appends: the in-process transport that
     /// wakes a tailing projector without polling.
     fn appended(&self) -> watch::Receiver<Position>;
