@@ -1,0 +1,64 @@
+//! Ingest throughput: `movies ingest`'s own code (parse the file, validate every record, create
+//! the new movies 1,000 to a transaction through the command service) against a baseline that
+//! bulk-appends the same number of generated creations straight to the store. Run by
+//! `bench/ingest.sh`.
+//!
+//! Usage: ingest_bench COUNT DATA_DIR  (SQLite; set DATABASE_URL for Postgres)
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use indicatif::ProgressBar;
+use movies::{Seed, Settings};
+use movies_command_api::CommandService;
+use movies_web::{PasswordHasher, RateLimits};
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = "usage: ingest_bench COUNT DATA_DIR";
+    let count: usize = args.get(1).and_then(|c| c.parse().ok()).expect(usage);
+    let dir = PathBuf::from(args.get(2).expect(usage));
+    let settings = |name: &str| Settings {
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        data_dir: dir.join(name),
+        database_url: std::env::var("DATABASE_URL").ok(),
+        admin_password: None,
+        seed: Seed::Nothing,
+        hasher: PasswordHasher::cheap_for_tests(),
+        rate: RateLimits::unlimited(),
+    };
+
+    let baseline = movies::open_write_side(&settings("baseline")).await?;
+    let started = Instant::now();
+    movies::generate::append_generated(baseline.events.as_ref(), count, |_| {}).await?;
+    let base = count as f64 / started.elapsed().as_secs_f64();
+
+    let file = dir.join("catalogue.json");
+    movies::generate::write(&mut std::io::BufWriter::new(std::fs::File::create(&file)?), count, 7)?;
+    let bytes = std::fs::read(&file)?;
+    let write = movies::open_write_side(&settings("ingest")).await?;
+    let service = CommandService::new(write.events.clone());
+    let started = Instant::now();
+    let report = movies::ingest::ingest(&service, &bytes, &ProgressBar::hidden()).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(report.created == count, "created {} of {count}", report.created);
+    let rate = count as f64 / seconds;
+
+    println!("{:<44} {:>10} {:>12} {:>9}", "path", "seconds", "events/s", "vs base");
+    println!(
+        "{:<44} {:>10.1} {:>12.0} {:>8.2}x",
+        "baseline: bulk append of generated creations",
+        count as f64 / base,
+        base,
+        1.0
+    );
+    println!(
+        "{:<44} {:>10.1} {:>12.0} {:>8.2}x",
+        "movies ingest (parse, validate, create)",
+        seconds,
+        rate,
+        rate / base
+    );
+    Ok(())
+}
