@@ -9,9 +9,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use indicatif::ProgressBar;
-use movies::{Seed, Settings};
+use movies::Settings;
 use movies_command_api::CommandService;
-use movies_web::{PasswordHasher, RateLimits};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -19,15 +18,7 @@ async fn main() -> anyhow::Result<()> {
     let usage = "usage: ingest_bench COUNT DATA_DIR";
     let count: usize = args.get(1).and_then(|c| c.parse().ok()).expect(usage);
     let dir = PathBuf::from(args.get(2).expect(usage));
-    let settings = |name: &str| Settings {
-        listen: "127.0.0.1:0".parse().expect("an address"),
-        data_dir: dir.join(name),
-        database_url: std::env::var("DATABASE_URL").ok(),
-        admin_password: None,
-        seed: Seed::Nothing,
-        hasher: PasswordHasher::cheap_for_tests(),
-        rate: RateLimits::unlimited(),
-    };
+    let settings = |name: &str| Settings::for_tools(dir.join(name), std::env::var("DATABASE_URL").ok());
 
     let baseline = movies::open_write_side(&settings("baseline")).await?;
     let started = Instant::now();

@@ -10,8 +10,7 @@ use std::time::Instant;
 
 use indicatif::ProgressBar;
 use movies::replay::{replay, Outcome, Which};
-use movies::{Seed, Settings};
-use movies_web::{PasswordHasher, RateLimits};
+use movies::Settings;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -19,15 +18,7 @@ async fn main() -> anyhow::Result<()> {
     let usage = "usage: load_fill COUNT DIR";
     let count: usize = args.get(1).and_then(|c| c.parse().ok()).expect(usage);
     let data_dir = PathBuf::from(args.get(2).expect(usage));
-    let settings = Settings {
-        listen: "127.0.0.1:0".parse()?,
-        data_dir: data_dir.clone(),
-        database_url: None,
-        admin_password: None,
-        seed: Seed::Nothing,
-        hasher: PasswordHasher::cheap_for_tests(),
-        rate: RateLimits::unlimited(),
-    };
+    let settings = Settings::for_tools(data_dir.clone(), None);
     let write = movies::open_write_side(&settings).await?;
     let started = Instant::now();
     let ids = movies::generate::append_generated(write.events.as_ref(), count, |_| {}).await?;

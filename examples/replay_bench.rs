@@ -9,8 +9,7 @@ use std::time::Instant;
 
 use indicatif::ProgressBar;
 use movies::replay::{replay, Outcome, Which};
-use movies::{Seed, Settings};
-use movies_web::PasswordHasher;
+use movies::Settings;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -18,15 +17,7 @@ async fn main() -> anyhow::Result<()> {
     let usage = "usage: replay_bench COUNT DATA_DIR";
     let count: usize = args.get(1).and_then(|c| c.parse().ok()).expect(usage);
     let data_dir = PathBuf::from(args.get(2).expect(usage));
-    let settings = Settings {
-        listen: "127.0.0.1:0".parse()?,
-        data_dir,
-        database_url: std::env::var("DATABASE_URL").ok(),
-        admin_password: None,
-        seed: Seed::Nothing,
-        hasher: PasswordHasher::cheap_for_tests(),
-        rate: movies_web::RateLimits::unlimited(),
-    };
+    let settings = Settings::for_tools(data_dir, std::env::var("DATABASE_URL").ok());
     let write = movies::open_write_side(&settings).await?;
 
     let started = Instant::now();

@@ -62,6 +62,22 @@ pub struct Settings {
     pub rate: RateLimits,
 }
 
+impl Settings {
+    /// Settings for tools and benchmarks that open the stores without serving: no seed, no
+    /// admin, cheap hashing, no rate limits.
+    pub fn for_tools(data_dir: PathBuf, database_url: Option<String>) -> Self {
+        Self {
+            listen: ([127, 0, 0, 1], 0).into(),
+            data_dir,
+            database_url,
+            admin_password: None,
+            seed: Seed::Nothing,
+            hasher: PasswordHasher::cheap_for_tests(),
+            rate: RateLimits::unlimited(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")

@@ -262,15 +262,7 @@ async fn live_read_store(
     generations: Arc<dyn GenerationStore>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<Live<dyn ReadStore>>, watch::Receiver<i64>)> {
-    let settings = crate::Settings {
-        listen: ([127, 0, 0, 1], 0).into(),
-        data_dir: PathBuf::new(),
-        database_url: Some(database_url.to_owned()),
-        admin_password: None,
-        seed: crate::Seed::Nothing,
-        hasher: PasswordHasher::cheap_for_tests(),
-        rate: RateLimits::unlimited(),
-    };
+    let settings = crate::Settings::for_tools(PathBuf::new(), Some(database_url.to_owned()));
     let open = move |generation: i64| {
         let (settings, replica) = (settings.clone(), replica.clone());
         async move {
