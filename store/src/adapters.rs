@@ -420,14 +420,18 @@ macro_rules! sql_event_store {
             async fn stream_versions(&self, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, Version>> {
                 let mut versions = std::collections::HashMap::new();
                 for chunk in ids.chunks(1000) {
-                    let mut query = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT stream_id, MAX(stream_version) AS version FROM events WHERE stream_id IN (",
+                    // One index probe per id (a correlated MAX): planners turn a long `IN` list
+                    // into a scan of the whole log.
+                    let mut query = sqlx::QueryBuilder::<$db>::new("WITH k(id) AS (");
+                    query.push_values(chunk, |mut row, id| { row.push_bind(*id); });
+                    query.push(
+                        ") SELECT k.id AS stream_id, \
+                         (SELECT MAX(e.stream_version) FROM events e WHERE e.stream_id = k.id) AS version FROM k",
                     );
-                    let mut list = query.separated(", ");
-                    chunk.iter().for_each(|id| { list.push_bind(*id); });
-                    query.push(") GROUP BY stream_id");
                     for row in query.build().fetch_all(self.reader()).await? {
-                        versions.insert(row.try_get("stream_id")?, row.try_get("version")?);
+                        if let Some(version) = row.try_get::<Option<Version>, _>("version")? {
+                            versions.insert(row.try_get("stream_id")?, version);
+                        }
                     }
                 }
                 Ok(versions)
