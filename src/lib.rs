@@ -120,17 +120,21 @@ pub async fn open_write_side(settings: &Settings) -> anyhow::Result<WriteSide> {
 
 /// Makes sure an admin can sign in: creates `admin` with the configured password, or with a
 /// generated one printed this once (only its hash is stored).
-pub async fn ensure_admin(accounts: &dyn AccountStore, settings: &Settings) -> anyhow::Result<()> {
+pub async fn ensure_admin(
+    accounts: &dyn AccountStore,
+    admin_password: Option<&str>,
+    hasher: &PasswordHasher,
+) -> anyhow::Result<()> {
     if accounts.find("admin").await?.is_some() {
         return Ok(());
     }
-    let (password, generated) = match &settings.admin_password {
-        Some(password) => (password.clone(), false),
+    let (password, generated) = match admin_password {
+        Some(password) => (password.to_owned(), false),
         None => (generate_password(), true),
     };
     let account = Account {
         username: "admin".into(),
-        password_hash: settings.hasher.hash(&password),
+        password_hash: hasher.hash(&password),
         role: Role::Admin,
         created_at: Utc::now(),
     };
@@ -173,7 +177,7 @@ pub struct Embedded {
 pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
     let write = open_write_side(settings).await?;
     let keys = Arc::new(keys(settings)?);
-    ensure_admin(write.accounts.as_ref(), settings).await?;
+    ensure_admin(write.accounts.as_ref(), settings.admin_password.as_deref(), &settings.hasher).await?;
     let generations = Arc::new(replay::Generations::open(settings, write.generations.as_ref()).await?);
     let read_store: Arc<dyn ReadStore> = generations.read_store.clone();
     let search = generations.search.clone();
@@ -360,7 +364,7 @@ pub async fn serve(
 pub async fn run(
     listener: TcpListener,
     embedded: Embedded,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let projector = tokio::spawn(embedded.projector.clone().run(shutdown.clone()));
     let follower = tokio::spawn(embedded.generations.clone().run(
@@ -369,12 +373,7 @@ pub async fn run(
         Some(embedded.cache.clone()),
         shutdown.clone(),
     ));
-    axum::serve(listener, embedded.router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await
-        .context("serving HTTP")?;
+    roles::serve(listener, embedded.router, shutdown).await?;
     projector.await.context("stopping the projector")?;
     follower.await.context("stopping the generation follower")?;
     Ok(())

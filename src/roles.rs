@@ -88,7 +88,9 @@ pub fn keygen(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     Ok((private, public))
 }
 
-async fn serve(
+/// Serves `router` on `listener` (with each connection's peer address, for rate limits) until
+/// `shutdown` turns true, finishing requests in flight.
+pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     mut shutdown: watch::Receiver<bool>,
@@ -130,16 +132,7 @@ pub async fn command_api(
     );
     let listener = bind(settings.listen).await?;
     let (_, store) = event_store(&settings.database_url).await?;
-    let admin = crate::Settings {
-        listen: settings.listen,
-        data_dir: PathBuf::new(),
-        database_url: Some(settings.database_url.clone()),
-        admin_password: settings.admin_password.clone(),
-        seed: crate::Seed::Nothing,
-        hasher: settings.hasher.clone(),
-        rate: settings.rate.clone(),
-    };
-    crate::ensure_admin(store.as_ref(), &admin).await?;
+    crate::ensure_admin(store.as_ref(), settings.admin_password.as_deref(), &settings.hasher).await?;
     let events: Arc<dyn EventStore> = store.clone();
     let ready_events = events.clone();
     let limiter = RateLimiter::new(settings.rate.clone(), keys.clone(), None);
@@ -317,9 +310,11 @@ pub async fn projector(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let (pool, events) = event_store(database_url).await?;
-    let report = |role: &'static str, events: Arc<PgEventStore>, position: watch::Receiver<Position>| {
+    // Where the projection stands, read when asked.
+    type Where = Arc<dyn Fn() -> Position + Send + Sync>;
+    let report = |role: &'static str, events: Arc<PgEventStore>, position: Where| {
         move || {
-            let (events, position) = (events.clone(), *position.borrow());
+            let (events, position) = (events.clone(), position());
             async move {
                 let head = events.head().await.ok();
                 if let Some(head) = head {
@@ -346,28 +341,15 @@ pub async fn projector(
                 live_read_store(database_url, None, events.clone(), shutdown.clone()).await?;
             let store: Arc<dyn ReadStore> = store;
             let progress = watch::Sender::new(0);
-            health_server(
-                health,
-                report("projector", events.clone(), progress.subscribe()),
-                shutdown.clone(),
-            )
-            .await?;
+            let projected = progress.subscribe();
+            let position: Where = Arc::new(move || *projected.borrow());
+            health_server(health, report("projector", events.clone(), position), shutdown.clone()).await?;
             movies_kafka::project_read_store(events, store, cache, consumer, progress, flips, shutdown).await
         }
         ProjectorTarget::Search { index_dir } => {
             let index = Arc::new(TantivySearchIndex::open(&index_dir).context("opening the search index")?);
-            let (position_tx, position) = watch::channel(index.checkpoint());
-            let follow = index.clone();
-            let mut stop = shutdown.clone();
-            tokio::spawn(async move {
-                while !*stop.borrow() {
-                    position_tx.send_replace(follow.checkpoint());
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                        _ = stop.changed() => {}
-                    }
-                }
-            });
+            let indexed = index.clone();
+            let position: Where = Arc::new(move || indexed.checkpoint());
             health_server(health, report("search-projector", events.clone(), position), shutdown.clone())
                 .await?;
             movies_kafka::project_search(events, index, consumer, shutdown).await
