@@ -13,13 +13,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use movies_events::Role;
 
-use crate::{JwtKeys, Problem};
+use crate::auth::verified;
+use crate::{JwtKeys, Principal, Problem};
 
 const WINDOW_SECONDS: u64 = 60;
 
@@ -95,16 +95,16 @@ impl RateLimiter {
     }
 
     /// Who the caller is for counting, and their limit; `None` for the exempt and unlimited.
-    fn bucket(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<(String, u64)> {
-        let token = headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
-        // A token that does not verify counts as anonymous (the endpoint then refuses it).
-        match token.and_then(|t| self.keys.verify(t.trim())) {
-            Some(claims) if claims.role == Role::Admin => None,
-            Some(claims) => (self.limits.user_per_minute > 0)
-                .then(|| (format!("user:{}", claims.sub), self.limits.user_per_minute)),
+    fn bucket(
+        &self,
+        headers: &HeaderMap,
+        caller: Option<&Principal>,
+        peer: Option<IpAddr>,
+    ) -> Option<(String, u64)> {
+        match caller {
+            Some(principal) if principal.role == Role::Admin => None,
+            Some(principal) => (self.limits.user_per_minute > 0)
+                .then(|| (format!("user:{}", principal.subject), self.limits.user_per_minute)),
             None => (self.limits.anonymous_per_minute > 0).then(|| {
                 let client =
                     peer.map(|p| self.client(headers, p).to_string()).unwrap_or_else(|| "unknown".into());
@@ -130,9 +130,20 @@ impl RateLimiter {
 
 /// The middleware: counts the request, answers 429 over the limit, and tells the caller where
 /// they stand (`RateLimit-Limit`, `-Remaining`, `-Reset`).
-pub async fn rate_limit(State(limiter): State<Arc<RateLimiter>>, request: Request, next: Next) -> Response {
+pub async fn rate_limit(
+    State(limiter): State<Arc<RateLimiter>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(p)| p.ip());
-    let Some((key, limit)) = limiter.bucket(request.headers(), peer) else {
+    // A token that does not verify counts as anonymous here (the endpoint then refuses it); one
+    // that does is handed on, so the endpoint does not verify it again.
+    let caller = verified(request.headers(), &limiter.keys).ok().flatten();
+    let bucket = limiter.bucket(request.headers(), caller.as_ref(), peer);
+    if let Some(principal) = caller {
+        request.extensions_mut().insert(principal);
+    }
+    let Some((key, limit)) = bucket else {
         return next.run(request).await;
     };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
