@@ -106,24 +106,24 @@ impl CachedReadStore {
     }
 
     async fn forget(&self, invalidation: &Invalidation) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
         self.generation.fetch_max(invalidation.generation, Ordering::SeqCst);
         if invalidation.all {
-            return self.forget_everything();
+            self.forget_everything();
+        } else {
+            self.forget_movies(&invalidation.ids).await;
         }
-        for id in &invalidation.ids {
-            self.docs.invalidate(id).await;
-        }
-        self.pages.invalidate_all();
-        self.genres.invalidate_all();
     }
 
     /// Forgets these movies and every cached page: how an in-process projector (the embedded
     /// server, no Redis) keeps this cache current. Call it before the projection's progress is
     /// published, so a reader who waited for that progress never sees an older entry.
     pub async fn invalidate(&self, ids: &[Uuid]) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
         self.generation.fetch_add(1, Ordering::SeqCst);
+        self.forget_movies(ids).await;
+    }
+
+    async fn forget_movies(&self, ids: &[Uuid]) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         for id in ids {
             self.docs.invalidate(id).await;
         }
