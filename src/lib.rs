@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -28,14 +28,10 @@ use movies_store::{
     PgEventStore, SqliteEventStore,
 };
 use movies_web::{
-    problem_layer, rate_limit, ApiError, JwtKeys, PasswordHasher, RateLimiter, RateLimits, MAX_BODY_BYTES,
-    REQUEST_ID,
+    ApiError, EdgeLayer, JwtKeys, PasswordHasher, RateLimitLayer, RateLimiter, RateLimits, MAX_BODY_BYTES,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
 /// The assignment's data set, bundled so a fresh start is seeded wherever it runs.
@@ -239,10 +235,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
         })
     };
     let limiter = RateLimiter::new(settings.rate.clone(), keys_for_limits, None);
-    let api = Router::new()
-        .merge(command)
-        .merge(query)
-        .layer(axum::middleware::from_fn_with_state(limiter, rate_limit));
+    let api = Router::new().merge(command).merge(query).layer(RateLimitLayer::new(limiter));
     let (metrics, ready) = {
         let (events, progress) = (write.events.clone(), projector.progress());
         let metrics = get(move || {
@@ -305,21 +298,11 @@ pub fn readiness(dependencies: &[(&str, bool)]) -> axum::response::Response {
 
 /// The layers every deployment's HTTP server wears.
 pub fn layers(router: Router) -> Router {
-    let request_id = HeaderName::from_static(REQUEST_ID);
     router
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED.into_response() })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::map_response(problem_layer))
-        .layer(CatchPanicLayer::new())
-        .layer(axum::middleware::from_fn(movies_web::metrics::track))
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<axum::body::Body>| {
-            // Every log line of a request carries its id (also stored with the events it causes).
-            let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
-        }))
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(EdgeLayer)
 }
 
 struct BearerAuth;

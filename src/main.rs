@@ -281,9 +281,11 @@ async fn main() -> ExitCode {
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn,tantivy=warn".into()),
+                .unwrap_or_else(|_| "info,sqlx=warn,tantivy=warn".into()),
         )
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours only for a terminal (they cost every request span a formatting pass).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match cli.common.log_format {
         LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
         LogFormat::Text => logs.init(),

@@ -23,7 +23,7 @@ use movies_kafka::{ConsumerSettings, Relay, RelaySettings};
 use movies_query_api::QueryState;
 use movies_read_model::{Live, ReadStore, TantivySearchIndex};
 use movies_store::{connect_postgres, EventStore, GenerationStore, PgEventStore};
-use movies_web::{rate_limit, ApiError, JwtKeys, PasswordHasher, RateLimiter, RateLimits};
+use movies_web::{ApiError, JwtKeys, PasswordHasher, RateLimitLayer, RateLimiter, RateLimits};
 use sqlx::postgres::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -142,7 +142,7 @@ pub async fn command_api(
         keys,
         hasher: settings.hasher,
     })
-    .layer(axum::middleware::from_fn_with_state(limiter, rate_limit))
+    .layer(RateLimitLayer::new(limiter))
     .route(
         "/health",
         get(move || {
@@ -454,7 +454,7 @@ pub async fn query_api(settings: QueryApiSettings, shutdown: watch::Receiver<boo
         history: Some(events),
         search_cache: Default::default(),
     })
-    .layer(axum::middleware::from_fn_with_state(limiter, rate_limit))
+    .layer(RateLimitLayer::new(limiter))
     .route("/health", health)
     .route("/metrics", metrics)
     .route("/ready", ready);

@@ -242,7 +242,7 @@ async fn json_logs_carry_each_requests_id() {
     let mut child = movies(dir.path())
         .args(["--listen", "127.0.0.1:0", "--no-seed", "--log-format", "json"])
         .env("MOVIES_ADMIN_PASSWORD", "cli-test-admin")
-        .env("RUST_LOG", "warn,movies=info,tower_http=debug")
+        .env("RUST_LOG", "warn,movies=info,movies_web=debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

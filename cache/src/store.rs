@@ -8,7 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use movies_events::{EventEnvelope, Position, Version};
-use movies_read_model::{GenreCount, ListQuery, MovieDoc, Page, ProjectionResult as Result, ReadStore};
+use movies_read_model::{
+    GenreCount, JsonDoc, ListQuery, MovieDoc, Page, ProjectionResult as Result, ReadStore,
+};
 use redis::AsyncCommands;
 use uuid::Uuid;
 
@@ -62,7 +64,7 @@ impl CacheStats {
 pub struct CachedReadStore {
     inner: Arc<dyn ReadStore>,
     redis: Option<Redis>,
-    docs: moka::future::Cache<Uuid, Option<MovieDoc>>,
+    docs: moka::future::Cache<Uuid, Option<Arc<Cached>>>,
     pages: moka::future::Cache<String, Arc<Page<MovieDoc>>>,
     genres: moka::future::Cache<u64, Arc<Vec<GenreCount>>>,
     /// The generation of cached pages, as last announced.
@@ -70,6 +72,12 @@ pub struct CachedReadStore {
     /// Counts announcements received: a document loaded while one arrived may predate it.
     epoch: AtomicU64,
     stats: CacheStats,
+}
+
+/// A cached movie with the JSON it is served as, serialized once when it was loaded.
+struct Cached {
+    doc: MovieDoc,
+    json: JsonDoc,
 }
 
 impl CachedReadStore {
@@ -163,14 +171,38 @@ impl CachedReadStore {
             redis.call(|mut c| async move { c.set_options(key, bytes, options).await }).await;
     }
 
-    async fn load_doc(&self, id: Uuid) -> Result<Option<MovieDoc>> {
+    async fn load_doc(&self, id: Uuid) -> Result<Option<Arc<Cached>>> {
         let key = self.redis.as_ref().map(|r| r.doc_key(id));
-        if let Some(doc) = self.l2_get::<Option<MovieDoc>>(key.as_deref()).await {
-            return Ok(doc);
+        let doc = match self.l2_get::<Option<MovieDoc>>(key.as_deref()).await {
+            Some(doc) => doc,
+            None => {
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                let doc = self.inner.get(id).await?;
+                self.l2_put(key.as_deref(), &doc, DOC_TTL_SECONDS).await;
+                doc
+            }
+        };
+        Ok(doc.map(|doc| Arc::new(Cached { json: JsonDoc::from(&doc), doc })))
+    }
+
+    /// One movie from the first tier that has it; a miss loads it once for every caller waiting.
+    async fn cached(&self, id: Uuid) -> Result<Option<Arc<Cached>>> {
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let mut loaded = false;
+        let doc = self
+            .docs
+            .try_get_with(id, async {
+                loaded = true;
+                self.load_doc(id).await
+            })
+            .await?;
+        if !loaded {
+            self.stats.l1_hits.fetch_add(1, Ordering::Relaxed);
+        } else if self.epoch.load(Ordering::SeqCst) != epoch {
+            // An announcement arrived while this loaded: what it read may be older than the
+            // change announced, so it is not kept.
+            self.docs.invalidate(&id).await;
         }
-        self.stats.misses.fetch_add(1, Ordering::Relaxed);
-        let doc = self.inner.get(id).await?;
-        self.l2_put(key.as_deref(), &doc, DOC_TTL_SECONDS).await;
         Ok(doc)
     }
 }
@@ -226,23 +258,11 @@ async fn follow_invalidations(store: std::sync::Weak<CachedReadStore>) {
 #[async_trait]
 impl ReadStore for CachedReadStore {
     async fn get(&self, id: Uuid) -> Result<Option<MovieDoc>> {
-        let epoch = self.epoch.load(Ordering::SeqCst);
-        let mut loaded = false;
-        let doc = self
-            .docs
-            .try_get_with(id, async {
-                loaded = true;
-                self.load_doc(id).await
-            })
-            .await?;
-        if !loaded {
-            self.stats.l1_hits.fetch_add(1, Ordering::Relaxed);
-        } else if self.epoch.load(Ordering::SeqCst) != epoch {
-            // An announcement arrived while this loaded: what it read may be older than the
-            // change announced, so it is not kept.
-            self.docs.invalidate(&id).await;
-        }
-        Ok(doc)
+        Ok(self.cached(id).await?.map(|c| c.doc.clone()))
+    }
+
+    async fn get_json(&self, id: Uuid) -> Result<Option<JsonDoc>> {
+        Ok(self.cached(id).await?.map(|c| c.json.clone()))
     }
 
     async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<MovieDoc>> {

@@ -10,15 +10,15 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{FromRef, Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use movies_events::Position;
 use movies_read_model::{
-    fold_doc, CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, Highlight, ListQuery, Live,
-    MovieDoc, Order, ReadStore, SearchCursor, SearchFilters, SearchPage, SearchQuery, SearchSort, SortField,
-    TantivySearchIndex,
+    fold_doc, CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, Highlight, JsonDoc,
+    ListQuery, Live, MovieDoc, Order, ReadStore, SearchCursor, SearchFilters, SearchPage, SearchQuery,
+    SearchSort, SortField, TantivySearchIndex,
 };
 use movies_store::EventStore;
 use movies_web::{ApiError, Caller, JwtKeys};
@@ -65,8 +65,20 @@ impl Default for SearchCache {
     }
 }
 
-impl FromRef<QueryState> for Arc<JwtKeys> {
-    fn from_ref(state: &QueryState) -> Self {
+/// The state as handlers hold it: shared, not cloned, per request.
+#[derive(Clone)]
+struct Shared(Arc<QueryState>);
+
+impl std::ops::Deref for Shared {
+    type Target = QueryState;
+
+    fn deref(&self) -> &QueryState {
+        &self.0
+    }
+}
+
+impl FromRef<Shared> for Arc<JwtKeys> {
+    fn from_ref(state: &Shared) -> Self {
         state.keys.clone()
     }
 }
@@ -80,7 +92,7 @@ pub fn router(state: QueryState) -> Router {
         .route("/api/v1/genres", get(list_genres))
         .route("/api/movies/", get(compat_list))
         .route("/api/movie/{id}/", get(compat_get))
-        .with_state(state)
+        .with_state(Shared(Arc::new(state)))
 }
 
 #[derive(utoipa::OpenApi)]
@@ -104,16 +116,13 @@ impl QueryState {
     /// Waits until the projections reach `position` or `MAX_WAIT` passes; returns the position
     /// they had reached and the store to read: past any cache when a position was asked for.
     async fn reached(&self, position: Option<Position>) -> (Position, Arc<dyn ReadStore>) {
-        let mut progress = self.progress.clone();
-        let store = match position {
-            Some(wanted) => {
-                let _ = tokio::time::timeout(MAX_WAIT, progress.wait_for(|p| *p >= wanted)).await;
-                self.uncached.clone()
-            }
-            None => self.read_store.clone(),
+        let Some(wanted) = position else {
+            return (*self.progress.borrow(), self.read_store.clone());
         };
+        let mut progress = self.progress.clone();
+        let _ = tokio::time::timeout(MAX_WAIT, progress.wait_for(|p| *p >= wanted)).await;
         let reached = *progress.borrow();
-        (reached, store)
+        (reached, self.uncached.clone())
     }
 }
 
@@ -234,7 +243,7 @@ fn page_response<T: Serialize>(body: T, link: Option<String>, position: Position
 #[utoipa::path(get, path = "/api/v1/movies", tag = "movies", params(ListParams),
     responses((status = 200, body = MoviePage, description = "`Link: <...>; rel=\"next\"` points at the next page"), (status = 400)))]
 async fn list_movies(
-    State(state): State<QueryState>,
+    State(state): State<Shared>,
     _caller: Caller,
     Query(params): Query<ListParams>,
 ) -> Result<Response, ApiError> {
@@ -264,11 +273,32 @@ fn etag(version: i64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header")
 }
 
-fn not_modified(headers: &HeaderMap, version: i64) -> bool {
-    let tag = format!("\"{version}\"");
-    headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| {
-        v.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == tag || t == "*")
-    })
+/// The request's `If-None-Match`, without copying the other headers.
+pub struct IfNoneMatch(Option<HeaderValue>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IfNoneMatch {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(IfNoneMatch(parts.headers.get(header::IF_NONE_MATCH).cloned()))
+    }
+}
+
+impl IfNoneMatch {
+    /// Whether the caller already has `version` (or any version, with `*`).
+    fn matches(&self, version: i64) -> bool {
+        let Some(value) = self.0.as_ref().and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        value.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| {
+            t == "*"
+                || t.strip_prefix('"').and_then(|t| t.strip_suffix('"')).and_then(|t| t.parse().ok())
+                    == Some(version)
+        })
+    }
 }
 
 async fn find(store: &dyn ReadStore, id: Uuid) -> Result<MovieDoc, ApiError> {
@@ -310,27 +340,30 @@ async fn as_of(
 #[utoipa::path(get, path = "/api/v1/movies/{id}", tag = "movies", params(("id" = Uuid, Path), MovieParams),
     responses((status = 200, body = MovieDoc), (status = 304), (status = 404)))]
 async fn get_movie(
-    State(state): State<QueryState>,
+    State(state): State<Shared>,
     _caller: Caller,
     Path(id): Path<Uuid>,
     Query(params): Query<MovieParams>,
-    headers: HeaderMap,
+    cached: IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let (position, store) = state.reached(params.min_position).await;
     let movie = match params.as_of {
-        Some(at) => as_of(&state, id, at).await?,
-        None => find(store.as_ref(), id).await?,
+        Some(at) => JsonDoc::from(&as_of(&state, id, at).await?),
+        // Served as the bytes the cache keeps, not serialized per request.
+        None => store
+            .get_json(id)
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?
+            .ok_or_else(|| ApiError::NotFound(format!("no movie with id {id}")))?,
     };
     let cache =
         (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=5, stale-while-revalidate=60"));
-    if not_modified(&headers, movie.version) {
-        return Ok((
-            StatusCode::NOT_MODIFIED,
-            [(header::ETAG, etag(movie.version)), cache, projected(position)],
-        )
-            .into_response());
+    let headers = [(header::ETAG, etag(movie.version)), cache, projected(position)];
+    if cached.matches(movie.version) {
+        return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
     }
-    Ok(([(header::ETAG, etag(movie.version)), cache, projected(position)], Json(movie)).into_response())
+    let json = (header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok((headers, [json], movie.body).into_response())
 }
 
 // ---- search ----
@@ -522,7 +555,7 @@ async fn run_search(
 #[utoipa::path(get, path = "/api/v1/search", tag = "search", params(SearchParams),
     responses((status = 200, body = SearchResults), (status = 400)))]
 async fn search_movies(
-    State(state): State<QueryState>,
+    State(state): State<Shared>,
     _caller: Caller,
     Query(params): Query<SearchParams>,
 ) -> Result<Response, ApiError> {
@@ -575,7 +608,7 @@ pub struct Suggestions {
 #[utoipa::path(get, path = "/api/v1/suggest", tag = "search", params(SuggestParams),
     responses((status = 200, body = Suggestions), (status = 400)))]
 async fn suggest(
-    State(state): State<QueryState>,
+    State(state): State<Shared>,
     _caller: Caller,
     Query(params): Query<SuggestParams>,
 ) -> Result<Response, ApiError> {
@@ -608,7 +641,7 @@ pub struct GenreList {
 /// Every genre with its number of movies, most common first.
 #[utoipa::path(get, path = "/api/v1/genres", tag = "movies", params(ReadParams), responses((status = 200, body = GenreList)))]
 async fn list_genres(
-    State(state): State<QueryState>,
+    State(state): State<Shared>,
     _caller: Caller,
     Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
@@ -636,7 +669,7 @@ pub struct CompatParams {
 #[utoipa::path(get, path = "/api/movies/", tag = "compatibility", params(CompatParams),
     responses((status = 200, body = Vec<CompatMovie>)))]
 async fn compat_list(
-    State(state): State<QueryState>,
+    State(state): State<Shared>,
     _caller: Caller,
     Query(params): Query<CompatParams>,
 ) -> Result<Response, ApiError> {
@@ -731,7 +764,7 @@ fn stream_catalogue(store: Arc<dyn ReadStore>) -> Response {
 #[utoipa::path(get, path = "/api/movie/{id}/", tag = "compatibility", params(("id" = Uuid, Path), ReadParams),
     responses((status = 200, body = CompatMovie), (status = 404)))]
 async fn compat_get(
-    State(state): State<QueryState>,
+    State(state): State<Shared>,
     _caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Response, ApiError> {

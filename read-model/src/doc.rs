@@ -52,6 +52,22 @@ impl MovieDoc {
     }
 }
 
+/// A movie's document serialized once: what `GET /movies/{id}` sends, with the version that is
+/// its ETag. Cloning shares the bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonDoc {
+    pub version: i64,
+    pub body: bytes::Bytes,
+}
+
+impl From<&MovieDoc> for JsonDoc {
+    fn from(doc: &MovieDoc) -> Self {
+        // A document is plain values: it always serializes.
+        let body = serde_json::to_vec(doc).expect("a movie document serializes");
+        JsonDoc { version: doc.version, body: body.into() }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GenreCount {
     pub genre: String,

@@ -12,7 +12,7 @@ use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row};
 use uuid::Uuid;
 
-use crate::doc::{Cursor, GenreCount, ListQuery, MovieDoc, Order, Page, SortField, SortValue};
+use crate::doc::{Cursor, GenreCount, JsonDoc, ListQuery, MovieDoc, Order, Page, SortField, SortValue};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -52,6 +52,10 @@ pub const READ_STORE_VERSION: i64 = 1;
 #[async_trait]
 pub trait ReadStore: Send + Sync + 'static {
     async fn get(&self, id: Uuid) -> Result<Option<MovieDoc>>;
+    /// One movie as the JSON it is served as. Stores that cache keep it serialized.
+    async fn get_json(&self, id: Uuid) -> Result<Option<JsonDoc>> {
+        Ok(self.get(id).await?.as_ref().map(JsonDoc::from))
+    }
     /// The movies among `ids` that exist, in no particular order.
     async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<MovieDoc>>;
     /// One page in the query's order, after its cursor, with the cursor of the next page.

@@ -5,6 +5,7 @@
 //! Knows nothing of stores or projections: handlers get their data through their own state.
 
 mod auth;
+mod edge;
 pub mod metrics;
 mod problem;
 mod rate_limit;
@@ -13,8 +14,9 @@ pub use auth::{
     Admin, AuthError, Caller, Claims, JwtKeys, PasswordHasher, Principal, ACCESS_TOKEN_TTL_SECONDS,
     PRIVATE_KEY_FILE, PUBLIC_KEY_FILE,
 };
+pub use edge::{Edge, EdgeLayer};
 pub use problem::{problem_layer, ApiError, FieldProblem, Problem, PROBLEM_JSON};
-pub use rate_limit::{rate_limit, HitCounter, LocalCounter, RateLimiter, RateLimits};
+pub use rate_limit::{HitCounter, LocalCounter, RateLimitLayer, RateLimited, RateLimiter, RateLimits};
 
 /// The header carrying a request's id: taken from the client if sent, else generated; echoed in
 /// every response and recorded in the metadata of the events a request causes.

@@ -1,13 +1,11 @@
-//! Prometheus metrics: one process-wide registry, a layer that counts and times every request
-//! by route and status, and the `/metrics` text. Roles add their own gauges (projection and
+//! Prometheus metrics: one process-wide registry, the request series the edge layer counts and
+//! times every request in (by method, route and status), and the `/metrics` text. Roles add their own gauges (projection and
 //! relay lag, cache hits per tier) just before rendering.
 
-use std::sync::OnceLock;
-use std::time::Instant;
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
 
-use axum::extract::{MatchedPath, Request};
-use axum::http::{header, HeaderValue};
-use axum::middleware::Next;
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -27,19 +25,33 @@ pub fn registry() -> &'static PrometheusHandle {
     })
 }
 
-/// Counts (`http_requests_total`) and times (`http_request_duration_seconds`) every request by
-/// method, route template and status.
-pub async fn track(request: Request, next: Next) -> Response {
+type Series = (metrics::Counter, metrics::Histogram);
+/// Series by method and status, then by route (looked up by `&str`, without allocating).
+type SeriesMap = HashMap<(Method, StatusCode), HashMap<String, Series>>;
+
+/// The request count and duration handles of one method, route and status: looked up in the
+/// registry once, then kept (a registry lookup per request costs more than the request's work
+/// on a cached read).
+pub(crate) fn series(method: &Method, route: &str, status: StatusCode) -> Series {
+    static SERIES: OnceLock<RwLock<SeriesMap>> = OnceLock::new();
+    let all = SERIES.get_or_init(Default::default);
+    let key = (method.clone(), status);
+    if let Some(found) = all.read().unwrap_or_else(|p| p.into_inner()).get(&key).and_then(|r| r.get(route)) {
+        return found.clone();
+    }
     registry();
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
-    let method = request.method().to_string();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
-    response
+    let labels = [
+        ("method", method.to_string()),
+        ("route", route.to_owned()),
+        ("status", status.as_u16().to_string()),
+    ];
+    let series = (
+        metrics::counter!("http_requests_total", &labels),
+        metrics::histogram!("http_request_duration_seconds", &labels),
+    );
+    let mut all = all.write().unwrap_or_else(|p| p.into_inner());
+    all.entry(key).or_default().insert(route.to_owned(), series.clone());
+    series
 }
 
 /// The registry in Prometheus's text format.

@@ -43,7 +43,7 @@ impl Problem {
         }
     }
 
-    fn for_status(status: StatusCode, detail: Option<String>) -> Self {
+    pub(crate) fn for_status(status: StatusCode, detail: Option<String>) -> Self {
         let slug = match status {
             StatusCode::BAD_REQUEST => "bad-request",
             StatusCode::UNAUTHORIZED => "unauthorized",

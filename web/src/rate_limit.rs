@@ -7,16 +7,19 @@
 //! address in it that is not itself a trusted proxy.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::future::{BoxFuture, Either};
 use movies_events::Role;
+use tower::{Layer, Service};
 
 use crate::auth::verified;
 use crate::{JwtKeys, Principal, Problem};
@@ -128,42 +131,83 @@ impl RateLimiter {
     }
 }
 
-/// The middleware: counts the request, answers 429 over the limit, and tells the caller where
-/// they stand (`RateLimit-Limit`, `-Remaining`, `-Reset`).
-pub async fn rate_limit(
-    State(limiter): State<Arc<RateLimiter>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(p)| p.ip());
-    // A token that does not verify counts as anonymous here (the endpoint then refuses it); one
-    // that does is handed on, so the endpoint does not verify it again.
-    let caller = verified(request.headers(), &limiter.keys).ok().flatten();
-    let bucket = limiter.bucket(request.headers(), caller.as_ref(), peer);
-    if let Some(principal) = caller {
-        request.extensions_mut().insert(principal);
+/// The layer: counts each request, answers 429 over the limit, and tells the caller where they
+/// stand (`RateLimit-Limit`, `-Remaining`, `-Reset`). Exempt and unlimited callers pass straight
+/// through, at no cost beyond telling who they are.
+#[derive(Clone)]
+pub struct RateLimitLayer(Arc<RateLimiter>);
+
+impl RateLimitLayer {
+    pub fn new(limiter: Arc<RateLimiter>) -> Self {
+        Self(limiter)
     }
-    let Some((key, limit)) = bucket else {
-        return next.run(request).await;
-    };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (window, reset) = (now / WINDOW_SECONDS, WINDOW_SECONDS - now % WINDOW_SECONDS);
-    let count = match limiter.counter.hit(&key, window).await {
-        Some(count) => count,
-        None => limiter.fallback.hit(&key, window).await.unwrap_or(1),
-    };
-    let mut response = if count > limit {
-        let detail = format!("more than {limit} requests a minute; retry in {reset} s");
-        let mut response =
-            Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", Some(detail)).into_response();
-        response.headers_mut().insert("retry-after", HeaderValue::from(reset));
-        response
-    } else {
-        next.run(request).await
-    };
-    let headers = response.headers_mut();
-    headers.insert("ratelimit-limit", HeaderValue::from(limit));
-    headers.insert("ratelimit-remaining", HeaderValue::from(limit.saturating_sub(count)));
-    headers.insert("ratelimit-reset", HeaderValue::from(reset));
-    response
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimited<S>;
+
+    fn layer(&self, inner: S) -> RateLimited<S> {
+        RateLimited { limiter: self.0.clone(), inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct RateLimited<S> {
+    limiter: Arc<RateLimiter>,
+    inner: S,
+}
+
+impl<S> Service<Request> for RateLimited<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<S::Future, BoxFuture<'static, Result<Response, Infallible>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let limiter = &self.limiter;
+        let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(p)| p.ip());
+        // A token that does not verify counts as anonymous here (the endpoint then refuses it);
+        // one that does is handed on, so the endpoint does not verify it again.
+        let caller = verified(request.headers(), &limiter.keys).ok().flatten();
+        let bucket = limiter.bucket(request.headers(), caller.as_ref(), peer);
+        if let Some(principal) = caller {
+            request.extensions_mut().insert(principal);
+        }
+        // The service made ready is the one called; its clone waits for the next request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let Some((key, limit)) = bucket else {
+            return Either::Left(inner.call(request));
+        };
+        let limiter = limiter.clone();
+        Either::Right(Box::pin(async move {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let (window, reset) = (now / WINDOW_SECONDS, WINDOW_SECONDS - now % WINDOW_SECONDS);
+            let count = match limiter.counter.hit(&key, window).await {
+                Some(count) => count,
+                None => limiter.fallback.hit(&key, window).await.unwrap_or(1),
+            };
+            let mut response = if count > limit {
+                let detail = format!("more than {limit} requests a minute; retry in {reset} s");
+                let mut response =
+                    Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", Some(detail)).into_response();
+                response.headers_mut().insert("retry-after", HeaderValue::from(reset));
+                response
+            } else {
+                inner.call(request).await?
+            };
+            let headers = response.headers_mut();
+            headers.insert("ratelimit-limit", HeaderValue::from(limit));
+            headers.insert("ratelimit-remaining", HeaderValue::from(limit.saturating_sub(count)));
+            headers.insert("ratelimit-reset", HeaderValue::from(reset));
+            Ok(response)
+        }))
+    }
 }
