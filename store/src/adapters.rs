@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::accounts::{Account, AccountError, AccountStore, GenerationStore};
+use crate::copy::{copy_in, CopyRows};
 use crate::port::{Appended, EventFilter, EventStore, Result, StoreError};
 
 /// Serializes appends across all writers so positions are assigned in commit order. The lock is
@@ -84,7 +85,12 @@ pub async fn open_sqlite(path: &Path) -> Result<SqliteFile, sqlx::Error> {
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true);
-    let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+    // The one writer keeps 64 MiB of pages (SQLite's default is 2 MiB): bulk appends and
+    // projections insert into indexes keyed by random ids, which touch pages all over them.
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone().pragma("cache_size", "-65536"))
+        .await?;
     let reader = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
     Ok(SqliteFile { writer, reader })
 }
@@ -148,7 +154,8 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
 }
 
 macro_rules! sql_event_store {
-    ($store:ident, $db:ty, lock: $lock:expr, notify: $notify:expr) => {
+    ($store:ident, $db:ty, lock: $lock:expr, notify: $notify:expr,
+     insert_rows: |$tx:ident, $rows:ident| $insert_rows:block) => {
         impl $store {
             /// Appends inside a caller's transaction (the caller commits). Public so batch
             /// writers and tests can compose it; `EventStore::append` is this plus a commit.
@@ -219,22 +226,27 @@ macro_rules! sql_event_store {
                 }
                 let mut stored_ids = std::collections::HashSet::new();
                 let mut versions = std::collections::HashMap::new();
+                // One index probe per id (correlated subqueries): planners turn a long `IN` list
+                // into a scan of the whole log, which grows with every batch of a bulk load.
                 for chunk in appends.chunks(500) {
-                    let mut query = QueryBuilder::<$db>::new("SELECT event_id FROM events WHERE event_id IN (");
-                    let mut list = query.separated(", ");
-                    chunk.iter().flat_map(|(_, _, events)| events).for_each(|e| { list.push_bind(e.event_id); });
-                    query.push(")");
+                    let mut query = QueryBuilder::<$db>::new("WITH k(id) AS (");
+                    query.push_values(chunk.iter().flat_map(|(_, _, events)| events), |mut row, e| { row.push_bind(e.event_id); });
+                    query.push(") SELECT k.id AS event_id, (SELECT e.position FROM events e WHERE e.event_id = k.id) AS position FROM k");
                     for row in query.build().fetch_all(&mut **tx).await? {
-                        stored_ids.insert(row.try_get::<Uuid, _>("event_id")?);
+                        if row.try_get::<Option<i64>, _>("position")?.is_some() {
+                            stored_ids.insert(row.try_get::<Uuid, _>("event_id")?);
+                        }
                     }
-                    let mut query = QueryBuilder::<$db>::new(
-                        "SELECT stream_id, MAX(stream_version) AS version FROM events WHERE stream_id IN (",
+                    let mut query = QueryBuilder::<$db>::new("WITH k(id) AS (");
+                    query.push_values(chunk, |mut row, (id, _, _)| { row.push_bind(*id); });
+                    query.push(
+                        ") SELECT k.id AS stream_id, \
+                         (SELECT MAX(e.stream_version) FROM events e WHERE e.stream_id = k.id) AS version FROM k",
                     );
-                    let mut list = query.separated(", ");
-                    chunk.iter().for_each(|(id, _, _)| { list.push_bind(*id); });
-                    query.push(") GROUP BY stream_id");
                     for row in query.build().fetch_all(&mut **tx).await? {
-                        versions.insert(row.try_get::<Uuid, _>("stream_id")?, row.try_get::<i64, _>("version")?);
+                        if let Some(version) = row.try_get::<Option<i64>, _>("version")? {
+                            versions.insert(row.try_get::<Uuid, _>("stream_id")?, version);
+                        }
                     }
                 }
                 let mut head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
@@ -276,8 +288,19 @@ macro_rules! sql_event_store {
                 Ok(results)
             }
 
-            /// Inserts event rows (position, stream, version, event), many per statement.
+            /// Inserts event rows (position, stream, version, event): the dialect's fastest way.
             async fn insert_rows(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                rows: &[(i64, Uuid, i64, &NewEvent)],
+            ) -> Result<()> {
+                let ($tx, $rows) = (tx, rows);
+                $insert_rows
+                Ok(())
+            }
+
+            /// Inserts event rows many per statement.
+            #[allow(dead_code)]
+            async fn insert_values(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 rows: &[(i64, Uuid, i64, &NewEvent)],
             ) -> Result<()> {
@@ -512,5 +535,36 @@ macro_rules! sql_event_store {
     };
 }
 
-sql_event_store!(PgEventStore, sqlx::Postgres, lock: Some(PG_APPEND_LOCK), notify: Some(PG_NOTIFY));
-sql_event_store!(SqliteEventStore, sqlx::Sqlite, lock: None::<&'static str>, notify: None::<&'static str>);
+sql_event_store!(PgEventStore, sqlx::Postgres, lock: Some(PG_APPEND_LOCK), notify: Some(PG_NOTIFY),
+    // COPY: no statement to parse and plan per row (bulk appends of 10,000 events).
+    insert_rows: |tx, rows| { copy_events(tx, rows).await?; });
+sql_event_store!(SqliteEventStore, sqlx::Sqlite, lock: None::<&'static str>, notify: None::<&'static str>,
+    insert_rows: |tx, rows| { Self::insert_values(tx, rows).await?; });
+
+async fn copy_events(conn: &mut sqlx::PgConnection, rows: &[(i64, Uuid, i64, &NewEvent)]) -> Result<()> {
+    let mut copy = CopyRows::new();
+    for (position, stream_id, version, event) in rows {
+        let payload = event.event.payload().to_string();
+        copy.plain(position)
+            .plain(event.event_id)
+            .plain(stream_id)
+            .plain(version)
+            .text(event.event.event_type())
+            .plain(event.event.schema_version())
+            .text(&payload)
+            .time(event.recorded_at)
+            .text(&event.metadata.actor.subject)
+            .text(event.metadata.actor.role.as_str())
+            .optional_text(event.metadata.request_id.as_deref())
+            .end_row();
+    }
+    copy_in(
+        conn,
+        "events",
+        "position, event_id, stream_id, stream_version, event_type, schema_version, payload, recorded_at, \
+         actor_subject, actor_role, request_id",
+        copy,
+    )
+    .await?;
+    Ok(())
+}

@@ -193,6 +193,28 @@ pub async fn stream_versions_name_each_existing_stream_and_leave_out_the_rest(f:
     assert!(f.events.stream_versions(&[]).await.unwrap().is_empty());
 }
 
+pub async fn a_batch_keeps_text_that_looks_like_syntax_exactly(f: Fixture) {
+    // Bulk appends go in as CSV on Postgres (COPY): quotes, commas, backslashes, newlines and
+    // the end-of-data marker must come back as they went in.
+    let awkward = "\\.\nSay \"hi\", then\\n leave,\r\n\tÉté \u{1F3AC} 'quoted' NULL";
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    let mut odd = new_event(created(awkward));
+    odd.metadata.request_id = None;
+    odd.metadata.actor.subject = "\"root\",\\".into();
+    let mut empty = new_event(created("B"));
+    empty.metadata.request_id = Some(String::new());
+    f.events.append_batch(vec![(a, 0, vec![odd.clone()]), (b, 0, vec![empty])]).await.unwrap();
+    let stored = f.events.load(a).await.unwrap();
+    assert_eq!(stored[0].event, odd.event);
+    assert_eq!(stored[0].metadata, odd.metadata);
+    assert_eq!(stored[0].recorded_at, odd.recorded_at);
+    assert_eq!(
+        f.events.load(b).await.unwrap()[0].metadata.request_id.as_deref(),
+        Some(""),
+        "empty is not NULL"
+    );
+}
+
 pub async fn accounts_are_created_once_and_found_by_name(f: Fixture) {
     let account = Account {
         username: "alice".into(),
@@ -225,6 +247,7 @@ macro_rules! event_store_contract {
             audit_queries_select_by_actor_type_and_time,
             a_batch_appends_to_many_streams_atomically,
             stream_versions_name_each_existing_stream_and_leave_out_the_rest,
+            a_batch_keeps_text_that_looks_like_syntax_exactly,
             accounts_are_created_once_and_found_by_name,
         );
     };

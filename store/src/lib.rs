@@ -6,6 +6,7 @@
 
 mod accounts;
 mod adapters;
+pub mod copy;
 mod port;
 
 #[cfg(feature = "testing")]
