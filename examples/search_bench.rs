@@ -57,7 +57,12 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let count: usize = args.get(1).and_then(|c| c.parse().ok()).expect("usage: search_bench COUNT INDEX_DIR");
     let dir = Path::new(args.get(2).expect("usage: search_bench COUNT INDEX_DIR"));
-    let _ = std::fs::remove_dir_all(dir);
+    // SEARCH_BENCH_REUSE=1 times queries on an index an earlier run left in INDEX_DIR (for
+    // iterating on query code); the figures of record always build the index afresh.
+    let reuse = std::env::var_os("SEARCH_BENCH_REUSE").is_some() && dir.join("meta.json").exists();
+    if !reuse {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     let index = TantivySearchIndex::open(dir).expect("open index");
 
     // ---- indexing: the projector's own path (apply + commit with checkpoint), in batches.
@@ -67,6 +72,10 @@ fn main() {
         EventMetadata { actor: Actor { subject: "bench".into(), role: Role::System }, request_id: None };
     let started = Instant::now();
     let mut position = 0i64;
+    if reuse {
+        vocabulary = (0..5000).map(|_| generator.next_record()).map(|r| (r.name, r.director)).collect();
+        position = count as i64;
+    }
     while (position as usize) < count {
         let batch: Vec<EventEnvelope> = (0..BATCH.min(count - position as usize))
             .map(|_| {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use movies_events::{EventEnvelope, Position, Version};
 use movies_read_model::{
-    GenreCount, JsonDoc, ListQuery, MovieDoc, Page, ProjectionResult as Result, ReadStore,
+    GenreCount, JsonDoc, JsonPage, ListQuery, MovieDoc, Page, ProjectionResult as Result, ReadStore,
 };
 use redis::AsyncCommands;
 use uuid::Uuid;
@@ -65,7 +65,7 @@ pub struct CachedReadStore {
     inner: Arc<dyn ReadStore>,
     redis: Option<Redis>,
     docs: moka::future::Cache<Uuid, Option<Arc<Cached>>>,
-    pages: moka::future::Cache<String, Arc<Page<MovieDoc>>>,
+    pages: moka::future::Cache<String, Arc<(Page<MovieDoc>, JsonPage)>>,
     genres: moka::future::Cache<u64, Arc<Vec<GenreCount>>>,
     /// The generation of cached pages, as last announced.
     generation: AtomicU64,
@@ -185,6 +185,37 @@ impl CachedReadStore {
         Ok(doc.map(|doc| Arc::new(Cached { json: JsonDoc::from(&doc), doc })))
     }
 
+    /// One page (of the current generation) from the first tier that has it, with its items
+    /// serialized once when it was loaded; a miss loads it once for every caller waiting.
+    async fn cached_page(&self, query: &ListQuery) -> Result<Arc<(Page<MovieDoc>, JsonPage)>> {
+        let generation = self.generation.load(Ordering::SeqCst);
+        // A query always serializes (plain values).
+        let query_key = serde_json::to_string(query).unwrap_or_default();
+        let l2_key = self.redis.as_ref().map(|r| r.page_key(generation, &query_key));
+        let mut loaded = false;
+        let page = self
+            .pages
+            .try_get_with(format!("{generation}:{query_key}"), async {
+                loaded = true;
+                let page = match self.l2_get::<Page<MovieDoc>>(l2_key.as_deref()).await {
+                    Some(page) => page,
+                    None => {
+                        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                        let page = self.inner.list(query).await?;
+                        self.l2_put(l2_key.as_deref(), &page, PAGE_TTL_SECONDS).await;
+                        page
+                    }
+                };
+                let json = JsonPage::from(&page);
+                Ok(Arc::new((page, json)))
+            })
+            .await?;
+        if !loaded {
+            self.stats.l1_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(page)
+    }
+
     /// One movie from the first tier that has it; a miss loads it once for every caller waiting.
     async fn cached(&self, id: Uuid) -> Result<Option<Arc<Cached>>> {
         let epoch = self.epoch.load(Ordering::SeqCst);
@@ -271,28 +302,11 @@ impl ReadStore for CachedReadStore {
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page<MovieDoc>> {
-        let generation = self.generation.load(Ordering::SeqCst);
-        // A query always serializes (plain values).
-        let query_key = serde_json::to_string(query).unwrap_or_default();
-        let l2_key = self.redis.as_ref().map(|r| r.page_key(generation, &query_key));
-        let mut loaded = false;
-        let page = self
-            .pages
-            .try_get_with(format!("{generation}:{query_key}"), async {
-                loaded = true;
-                if let Some(page) = self.l2_get::<Page<MovieDoc>>(l2_key.as_deref()).await {
-                    return Ok(Arc::new(page));
-                }
-                self.stats.misses.fetch_add(1, Ordering::Relaxed);
-                let page = self.inner.list(query).await?;
-                self.l2_put(l2_key.as_deref(), &page, PAGE_TTL_SECONDS).await;
-                Ok(Arc::new(page))
-            })
-            .await?;
-        if !loaded {
-            self.stats.l1_hits.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok((*page).clone())
+        Ok(self.cached_page(query).await?.0.clone())
+    }
+
+    async fn list_json(&self, query: &ListQuery) -> Result<JsonPage> {
+        Ok(self.cached_page(query).await?.1.clone())
     }
 
     async fn genres(&self) -> Result<Vec<GenreCount>> {

@@ -68,6 +68,21 @@ impl From<&MovieDoc> for JsonDoc {
     }
 }
 
+/// A page of movies with its items serialized once (a JSON array of documents), as list
+/// responses send them, and the cursor of the next page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonPage {
+    pub items: bytes::Bytes,
+    pub next: Option<Cursor>,
+}
+
+impl From<&Page<MovieDoc>> for JsonPage {
+    fn from(page: &Page<MovieDoc>) -> Self {
+        let items = serde_json::to_vec(&page.items).expect("movie documents serialize");
+        JsonPage { items: items.into(), next: page.next.clone() }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GenreCount {
     pub genre: String,

@@ -10,8 +10,8 @@ mod search;
 mod store;
 
 pub use doc::{
-    fold_doc, CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, JsonDoc, ListQuery, MovieDoc,
-    Order, Page, SortField, SortValue,
+    fold_doc, CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, JsonDoc, JsonPage, ListQuery,
+    MovieDoc, Order, Page, SortField, SortValue,
 };
 pub use live::Live;
 pub use search::{

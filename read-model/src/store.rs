@@ -12,7 +12,9 @@ use sqlx::types::Json;
 use sqlx::{QueryBuilder, Row};
 use uuid::Uuid;
 
-use crate::doc::{Cursor, GenreCount, JsonDoc, ListQuery, MovieDoc, Order, Page, SortField, SortValue};
+use crate::doc::{
+    Cursor, GenreCount, JsonDoc, JsonPage, ListQuery, MovieDoc, Order, Page, SortField, SortValue,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -60,6 +62,10 @@ pub trait ReadStore: Send + Sync + 'static {
     async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<MovieDoc>>;
     /// One page in the query's order, after its cursor, with the cursor of the next page.
     async fn list(&self, query: &ListQuery) -> Result<Page<MovieDoc>>;
+    /// One page with its items as the JSON they are served as. Stores that cache keep it serialized.
+    async fn list_json(&self, query: &ListQuery) -> Result<JsonPage> {
+        Ok(JsonPage::from(&self.list(query).await?))
+    }
     /// Every genre with its number of movies, most common first.
     async fn genres(&self) -> Result<Vec<GenreCount>>;
     /// The position of the last event applied.
