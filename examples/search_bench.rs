@@ -201,7 +201,9 @@ fn main() {
         )
     };
     row("baseline: bare term", &baseline);
-    for (name, queries) in &sets {
+    // SEARCH_BENCH_ONLY=NAME times only the query types whose name contains NAME (profiling).
+    let only = std::env::var("SEARCH_BENCH_ONLY").unwrap_or_default();
+    for (name, queries) in sets.iter().filter(|(name, _)| name.contains(only.as_str())) {
         let figures = measure(|n| {
             index.search(&queries[n]).expect("search");
         });

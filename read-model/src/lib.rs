@@ -4,6 +4,7 @@
 //!
 //! Depends on the domain's event types only; it never sees commands or HTTP.
 
+mod browse;
 mod doc;
 mod live;
 mod search;

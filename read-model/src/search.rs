@@ -32,6 +32,7 @@ use tantivy::{
 };
 use uuid::Uuid;
 
+use crate::browse::{Browse, Browsed, Order as BrowseOrder, Summaries};
 use crate::doc::Order;
 use crate::store::{ProjectionError, Result};
 
@@ -280,6 +281,8 @@ pub struct TantivySearchIndex {
     partitions: Mutex<BTreeMap<i32, PartitionMark>>,
     /// A read-only view follows the writer's commits through this watch.
     _watch: Option<WatchHandle>,
+    /// Per-segment summaries that answer browsing by genre (see `browse`).
+    summaries: Summaries,
 }
 
 impl TantivySearchIndex {
@@ -365,6 +368,7 @@ impl TantivySearchIndex {
             genres: Arc::new(Mutex::new(genres)),
             partitions: Mutex::new(partitions),
             _watch: None,
+            summaries: Summaries::default(),
         })
     }
 
@@ -667,29 +671,61 @@ impl TantivySearchIndex {
         Ok(Box::new(DisjunctionMaxQuery::new(ways)))
     }
 
-    fn filter_clauses(&self, filters: &SearchFilters) -> Vec<(Occur, Box<dyn Query>)> {
+    /// The filters as query clauses and as checks on each match's columns. With words to match,
+    /// or a genre or director to lead, the words' (or genre's) postings are what the search
+    /// walks: testing each match's genre mask and scores is far cheaper than intersecting with
+    /// the docsets of a whole genre or score range (millions of documents at 5M movies). Alone,
+    /// a score or popularity range is a clause: the column scan is then the fastest way.
+    fn filters(&self, filters: &SearchFilters, has_words: bool) -> (Clauses, PostFilter) {
         let f = &self.fields;
         let term = |field, text: &str| {
             Box::new(TermQuery::new(Term::from_field_text(field, text), IndexRecordOption::Basic))
                 as Box<dyn Query>
         };
+        let registry = self.genre_registry();
+        // A genre's bit in the mask, if it has one of its own.
+        let bit = |genre: &str| {
+            registry
+                .iter()
+                .position(|g| genre_key(g) == genre_key(genre))
+                .filter(|b| *b < OVERFLOW_BIT as usize)
+        };
+        let mut post = PostFilter::default();
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         if !filters.genre_any.is_empty() {
-            let any =
-                filters.genre_any.iter().map(|g| (Occur::Should, term(f.genre_key, &genre_key(g)))).collect();
-            clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
+            let bits: Option<Vec<usize>> = filters.genre_any.iter().map(|g| bit(g)).collect();
+            match bits {
+                Some(bits) if has_words => post.any_bits = bits.iter().fold(0, |m, b| m | 1 << b),
+                _ => {
+                    let any = filters
+                        .genre_any
+                        .iter()
+                        .map(|g| (Occur::Should, term(f.genre_key, &genre_key(g))))
+                        .collect();
+                    clauses.push((Occur::Must, Box::new(BooleanQuery::new(any))));
+                }
+            }
         }
         for genre in &filters.genre_all {
-            clauses.push((Occur::Must, term(f.genre_key, &genre_key(genre))));
+            match bit(genre) {
+                Some(bit) if has_words => post.all_bits |= 1 << bit,
+                _ => clauses.push((Occur::Must, term(f.genre_key, &genre_key(genre)))),
+            }
         }
         if let Some(director) = &filters.director {
             clauses.push((Occur::Must, term(f.director_key, &director.trim().to_lowercase())));
         }
-        for (field, min, max) in [
-            (f.imdb_score, filters.min_score, filters.max_score),
-            (f.popularity, filters.min_popularity, filters.max_popularity),
+        let led = has_words || !clauses.is_empty();
+        for (field, min, max, checked) in [
+            (f.imdb_score, filters.min_score, filters.max_score, &mut post.score),
+            (f.popularity, filters.min_popularity, filters.max_popularity, &mut post.popularity),
         ] {
-            if min.is_some() || max.is_some() {
+            if min.is_none() && max.is_none() {
+                continue;
+            }
+            if led {
+                *checked = Some((min.unwrap_or(f64::NEG_INFINITY), max.unwrap_or(f64::INFINITY)));
+            } else {
                 let bound = |value: Option<f64>| match value {
                     Some(v) => Bound::Included(Term::from_field_f64(field, v)),
                     None => Bound::Unbounded,
@@ -698,10 +734,11 @@ impl TantivySearchIndex {
             }
         }
         // Filters narrow; they never add to a score.
-        clauses
+        let clauses = clauses
             .into_iter()
             .map(|(occur, q)| (occur, Box::new(ConstScoreQuery::new(q, 0.0)) as Box<dyn Query>))
-            .collect()
+            .collect();
+        (clauses, post)
     }
 
     fn query(
@@ -710,19 +747,19 @@ impl TantivySearchIndex {
         words: &[Word],
         fields: &[(Field, f32)],
         filters: &SearchFilters,
-    ) -> Result<Box<dyn Query>> {
-        let mut clauses = self.filter_clauses(filters);
+    ) -> Result<(Box<dyn Query>, PostFilter)> {
+        let (mut clauses, post) = self.filters(filters, !words.is_empty());
         for word in words {
             let occur = if word.common { Occur::Should } else { Occur::Must };
             clauses.push((occur, self.word_query(searcher, word, fields)?));
         }
         if clauses.is_empty() {
-            return Ok(Box::new(AllQuery));
+            return Ok((Box::new(AllQuery), post));
         }
         if clauses.iter().all(|(occur, _)| *occur == Occur::Should) {
             clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(Box::new(AllQuery), 0.0))));
         }
-        Ok(Box::new(BooleanQuery::new(clauses)))
+        Ok((Box::new(BooleanQuery::new(clauses)), post))
     }
 
     fn text_fields(&self) -> [(Field, f32); 3] {
@@ -769,7 +806,7 @@ impl TantivySearchIndex {
     pub fn search(&self, q: &SearchQuery) -> Result<SearchPage> {
         let searcher = self.reader.searcher();
         let words = self.words(&q.text)?;
-        let query = self.query(&searcher, &words, &self.text_fields(), &q.filters)?;
+        let (query, post) = self.query(&searcher, &words, &self.text_fields(), &q.filters)?;
         let sort =
             if q.sort == SearchSort::Relevance && words.is_empty() { SearchSort::Popularity } else { q.sort };
         let natural = if sort == SearchSort::Name { Order::Asc } else { Order::Desc };
@@ -777,8 +814,28 @@ impl TantivySearchIndex {
         // One more than asked tells whether another page follows.
         let top = TopDocs::with_limit(q.limit.max(1) + 1).and_offset(q.offset);
         let collector = top.tweak_score(sort_key(sort, words.len(), ascending, q.after));
-        let facets = q.facets.then(|| GenreFacets { registry: self.genre_registry() });
-        let (ranked, total, facet_counts) = searcher.search(&query, &(collector, Count, facets))?;
+        let browsed = match self.browse_plan(q, sort, ascending, &words) {
+            Some(browse) => self.summaries.browse(&searcher, &browse)?,
+            None => None,
+        };
+        let (ranked, total, facet_counts) = match browsed {
+            Some(Browsed { ranked, total, bit_counts }) => {
+                let registry = self.genre_registry();
+                let facets = q.facets.then(|| {
+                    bit_counts
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, n)| **n > 0)
+                        .filter_map(|(bit, n)| Some((registry.get(bit)?.clone(), *n)))
+                        .collect::<HashMap<String, u64>>()
+                });
+                (ranked, total, facets)
+            }
+            None => {
+                let facets = q.facets.then(|| GenreFacets { registry: self.genre_registry() });
+                searcher.search(&query, &Filtered { filter: post, inner: (collector, Count, facets) })?
+            }
+        };
         // Keys at or past the cursor come back as zero: they were on earlier pages.
         let mut ranked: Vec<(SortKey, DocAddress)> =
             ranked.into_iter().filter(|(key, _)| *key != ZERO_KEY).collect();
@@ -807,6 +864,46 @@ impl TantivySearchIndex {
         let mut facets: Vec<(String, u64)> = facet_counts.unwrap_or_default().into_iter().collect();
         facets.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         Ok(SearchPage { hits, total, facets, next })
+    }
+
+    /// A browse the segment summaries can answer: no words, genre filters only, sorted by
+    /// popularity or score, from the first page or a cursor.
+    fn browse_plan(
+        &self,
+        q: &SearchQuery,
+        sort: SearchSort,
+        ascending: bool,
+        words: &[Word],
+    ) -> Option<Browse> {
+        let f = &q.filters;
+        let ranges = [f.min_score, f.max_score, f.min_popularity, f.max_popularity];
+        if !words.is_empty() || q.offset != 0 || f.director.is_some() || ranges.iter().any(Option::is_some) {
+            return None;
+        }
+        let order = match (sort, ascending) {
+            (SearchSort::Popularity, false) => BrowseOrder::RankDesc,
+            (SearchSort::Popularity, true) => BrowseOrder::RankAsc,
+            (SearchSort::ImdbScore, false) => BrowseOrder::ScoreDesc,
+            (SearchSort::ImdbScore, true) => BrowseOrder::ScoreAsc,
+            _ => return None,
+        };
+        let registry = self.genre_registry();
+        let bit = |genre: &String| {
+            registry
+                .iter()
+                .position(|g| genre_key(g) == genre_key(genre))
+                .filter(|b| *b < OVERFLOW_BIT as usize)
+        };
+        let bits = |genres: &[String]| genres.iter().map(|g| bit(g).map(|b| 1u64 << b)).sum::<Option<u64>>();
+        Some(Browse {
+            order,
+            any_bits: bits(&f.genre_any)?,
+            all_bits: bits(&f.genre_all)?,
+            tail: flip(ascending),
+            after: q.after.map(|c| c.0),
+            wanted: q.limit.max(1) + 1,
+            facets: q.facets,
+        })
     }
 
     /// Every document in the index as (movie id, fields, version): what `movies verify` compares
@@ -850,7 +947,8 @@ impl TantivySearchIndex {
         if words.is_empty() {
             return Ok(Vec::new());
         }
-        let query = self.query(&searcher, &words, &[(self.fields.name, 3.0)], &SearchFilters::default())?;
+        let (query, _) =
+            self.query(&searcher, &words, &[(self.fields.name, 3.0)], &SearchFilters::default())?;
         let collector = TopDocs::with_limit(limit.max(1) * 2).tweak_score(sort_key(
             SearchSort::Relevance,
             words.len(),
@@ -874,7 +972,7 @@ impl TantivySearchIndex {
 /// Genres get a bit each in a per-document mask, in the order the index first saw them; the
 /// registry is committed in the payload with the documents. Genres past the 63rd share the last
 /// bit, and documents carrying it are counted from the genre column instead.
-const OVERFLOW_BIT: u32 = 63;
+pub(crate) const OVERFLOW_BIT: u32 = 63;
 
 /// Counts genres over every match from the single-valued mask column, 64 documents at a time:
 /// one batched read and a few bit operations per document.
@@ -984,10 +1082,109 @@ impl SegmentCollector for SegmentGenreFacets {
     }
 }
 
+type Clauses = Vec<(Occur, Box<dyn Query>)>;
+
+/// Filters tested on each match's columns (see `TantivySearchIndex::filters`).
+#[derive(Debug, Clone, Copy, Default)]
+struct PostFilter {
+    /// At least one of these genre bits (0: no constraint).
+    any_bits: u64,
+    /// Every one of these genre bits.
+    all_bits: u64,
+    /// Inclusive bounds.
+    score: Option<(f64, f64)>,
+    popularity: Option<(f64, f64)>,
+}
+
+type U64Column = std::sync::Arc<dyn tantivy::columnar::ColumnValues<u64>>;
+type F64Column = std::sync::Arc<dyn tantivy::columnar::ColumnValues<f64>>;
+
+/// A collector that hands its inner collector only the matches that pass a `PostFilter`.
+struct Filtered<C> {
+    filter: PostFilter,
+    inner: C,
+}
+
+struct FilteredSegment<S> {
+    filter: PostFilter,
+    masks: Option<U64Column>,
+    scores: Option<F64Column>,
+    popularity: Option<F64Column>,
+    inner: S,
+}
+
+impl<C: Collector> Collector for Filtered<C> {
+    type Fruit = C::Fruit;
+    type Child = FilteredSegment<C::Child>;
+
+    fn for_segment(
+        &self,
+        ordinal: tantivy::SegmentOrdinal,
+        segment: &SegmentReader,
+    ) -> tantivy::Result<Self::Child> {
+        let fast = segment.fast_fields();
+        let f = &self.filter;
+        let needs = |wanted: bool, name| {
+            wanted.then(|| fast.f64(name).map(|c| c.first_or_default_col(f64::NAN))).transpose()
+        };
+        Ok(FilteredSegment {
+            filter: self.filter,
+            masks: (f.any_bits | f.all_bits != 0)
+                .then(|| fast.u64("genre_mask").map(|c| c.first_or_default_col(0)))
+                .transpose()?,
+            scores: needs(f.score.is_some(), "imdb_score")?,
+            popularity: needs(f.popularity.is_some(), "popularity")?,
+            inner: self.inner.for_segment(ordinal, segment)?,
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        self.inner.requires_scoring()
+    }
+
+    fn merge_fruits(&self, fruits: Vec<<C::Child as SegmentCollector>::Fruit>) -> tantivy::Result<C::Fruit> {
+        self.inner.merge_fruits(fruits)
+    }
+}
+
+impl<S: SegmentCollector> FilteredSegment<S> {
+    fn passes(&self, doc: DocId) -> bool {
+        let f = &self.filter;
+        if let Some(masks) = &self.masks {
+            let mask = masks.get_val(doc);
+            if (f.any_bits != 0 && mask & f.any_bits == 0) || mask & f.all_bits != f.all_bits {
+                return false;
+            }
+        }
+        let within = |column: &Option<F64Column>, bounds: Option<(f64, f64)>| match (column, bounds) {
+            (Some(column), Some((min, max))) => {
+                let value = column.get_val(doc);
+                value >= min && value <= max
+            }
+            _ => true,
+        };
+        within(&self.scores, f.score) && within(&self.popularity, f.popularity)
+    }
+}
+
+impl<S: SegmentCollector> SegmentCollector for FilteredSegment<S> {
+    type Fruit = S::Fruit;
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        if self.passes(doc) {
+            self.inner.collect(doc, score);
+        }
+    }
+
+    fn harvest(self) -> S::Fruit {
+        self.inner.harvest()
+    }
+}
+
 /// Where a hit sorts, as the collector compares it (highest first): three order-preserving
 /// integers. Ascending orders invert every bit.
 pub(crate) type SortKey = (u64, u64, u64);
-const ZERO_KEY: SortKey = (0, 0, 0);
+pub(crate) const ZERO_KEY: SortKey = (0, 0, 0);
 
 const ID_BITS: u32 = 40;
 const ID_MASK: u64 = (1 << ID_BITS) - 1;
@@ -1121,6 +1318,132 @@ mod tests {
         assert_eq!(counts.len(), 71);
         assert_eq!(counts["Drama"], 70);
         assert!((0..70).all(|n| counts[&format!("Genre {n}")] == 1), "{counts:?}");
+    }
+
+    fn envelope(position: i64, stream_id: Uuid, stream_version: i64, event: MovieEvent) -> EventEnvelope {
+        use movies_events::{Actor, EventMetadata, Role};
+        EventEnvelope {
+            event_id: Uuid::now_v7(),
+            stream_id,
+            stream_version,
+            position,
+            recorded_at: chrono::Utc::now(),
+            metadata: EventMetadata {
+                actor: Actor { subject: "t".into(), role: Role::System },
+                request_id: None,
+            },
+            event,
+        }
+    }
+
+    /// Every page of `q`, by cursor: the hits' ids, and the first page's total and facets.
+    fn walk(index: &TantivySearchIndex, q: &SearchQuery) -> (Vec<Uuid>, usize, Vec<(String, u64)>) {
+        let first = index.search(q).unwrap();
+        let (total, facets) = (first.total, first.facets.clone());
+        let mut ids: Vec<Uuid> = first.hits.iter().map(|h| h.id).collect();
+        let mut next = first.next;
+        while let Some(cursor) = next {
+            let page = index.search(&SearchQuery { after: Some(cursor), ..q.clone() }).unwrap();
+            ids.extend(page.hits.iter().map(|h| h.id));
+            next = page.next;
+        }
+        (ids, total, facets)
+    }
+
+    /// 5,000 movies in two segments (one longer than a summary's lists), one in nine deleted.
+    fn corpus(index: &TantivySearchIndex) -> Vec<MovieFields> {
+        let genres = ["Drama", "Comedy", "Horror", "War", "Crime"];
+        let ids: Vec<Uuid> = (0..5000).map(|_| Uuid::now_v7()).collect();
+        let fields: Vec<MovieFields> = (0..5000)
+            .map(|n| {
+                let pick = |k: usize| genres[(n * 7 + k * 3) % genres.len()].to_owned();
+                MovieFields {
+                    name: format!("{} {n}", if n % 3 == 1 { "Golden River" } else { "Silent Storm" }),
+                    director: "Someone".into(),
+                    popularity: ((n * 37) % 1000) as f64 / 10.0,
+                    imdb_score: ((n * 13) % 100) as f64 / 10.0,
+                    genres: if n % 11 == 0 { vec![] } else { vec![pick(0), pick(n % 3)] },
+                }
+            })
+            .collect();
+        let created: Vec<EventEnvelope> = ids
+            .iter()
+            .zip(&fields)
+            .enumerate()
+            .map(|(n, (id, f))| envelope(n as i64 + 1, *id, 1, MovieEvent::Created(f.clone())))
+            .collect();
+        index.apply(&created[..3000]).unwrap();
+        index.apply(&created[3000..]).unwrap();
+        let deleted: Vec<EventEnvelope> = ids
+            .iter()
+            .step_by(9)
+            .enumerate()
+            .map(|(n, id)| envelope(5001 + n as i64, *id, 2, MovieEvent::Deleted))
+            .collect();
+        index.apply(&deleted).unwrap();
+        fields.into_iter().enumerate().filter(|(n, _)| n % 9 != 0).map(|(_, f)| f).collect()
+    }
+
+    #[test]
+    fn words_with_genre_and_range_filters_find_exactly_the_movies_that_pass() {
+        let index = TantivySearchIndex::in_memory().unwrap();
+        let live = corpus(&index);
+        let filters = SearchFilters {
+            genre_any: vec!["Horror".into(), "war".into()],
+            genre_all: vec!["Drama".into()],
+            min_score: Some(2.5),
+            max_score: Some(8.0),
+            min_popularity: Some(10.0),
+            ..Default::default()
+        };
+        let has = |f: &MovieFields, g: &str| f.genres.iter().any(|x| x.eq_ignore_ascii_case(g));
+        let expected = live
+            .iter()
+            .filter(|f| f.name.starts_with("Golden"))
+            .filter(|f| (has(f, "Horror") || has(f, "War")) && has(f, "Drama"))
+            .filter(|f| (2.5..=8.0).contains(&f.imdb_score) && f.popularity >= 10.0)
+            .count();
+        let q =
+            SearchQuery { text: "golden".into(), filters, limit: 100, facets: true, ..Default::default() };
+        let (ids, total, facets) = walk(&index, &q);
+        assert!(expected > 50, "{expected}");
+        assert_eq!((ids.len(), total), (expected, expected));
+        let facets: HashMap<String, u64> = facets.into_iter().collect();
+        assert_eq!(facets["Drama"], expected as u64);
+    }
+
+    #[test]
+    fn browsing_by_genre_answers_as_the_full_search_would() {
+        let index = TantivySearchIndex::in_memory().unwrap();
+        corpus(&index);
+        let genre = |names: &[&str]| names.iter().map(|g| (*g).to_owned()).collect::<Vec<_>>();
+        for (sort, order) in [
+            (SearchSort::Popularity, None),
+            (SearchSort::Popularity, Some(Order::Asc)),
+            (SearchSort::ImdbScore, None),
+            (SearchSort::ImdbScore, Some(Order::Asc)),
+        ] {
+            for (any, all) in
+                [(vec![], vec![]), (genre(&["Horror", "War"]), vec![]), (vec![], genre(&["Drama", "Crime"]))]
+            {
+                let q = SearchQuery {
+                    sort,
+                    order,
+                    limit: 100,
+                    facets: true,
+                    filters: SearchFilters { genre_any: any, genre_all: all, ..Default::default() },
+                    ..Default::default()
+                };
+                assert!(index.browse_plan(&q, sort, order == Some(Order::Asc), &[]).is_some());
+                // A range every movie is in takes the query off the summaries' path.
+                let mut full = q.clone();
+                full.filters.min_score = Some(-1.0);
+                assert!(index.browse_plan(&full, sort, order == Some(Order::Asc), &[]).is_none());
+                let (browsed, expected) = (walk(&index, &q), walk(&index, &full));
+                assert!(browsed.0.len() > 200, "{sort:?} {order:?} {:?}: {}", q.filters, browsed.0.len());
+                assert_eq!(browsed, expected, "{sort:?} {order:?} {:?}", q.filters);
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,190 @@
+//! Browsing without words: a page of movies by popularity or score, filtered by genres only,
+//! with the total and genre counts. The general search walks every match (1.8M documents for
+//! one common genre at 5M movies); this answers from a summary of each segment made once per
+//! segment: how many live documents carry each genre mask, and the few thousand documents with
+//! the highest and lowest popularity and score. A page is then a walk down those lists, and the
+//! total and facets are sums over the masks: exact, in microseconds.
+//!
+//! Anything a summary cannot answer exactly (words, a director, score or popularity ranges,
+//! names, offsets, genres past the mask's 63 bits, a page past the lists) is left to the
+//! general search.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tantivy::index::SegmentId;
+use tantivy::{DocAddress, DocId, Searcher, SegmentReader};
+
+use crate::search::{SortKey, OVERFLOW_BIT, ZERO_KEY};
+
+/// Documents kept per segment in each ordered list.
+const LISTED: usize = 2048;
+/// Columns are read this many documents at a time while summarising.
+const BLOCK: usize = 1024;
+
+/// Which packed key orders the page, and which end of it comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    RankDesc,
+    RankAsc,
+    ScoreDesc,
+    ScoreAsc,
+}
+
+/// What a browse asks: the genres (bits of the mask), where to start and how many.
+pub(crate) struct Browse {
+    pub order: Order,
+    pub any_bits: u64,
+    pub all_bits: u64,
+    /// The second and third parts of a key (all ones for ascending orders, as the collector's).
+    pub tail: u64,
+    /// Exclusive: keys at or past it were on earlier pages.
+    pub after: Option<SortKey>,
+    /// Matches wanted (the page plus one, which tells whether another follows).
+    pub wanted: usize,
+    pub facets: bool,
+}
+
+impl Browse {
+    fn matches(&self, mask: u64) -> bool {
+        (self.any_bits == 0 || mask & self.any_bits != 0) && mask & self.all_bits == self.all_bits
+    }
+}
+
+/// A page as the general search would have found it.
+pub(crate) struct Browsed {
+    pub ranked: Vec<(SortKey, DocAddress)>,
+    pub total: usize,
+    /// Live documents per genre bit among the matches.
+    pub bit_counts: [u64; 64],
+}
+
+/// One segment's summary: live documents per genre mask, and for each order the documents it
+/// puts first, as (key as the collector compares it, mask, document).
+struct Summary {
+    masks: HashMap<u64, u64>,
+    lists: [Vec<(u64, u64, DocId)>; 4],
+    /// Live documents in the segment: a list shorter than `LISTED` holds all of them.
+    live: usize,
+}
+
+/// Summaries of the segments searches have met, by segment and number of deleted documents (a
+/// delete changes the segment's live documents, so its summary is made again).
+#[derive(Default)]
+pub(crate) struct Summaries(Mutex<HashMap<SegmentId, (u32, Arc<Summary>)>>);
+
+impl Summaries {
+    fn of(&self, segment: &SegmentReader) -> tantivy::Result<Arc<Summary>> {
+        let (id, deleted) = (segment.segment_id(), segment.num_deleted_docs());
+        if let Some((d, summary)) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+            if *d == deleted {
+                return Ok(summary.clone());
+            }
+        }
+        let summary = Arc::new(summarise(segment)?);
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(id, (deleted, summary.clone()));
+        Ok(summary)
+    }
+
+    /// Forgets segments the searcher no longer has (merged away).
+    fn retain(&self, searcher: &Searcher) {
+        let live: Vec<SegmentId> = searcher.segment_readers().iter().map(|s| s.segment_id()).collect();
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).retain(|id, _| live.contains(id));
+    }
+
+    /// The page, total and facets of `browse`, or `None` when a summary cannot answer exactly
+    /// (the general search must then).
+    pub(crate) fn browse(&self, searcher: &Searcher, browse: &Browse) -> tantivy::Result<Option<Browsed>> {
+        self.retain(searcher);
+        let list = match browse.order {
+            Order::RankDesc => 0,
+            Order::RankAsc => 1,
+            Order::ScoreDesc => 2,
+            Order::ScoreAsc => 3,
+        };
+        let mut ranked = Vec::new();
+        let (mut total, mut bit_counts) = (0usize, [0u64; 64]);
+        for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
+            let summary = self.of(segment)?;
+            for (mask, count) in summary.masks.iter().filter(|(mask, _)| browse.matches(**mask)) {
+                if browse.facets && mask & (1 << OVERFLOW_BIT) != 0 {
+                    // Genres past the 63rd are counted by name, from the documents.
+                    return Ok(None);
+                }
+                total += *count as usize;
+                let mut bits = *mask;
+                while bits != 0 {
+                    bit_counts[bits.trailing_zeros() as usize] += count;
+                    bits &= bits - 1;
+                }
+            }
+            // The lists hold live documents only (a delete makes a new summary).
+            let mut found = 0;
+            for (key, mask, doc) in &summary.lists[list] {
+                if found == browse.wanted {
+                    break;
+                }
+                let key = (*key, browse.tail, browse.tail);
+                if browse.after.is_some_and(|after| key >= after) || !browse.matches(*mask) {
+                    continue;
+                }
+                ranked.push((key, DocAddress::new(ordinal as u32, *doc)));
+                found += 1;
+            }
+            if found < browse.wanted && summary.lists[list].len() < summary.live {
+                // The page goes past what this segment's list holds.
+                return Ok(None);
+            }
+        }
+        ranked.sort_by_key(|(key, _)| std::cmp::Reverse(*key));
+        ranked.truncate(browse.wanted);
+        debug_assert!(ranked.iter().all(|(key, _)| *key != ZERO_KEY));
+        Ok(Some(Browsed { ranked, total, bit_counts }))
+    }
+}
+
+/// Reads every live document's mask and keys once.
+fn summarise(segment: &SegmentReader) -> tantivy::Result<Summary> {
+    let fast = segment.fast_fields();
+    let column = |name| fast.u64(name).map(|c| c.first_or_default_col(0));
+    let (masks_column, rank, score) = (column("genre_mask")?, column("rank_pack")?, column("score_pack")?);
+    let alive = segment.alive_bitset();
+    let mut masks: HashMap<u64, u64> = HashMap::new();
+    // Min-heaps of the best LISTED keys of each order (ascending orders keep inverted keys).
+    let mut heaps: [std::collections::BinaryHeap<std::cmp::Reverse<(u64, u64, DocId)>>; 4] =
+        Default::default();
+    let mut live = 0;
+    let max_doc = segment.max_doc();
+    let (mut docs, mut m, mut r, mut s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for start in (0..max_doc).step_by(BLOCK) {
+        docs.clear();
+        docs.extend(
+            (start..max_doc.min(start + BLOCK as u32)).filter(|d| alive.is_none_or(|a| a.is_alive(*d))),
+        );
+        for values in [&mut m, &mut r, &mut s] {
+            values.resize(docs.len(), 0);
+        }
+        masks_column.get_vals(&docs, &mut m);
+        rank.get_vals(&docs, &mut r);
+        score.get_vals(&docs, &mut s);
+        for (i, doc) in docs.iter().enumerate() {
+            live += 1;
+            *masks.entry(m[i]).or_default() += 1;
+            for (heap, key) in heaps.iter_mut().zip([r[i], !r[i], s[i], !s[i]]) {
+                if heap.len() < LISTED {
+                    heap.push(std::cmp::Reverse((key, m[i], *doc)));
+                } else if heap.peek().is_some_and(|least| key > least.0 .0) {
+                    heap.pop();
+                    heap.push(std::cmp::Reverse((key, m[i], *doc)));
+                }
+            }
+        }
+    }
+    let lists = heaps.map(|heap| {
+        let mut list: Vec<(u64, u64, DocId)> =
+            heap.into_iter().map(|std::cmp::Reverse(entry)| entry).collect();
+        list.sort_by(|a, b| b.cmp(a));
+        list
+    });
+    Ok(Summary { masks, lists, live })
+}
