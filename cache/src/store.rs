@@ -171,17 +171,24 @@ impl CachedReadStore {
             redis.call(|mut c| async move { c.set_options(key, bytes, options).await }).await;
     }
 
+    /// `key`'s value from Redis, else from `load` (a miss), then kept in Redis for `ttl` seconds.
+    async fn read_through<T, F>(&self, key: Option<&str>, ttl: u64, load: F) -> Result<T>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+        F: std::future::Future<Output = Result<T>>,
+    {
+        if let Some(value) = self.l2_get::<T>(key).await {
+            return Ok(value);
+        }
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let value = load.await?;
+        self.l2_put(key, &value, ttl).await;
+        Ok(value)
+    }
+
     async fn load_doc(&self, id: Uuid) -> Result<Option<Arc<Cached>>> {
         let key = self.redis.as_ref().map(|r| r.doc_key(id));
-        let doc = match self.l2_get::<Option<MovieDoc>>(key.as_deref()).await {
-            Some(doc) => doc,
-            None => {
-                self.stats.misses.fetch_add(1, Ordering::Relaxed);
-                let doc = self.inner.get(id).await?;
-                self.l2_put(key.as_deref(), &doc, DOC_TTL_SECONDS).await;
-                doc
-            }
-        };
+        let doc = self.read_through(key.as_deref(), DOC_TTL_SECONDS, self.inner.get(id)).await?;
         Ok(doc.map(|doc| Arc::new(Cached { json: JsonDoc::from(&doc), doc })))
     }
 
@@ -197,15 +204,8 @@ impl CachedReadStore {
             .pages
             .try_get_with(format!("{generation}:{query_key}"), async {
                 loaded = true;
-                let page = match self.l2_get::<Page<MovieDoc>>(l2_key.as_deref()).await {
-                    Some(page) => page,
-                    None => {
-                        self.stats.misses.fetch_add(1, Ordering::Relaxed);
-                        let page = self.inner.list(query).await?;
-                        self.l2_put(l2_key.as_deref(), &page, PAGE_TTL_SECONDS).await;
-                        page
-                    }
-                };
+                let page =
+                    self.read_through(l2_key.as_deref(), PAGE_TTL_SECONDS, self.inner.list(query)).await?;
                 let json = JsonPage::from(&page);
                 Ok(Arc::new((page, json)))
             })

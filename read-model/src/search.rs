@@ -683,13 +683,7 @@ impl TantivySearchIndex {
                 as Box<dyn Query>
         };
         let registry = self.genre_registry();
-        // A genre's bit in the mask, if it has one of its own.
-        let bit = |genre: &str| {
-            registry
-                .iter()
-                .position(|g| genre_key(g) == genre_key(genre))
-                .filter(|b| *b < OVERFLOW_BIT as usize)
-        };
+        let bit = |genre: &str| genre_bit(&registry, genre);
         let mut post = PostFilter::default();
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         if !filters.genre_any.is_empty() {
@@ -888,13 +882,9 @@ impl TantivySearchIndex {
             _ => return None,
         };
         let registry = self.genre_registry();
-        let bit = |genre: &String| {
-            registry
-                .iter()
-                .position(|g| genre_key(g) == genre_key(genre))
-                .filter(|b| *b < OVERFLOW_BIT as usize)
+        let bits = |genres: &[String]| {
+            genres.iter().map(|g| genre_bit(&registry, g).map(|b| 1u64 << b)).sum::<Option<u64>>()
         };
-        let bits = |genres: &[String]| genres.iter().map(|g| bit(g).map(|b| 1u64 << b)).sum::<Option<u64>>();
         Some(Browse {
             order,
             any_bits: bits(&f.genre_any)?,
@@ -1083,6 +1073,11 @@ impl SegmentCollector for SegmentGenreFacets {
 }
 
 type Clauses = Vec<(Occur, Box<dyn Query>)>;
+
+/// A genre's bit in the documents' genre masks, if it has one of its own (not past the 63rd).
+fn genre_bit(registry: &[String], genre: &str) -> Option<usize> {
+    registry.iter().position(|g| genre_key(g) == genre_key(genre)).filter(|b| *b < OVERFLOW_BIT as usize)
+}
 
 /// Filters tested on each match's columns (see `TantivySearchIndex::filters`).
 #[derive(Debug, Clone, Copy, Default)]

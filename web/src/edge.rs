@@ -55,9 +55,7 @@ where
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
-        // The service that was made ready is the one called; its clone waits for the next request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = crate::take_ready(&mut self.inner);
         let name = HeaderName::from_static(REQUEST_ID);
         let id = match request.headers().get(&name) {
             Some(id) if sensible(id) => id.clone(),

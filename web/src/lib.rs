@@ -22,5 +22,12 @@ pub use rate_limit::{HitCounter, LocalCounter, RateLimitLayer, RateLimited, Rate
 /// every response and recorded in the metadata of the events a request causes.
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// The service a layer made ready, to call; its clone stays behind for the next request (tower's
+/// contract: the instance `poll_ready` was called on is the one that is called).
+fn take_ready<S: Clone>(slot: &mut S) -> S {
+    let clone = slot.clone();
+    std::mem::replace(slot, clone)
+}
+
 /// Bodies above this size get 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -180,9 +180,7 @@ where
         if let Some(principal) = caller {
             request.extensions_mut().insert(principal);
         }
-        // The service made ready is the one called; its clone waits for the next request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = crate::take_ready(&mut self.inner);
         let Some((key, limit)) = bucket else {
             return Either::Left(inner.call(request));
         };
