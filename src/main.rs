@@ -275,20 +275,32 @@ fn settings(cli: &Cli) -> Settings {
     }
 }
 
+/// What is logged without `RUST_LOG`.
+const DEFAULT_LOG: &str = "info,sqlx=warn,tantivy=warn";
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,tantivy=warn".into()),
-        )
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // `RUST_LOG` as target=level directives. A static filter, not `EnvFilter`: that one takes a
+    // lock on every span enter and exit, several times per request.
+    let directives = std::env::var("RUST_LOG").ok().filter(|d| !d.trim().is_empty());
+    let filter = directives
+        .and_then(|d| {
+            d.parse::<tracing_subscriber::filter::Targets>()
+                .map_err(|e| eprintln!("movies: RUST_LOG ignored ({e}): it takes target=level directives"))
+                .ok()
+        })
+        .unwrap_or_else(|| DEFAULT_LOG.parse().expect("the default directives parse"));
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         // Colours only for a terminal (they cost every request span a formatting pass).
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let registry = tracing_subscriber::registry().with(filter);
     match cli.common.log_format {
-        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
-        LogFormat::Text => logs.init(),
+        LogFormat::Json => registry.with(logs.json().with_current_span(true).with_span_list(false)).init(),
+        LogFormat::Text => registry.with(logs).init(),
     }
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
