@@ -164,7 +164,7 @@ fn sort_column(sort: SortField) -> &'static str {
 }
 
 macro_rules! sql_read_store {
-    ($store:ident, $db:ty, lock_streams: |$tx:ident, $ids:ident| $lock_streams:block, indexes: $indexes:expr, drop: $drop:expr, explain: $explain:expr, plan_column: $plan_column:expr) => {
+    ($store:ident, $db:ty, lock_streams: |$tx:ident, $ids:ident| $lock_streams:block, suspendable: $suspendable:expr, explain: $explain:expr, plan_column: $plan_column:expr) => {
         impl $store {
             /// Records this build's version in a new read store; refuses one built by another.
             async fn check_version(&self) -> Result<()> {
@@ -338,11 +338,15 @@ macro_rules! sql_read_store {
 
                 let touched: Vec<Uuid> = state.keys().copied().collect();
                 for chunk in touched.chunks(ID_CHUNK) {
-                    let mut query = QueryBuilder::<$db>::new("DELETE FROM movies WHERE id IN (");
-                    let mut list = query.separated(", ");
-                    chunk.iter().for_each(|id| { list.push_bind(*id); });
-                    query.push(")");
-                    query.build().execute(&mut *tx).await?;
+                    // Genres first, by name: during a rebuild the foreign key that would cascade
+                    // is suspended.
+                    for table in ["movie_genres WHERE movie_id", "movies WHERE id"] {
+                        let mut query = QueryBuilder::<$db>::new(format!("DELETE FROM {table} IN ("));
+                        let mut list = query.separated(", ");
+                        chunk.iter().for_each(|id| { list.push_bind(*id); });
+                        query.push(")");
+                        query.build().execute(&mut *tx).await?;
+                    }
                 }
                 let rows: Vec<&MovieDoc> = state.values().flatten().collect();
                 for chunk in rows.chunks(ROW_CHUNK) {
@@ -466,12 +470,12 @@ macro_rules! sql_read_store {
             }
 
             async fn suspend_indexes(&self) -> Result<Vec<String>> {
-                let rows = sqlx::query($indexes).fetch_all(self.writer()).await?;
+                let rows = sqlx::query($suspendable).fetch_all(self.writer()).await?;
                 let mut statements = Vec::new();
                 for row in &rows {
-                    let (name, sql): (String, String) = (row.try_get("name")?, row.try_get("sql")?);
-                    sqlx::query(&format!("{}{name}", $drop)).execute(self.writer()).await?;
-                    statements.push(sql);
+                    let (drop, restore): (String, String) = (row.try_get("drop_sql")?, row.try_get("restore_sql")?);
+                    sqlx::query(&drop).execute(self.writer()).await?;
+                    statements.push(restore);
                 }
                 Ok(statements)
             }
@@ -545,9 +549,14 @@ sql_read_store!(
             .execute(&mut *tx)
             .await?;
     },
-    indexes: "SELECT indexname AS name, indexdef AS sql FROM pg_indexes WHERE schemaname = current_schema() \
-              AND tablename IN ('movies', 'movie_genres') AND indexname NOT LIKE '%_pkey'",
-    drop: "DROP INDEX ",
+    // Secondary indexes, and the genres' foreign key (checked row by row as genres are inserted;
+    // added back once, validated in one pass).
+    suspendable: "SELECT 'DROP INDEX ' || quote_ident(indexname) AS drop_sql, indexdef AS restore_sql \
+                  FROM pg_indexes WHERE schemaname = current_schema() \
+                  AND tablename IN ('movies', 'movie_genres') AND indexname NOT LIKE '%_pkey' \
+                  UNION ALL SELECT 'ALTER TABLE movie_genres DROP CONSTRAINT ' || quote_ident(conname), \
+                  'ALTER TABLE movie_genres ADD CONSTRAINT ' || quote_ident(conname) || ' ' || pg_get_constraintdef(oid) \
+                  FROM pg_constraint WHERE conrelid = 'movie_genres'::regclass AND contype = 'f'",
     explain: "EXPLAIN ",
     plan_column: "QUERY PLAN"
 );
@@ -556,9 +565,8 @@ sql_read_store!(
     sqlx::Sqlite,
     // One writer at a time already.
     lock_streams: |_tx, _ids| {},
-    indexes: "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
-              AND tbl_name IN ('movies', 'movie_genres')",
-    drop: "DROP INDEX ",
+    suspendable: "SELECT 'DROP INDEX ' || name AS drop_sql, sql AS restore_sql FROM sqlite_master \
+                  WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN ('movies', 'movie_genres')",
     explain: "EXPLAIN QUERY PLAN ",
     plan_column: "detail"
 );
