@@ -2,6 +2,7 @@
 //! and type-checked for each dialect.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -85,8 +86,10 @@ pub trait ReadStore: Send + Sync + 'static {
     /// Returns the checkpoint. The checkpoint never moves back.
     async fn advance_checkpoint(&self, log: &[EventEnvelope]) -> Result<Position>;
 
-    /// For a bulk load into an empty store: drops the secondary indexes and returns the
-    /// statements that recreate them (read from the database's own catalogue).
+    /// For a bulk load into an empty store that nobody else writes (a rebuild): drops the
+    /// secondary indexes (and on Postgres the genres' foreign key) and returns the statements
+    /// that recreate them (read from the database's own catalogue). Until `restore_indexes`,
+    /// batches are applied without per-stream locks.
     async fn suspend_indexes(&self) -> Result<Vec<String>>;
 
     /// Recreates indexes dropped by `suspend_indexes`.
@@ -101,6 +104,8 @@ fn migrator(mut migrator: sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
 
 pub struct PgReadStore {
     pool: PgPool,
+    /// Between `suspend_indexes` and `restore_indexes`: a rebuild has the store to itself.
+    loading: AtomicBool,
 }
 
 impl PgReadStore {
@@ -109,7 +114,7 @@ impl PgReadStore {
             .run(&pool)
             .await
             .map_err(sqlx::Error::from)?;
-        let store = Self { pool };
+        let store = Self { pool, loading: AtomicBool::new(false) };
         store.check_version().await?;
         Ok(store)
     }
@@ -117,7 +122,7 @@ impl PgReadStore {
     /// A read store another process opened and migrated, reached through a read replica:
     /// for queries only.
     pub fn attach(pool: PgPool) -> Self {
-        Self { pool }
+        Self { pool, loading: AtomicBool::new(false) }
     }
 
     fn writer(&self) -> &PgPool {
@@ -132,6 +137,7 @@ impl PgReadStore {
 pub struct SqliteReadStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    loading: AtomicBool,
 }
 
 impl SqliteReadStore {
@@ -141,7 +147,7 @@ impl SqliteReadStore {
             .run(&writer)
             .await
             .map_err(sqlx::Error::from)?;
-        let store = Self { writer, reader };
+        let store = Self { writer, reader, loading: AtomicBool::new(false) };
         store.check_version().await?;
         Ok(store)
     }
@@ -258,11 +264,16 @@ macro_rules! sql_read_store {
             /// Applies a batch: reads what it needs of the touched streams in a few queries,
             /// folds every event in memory (skipping duplicates, refusing gaps), then writes the
             /// final state of each touched movie with multi-row statements.
-            async fn apply_batch(tx: &mut <$db as sqlx::Database>::Connection, events: &[EventEnvelope]) -> Result<()> {
+            /// `exclusive`: nobody else writes the store (a rebuild), so streams need no locks.
+            async fn apply_batch(
+                tx: &mut <$db as sqlx::Database>::Connection,
+                events: &[EventEnvelope],
+                exclusive: bool,
+            ) -> Result<()> {
                 let mut ids: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
                 ids.sort();
                 ids.dedup();
-                {
+                if !exclusive {
                     let ($tx, $ids) = (&mut *tx, &ids);
                     $lock_streams
                 }
@@ -470,6 +481,7 @@ macro_rules! sql_read_store {
             }
 
             async fn suspend_indexes(&self) -> Result<Vec<String>> {
+                self.loading.store(true, Ordering::SeqCst);
                 let rows = sqlx::query($suspendable).fetch_all(self.writer()).await?;
                 let mut statements = Vec::new();
                 for row in &rows {
@@ -484,6 +496,7 @@ macro_rules! sql_read_store {
                 for statement in statements {
                     sqlx::query(statement).execute(self.writer()).await?;
                 }
+                self.loading.store(false, Ordering::SeqCst);
                 Ok(())
             }
 
@@ -492,7 +505,7 @@ macro_rules! sql_read_store {
                     return Ok(());
                 };
                 let mut tx = self.writer().begin().await?;
-                Self::apply_batch(&mut tx, events).await?;
+                Self::apply_batch(&mut tx, events, self.loading.load(Ordering::SeqCst)).await?;
                 Self::move_checkpoint(&mut tx, last).await?;
                 tx.commit().await?;
                 Ok(())
@@ -503,7 +516,7 @@ macro_rules! sql_read_store {
                     return Ok(());
                 }
                 let mut tx = self.writer().begin().await?;
-                Self::apply_batch(&mut tx, events).await?;
+                Self::apply_batch(&mut tx, events, self.loading.load(Ordering::SeqCst)).await?;
                 tx.commit().await?;
                 Ok(())
             }
