@@ -1315,22 +1315,6 @@ mod tests {
         assert!((0..70).all(|n| counts[&format!("Genre {n}")] == 1), "{counts:?}");
     }
 
-    fn envelope(position: i64, stream_id: Uuid, stream_version: i64, event: MovieEvent) -> EventEnvelope {
-        use movies_events::{Actor, EventMetadata, Role};
-        EventEnvelope {
-            event_id: Uuid::now_v7(),
-            stream_id,
-            stream_version,
-            position,
-            recorded_at: chrono::Utc::now(),
-            metadata: EventMetadata {
-                actor: Actor { subject: "t".into(), role: Role::System },
-                request_id: None,
-            },
-            event,
-        }
-    }
-
     /// Every page of `q`, by cursor: the hits' ids, and the first page's total and facets.
     fn walk(index: &TantivySearchIndex, q: &SearchQuery) -> (Vec<Uuid>, usize, Vec<(String, u64)>) {
         let first = index.search(q).unwrap();
@@ -1365,7 +1349,9 @@ mod tests {
             .iter()
             .zip(&fields)
             .enumerate()
-            .map(|(n, (id, f))| envelope(n as i64 + 1, *id, 1, MovieEvent::Created(f.clone())))
+            .map(|(n, (id, f))| {
+                movies_store::testing::recorded(n as i64 + 1, *id, 1, MovieEvent::Created(f.clone()))
+            })
             .collect();
         index.apply(&created[..3000]).unwrap();
         index.apply(&created[3000..]).unwrap();
@@ -1373,7 +1359,7 @@ mod tests {
             .iter()
             .step_by(9)
             .enumerate()
-            .map(|(n, id)| envelope(5001 + n as i64, *id, 2, MovieEvent::Deleted))
+            .map(|(n, id)| movies_store::testing::recorded(5001 + n as i64, *id, 2, MovieEvent::Deleted))
             .collect();
         index.apply(&deleted).unwrap();
         fields.into_iter().enumerate().filter(|(n, _)| n % 9 != 0).map(|(_, f)| f).collect()

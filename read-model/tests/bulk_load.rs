@@ -2,27 +2,11 @@
 //! suspended: edits and deletes in the log must still leave exactly the genres each movie has,
 //! and everything suspended comes back.
 
-use chrono::Utc;
-use movies_events::{Actor, EventEnvelope, EventMetadata, MovieChanges, MovieEvent, MovieFields, Role};
+use movies_events::{MovieChanges, MovieEvent, MovieFields};
 use movies_read_model::{Filters, ListQuery, Order, PgReadStore, ReadStore, SortField, SqliteReadStore};
 use movies_store::connect_postgres;
-use movies_store::testing::postgres_database;
+use movies_store::testing::{postgres_database, recorded};
 use uuid::Uuid;
-
-fn envelope(position: i64, stream_id: Uuid, stream_version: i64, event: MovieEvent) -> EventEnvelope {
-    EventEnvelope {
-        event_id: Uuid::now_v7(),
-        stream_id,
-        stream_version,
-        position,
-        recorded_at: Utc::now(),
-        metadata: EventMetadata {
-            actor: Actor { subject: "bulk".into(), role: Role::System },
-            request_id: None,
-        },
-        event,
-    }
-}
 
 fn created(name: &str, genres: &[&str]) -> MovieEvent {
     MovieEvent::Created(MovieFields {
@@ -51,16 +35,16 @@ async fn edits_and_deletes_keep_genres_exact_while_suspended(store: &dyn ReadSto
     assert!(!suspended.is_empty());
     store
         .apply(&[
-            envelope(1, a, 1, created("Alpha", &["Drama", "War"])),
-            envelope(2, b, 1, created("Beta", &["Drama"])),
-            envelope(3, c, 1, created("Gamma", &["Comedy"])),
+            recorded(1, a, 1, created("Alpha", &["Drama", "War"])),
+            recorded(2, b, 1, created("Beta", &["Drama"])),
+            recorded(3, c, 1, created("Gamma", &["Comedy"])),
         ])
         .await
         .unwrap();
     // A later batch changes Alpha's genres (keeping one) and deletes Beta.
     let changes = MovieChanges { genres: Some(vec!["Drama".into(), "Horror".into()]), ..Default::default() };
     store
-        .apply(&[envelope(4, a, 2, MovieEvent::Updated(changes)), envelope(5, b, 2, MovieEvent::Deleted)])
+        .apply(&[recorded(4, a, 2, MovieEvent::Updated(changes)), recorded(5, b, 2, MovieEvent::Deleted)])
         .await
         .unwrap();
     store.restore_indexes(&suspended).await.unwrap();

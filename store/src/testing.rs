@@ -63,3 +63,26 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("create temp dir");
     dir
 }
+
+/// An event as the log would hand it to a projection: at `position`, version `stream_version`
+/// of `stream_id`, recorded now by the system.
+pub fn recorded(
+    position: movies_events::Position,
+    stream_id: uuid::Uuid,
+    stream_version: movies_events::Version,
+    event: movies_events::MovieEvent,
+) -> movies_events::EventEnvelope {
+    use movies_events::{Actor, EventMetadata, Role};
+    movies_events::EventEnvelope {
+        event_id: uuid::Uuid::now_v7(),
+        stream_id,
+        stream_version,
+        position,
+        recorded_at: chrono::Utc::now(),
+        metadata: EventMetadata {
+            actor: Actor { subject: "test".into(), role: Role::System },
+            request_id: None,
+        },
+        event,
+    }
+}
