@@ -225,7 +225,6 @@ macro_rules! sql_event_store {
                     sqlx::query(lock).execute(&mut **tx).await?;
                 }
                 let mut stored_ids = std::collections::HashSet::new();
-                let mut versions = std::collections::HashMap::new();
                 // One index probe per id (correlated subqueries): planners turn a long `IN` list
                 // into a scan of the whole log, which grows with every batch of a bulk load.
                 for chunk in appends.chunks(500) {
@@ -237,18 +236,9 @@ macro_rules! sql_event_store {
                             stored_ids.insert(row.try_get::<Uuid, _>("event_id")?);
                         }
                     }
-                    let mut query = QueryBuilder::<$db>::new("WITH k(id) AS (");
-                    query.push_values(chunk, |mut row, (id, _, _)| { row.push_bind(*id); });
-                    query.push(
-                        ") SELECT k.id AS stream_id, \
-                         (SELECT MAX(e.stream_version) FROM events e WHERE e.stream_id = k.id) AS version FROM k",
-                    );
-                    for row in query.build().fetch_all(&mut **tx).await? {
-                        if let Some(version) = row.try_get::<Option<i64>, _>("version")? {
-                            versions.insert(row.try_get::<Uuid, _>("stream_id")?, version);
-                        }
-                    }
                 }
+                let ids: Vec<Uuid> = appends.iter().map(|(id, _, _)| *id).collect();
+                let mut versions = Self::versions_in(&mut **tx, &ids).await?;
                 let mut head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
                     .fetch_one(&mut **tx)
                     .await?;
@@ -298,33 +288,28 @@ macro_rules! sql_event_store {
                 Ok(())
             }
 
-            /// Inserts event rows many per statement.
-            #[allow(dead_code)]
-            async fn insert_values(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                rows: &[(i64, Uuid, i64, &NewEvent)],
-            ) -> Result<()> {
-                for chunk in rows.chunks(2000) {
-                    let mut insert = QueryBuilder::<$db>::new(
-                        "INSERT INTO events (position, event_id, stream_id, stream_version, event_type, \
-                         schema_version, payload, recorded_at, actor_subject, actor_role, request_id) ",
+            /// The current version of each of `ids` that has a stream, one index probe per id (a
+            /// correlated MAX): planners turn a long `IN` list into a scan of the whole log, which
+            /// grows with every batch of a bulk load.
+            async fn versions_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                ids: &[Uuid],
+            ) -> Result<std::collections::HashMap<Uuid, Version>> {
+                let mut versions = std::collections::HashMap::new();
+                for chunk in ids.chunks(1000) {
+                    let mut query = QueryBuilder::<$db>::new("WITH k(id) AS (");
+                    query.push_values(chunk, |mut row, id| { row.push_bind(*id); });
+                    query.push(
+                        ") SELECT k.id AS stream_id, \
+                         (SELECT MAX(e.stream_version) FROM events e WHERE e.stream_id = k.id) AS version FROM k",
                     );
-                    insert.push_values(chunk, |mut row, (position, stream_id, version, event)| {
-                        row.push_bind(*position)
-                            .push_bind(event.event_id)
-                            .push_bind(*stream_id)
-                            .push_bind(*version)
-                            .push_bind(event.event.event_type())
-                            .push_bind(event.event.schema_version())
-                            .push_bind(Json(event.event.payload()))
-                            .push_bind(event.recorded_at)
-                            .push_bind(event.metadata.actor.subject.clone())
-                            .push_bind(event.metadata.actor.role.as_str())
-                            .push_bind(event.metadata.request_id.clone());
-                    });
-                    insert.build().execute(&mut **tx).await?;
+                    for row in query.build().fetch_all(&mut *conn).await? {
+                        if let Some(version) = row.try_get::<Option<Version>, _>("version")? {
+                            versions.insert(row.try_get("stream_id")?, version);
+                        }
+                    }
                 }
-                Ok(())
+                Ok(versions)
             }
 
             /// The outcome of an earlier append of the same events, if there was one.
@@ -441,23 +426,8 @@ macro_rules! sql_event_store {
             }
 
             async fn stream_versions(&self, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, Version>> {
-                let mut versions = std::collections::HashMap::new();
-                for chunk in ids.chunks(1000) {
-                    // One index probe per id (a correlated MAX): planners turn a long `IN` list
-                    // into a scan of the whole log.
-                    let mut query = sqlx::QueryBuilder::<$db>::new("WITH k(id) AS (");
-                    query.push_values(chunk, |mut row, id| { row.push_bind(*id); });
-                    query.push(
-                        ") SELECT k.id AS stream_id, \
-                         (SELECT MAX(e.stream_version) FROM events e WHERE e.stream_id = k.id) AS version FROM k",
-                    );
-                    for row in query.build().fetch_all(self.reader()).await? {
-                        if let Some(version) = row.try_get::<Option<Version>, _>("version")? {
-                            versions.insert(row.try_get("stream_id")?, version);
-                        }
-                    }
-                }
-                Ok(versions)
+                let mut conn = self.reader().acquire().await?;
+                Self::versions_in(&mut conn, ids).await
             }
 
             fn appended(&self) -> watch::Receiver<Position> {
@@ -536,11 +506,11 @@ macro_rules! sql_event_store {
 }
 
 sql_event_store!(PgEventStore, sqlx::Postgres, lock: Some(PG_APPEND_LOCK), notify: Some(PG_NOTIFY),
-    // COPY: no statement to parse and plan per row (bulk appends of 10,000 events).
     insert_rows: |tx, rows| { copy_events(tx, rows).await?; });
 sql_event_store!(SqliteEventStore, sqlx::Sqlite, lock: None::<&'static str>, notify: None::<&'static str>,
-    insert_rows: |tx, rows| { Self::insert_values(tx, rows).await?; });
+    insert_rows: |tx, rows| { insert_values(tx, rows).await?; });
 
+/// Postgres's way in: COPY, with no statement to parse and plan per row.
 async fn copy_events(conn: &mut sqlx::PgConnection, rows: &[(i64, Uuid, i64, &NewEvent)]) -> Result<()> {
     let mut copy = CopyRows::new();
     for (position, stream_id, version, event) in rows {
@@ -566,5 +536,33 @@ async fn copy_events(conn: &mut sqlx::PgConnection, rows: &[(i64, Uuid, i64, &Ne
         copy,
     )
     .await?;
+    Ok(())
+}
+
+/// SQLite's way in: many rows per statement.
+async fn insert_values(
+    conn: &mut sqlx::SqliteConnection,
+    rows: &[(i64, Uuid, i64, &NewEvent)],
+) -> Result<()> {
+    for chunk in rows.chunks(2000) {
+        let mut insert = QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO events (position, event_id, stream_id, stream_version, event_type, \
+             schema_version, payload, recorded_at, actor_subject, actor_role, request_id) ",
+        );
+        insert.push_values(chunk, |mut row, (position, stream_id, version, event)| {
+            row.push_bind(*position)
+                .push_bind(event.event_id)
+                .push_bind(*stream_id)
+                .push_bind(*version)
+                .push_bind(event.event.event_type())
+                .push_bind(event.event.schema_version())
+                .push_bind(Json(event.event.payload()))
+                .push_bind(event.recorded_at)
+                .push_bind(event.metadata.actor.subject.clone())
+                .push_bind(event.metadata.actor.role.as_str())
+                .push_bind(event.metadata.request_id.clone());
+        });
+        insert.build().execute(&mut *conn).await?;
+    }
     Ok(())
 }
