@@ -15,27 +15,27 @@ use std::sync::{Arc, Mutex};
 use tantivy::index::SegmentId;
 use tantivy::{DocAddress, DocId, Searcher, SegmentReader};
 
-use crate::search::{SortKey, OVERFLOW_BIT, ZERO_KEY};
+use crate::search::{GenreBits, SortKey, OVERFLOW_BIT, ZERO_KEY};
 
 /// Documents kept per segment in each ordered list.
 const LISTED: usize = 2048;
 /// Columns are read this many documents at a time while summarising.
 const BLOCK: usize = 1024;
 
-/// Which packed key orders the page, and which end of it comes first.
+/// Which packed key orders the page, and which end of it comes first; also the index of its
+/// list in a summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Order {
-    RankDesc,
-    RankAsc,
-    ScoreDesc,
-    ScoreAsc,
+    RankDesc = 0,
+    RankAsc = 1,
+    ScoreDesc = 2,
+    ScoreAsc = 3,
 }
 
 /// What a browse asks: the genres (bits of the mask), where to start and how many.
 pub(crate) struct Browse {
     pub order: Order,
-    pub any_bits: u64,
-    pub all_bits: u64,
+    pub genres: GenreBits,
     /// The second and third parts of a key (all ones for ascending orders, as the collector's).
     pub tail: u64,
     /// Exclusive: keys at or past it were on earlier pages.
@@ -43,12 +43,6 @@ pub(crate) struct Browse {
     /// Matches wanted (the page plus one, which tells whether another follows).
     pub wanted: usize,
     pub facets: bool,
-}
-
-impl Browse {
-    fn matches(&self, mask: u64) -> bool {
-        (self.any_bits == 0 || mask & self.any_bits != 0) && mask & self.all_bits == self.all_bits
-    }
 }
 
 /// A page as the general search would have found it.
@@ -96,17 +90,12 @@ impl Summaries {
     /// (the general search must then).
     pub(crate) fn browse(&self, searcher: &Searcher, browse: &Browse) -> tantivy::Result<Option<Browsed>> {
         self.retain(searcher);
-        let list = match browse.order {
-            Order::RankDesc => 0,
-            Order::RankAsc => 1,
-            Order::ScoreDesc => 2,
-            Order::ScoreAsc => 3,
-        };
+        let list = browse.order as usize;
         let mut ranked = Vec::new();
         let (mut total, mut bit_counts) = (0usize, [0u64; 64]);
         for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
             let summary = self.of(segment)?;
-            for (mask, count) in summary.masks.iter().filter(|(mask, _)| browse.matches(**mask)) {
+            for (mask, count) in summary.masks.iter().filter(|(mask, _)| browse.genres.matches(**mask)) {
                 if browse.facets && mask & (1 << OVERFLOW_BIT) != 0 {
                     // Genres past the 63rd are counted by name, from the documents.
                     return Ok(None);
@@ -125,7 +114,7 @@ impl Summaries {
                     break;
                 }
                 let key = (*key, browse.tail, browse.tail);
-                if browse.after.is_some_and(|after| key >= after) || !browse.matches(*mask) {
+                if browse.after.is_some_and(|after| key >= after) || !browse.genres.matches(*mask) {
                     continue;
                 }
                 ranked.push((key, DocAddress::new(ordinal as u32, *doc)));
@@ -170,6 +159,7 @@ fn summarise(segment: &SegmentReader) -> tantivy::Result<Summary> {
         for (i, doc) in docs.iter().enumerate() {
             live += 1;
             *masks.entry(m[i]).or_default() += 1;
+            // In `Order`'s order.
             for (heap, key) in heaps.iter_mut().zip([r[i], !r[i], s[i], !s[i]]) {
                 if heap.len() < LISTED {
                     heap.push(std::cmp::Reverse((key, m[i], *doc)));

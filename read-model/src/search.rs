@@ -683,13 +683,11 @@ impl TantivySearchIndex {
                 as Box<dyn Query>
         };
         let registry = self.genre_registry();
-        let bit = |genre: &str| genre_bit(&registry, genre);
         let mut post = PostFilter::default();
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         if !filters.genre_any.is_empty() {
-            let bits: Option<Vec<usize>> = filters.genre_any.iter().map(|g| bit(g)).collect();
-            match bits {
-                Some(bits) if has_words => post.any_bits = bits.iter().fold(0, |m, b| m | 1 << b),
+            match genre_mask(&registry, &filters.genre_any) {
+                Some(bits) if has_words => post.genres.any = bits,
                 _ => {
                     let any = filters
                         .genre_any
@@ -701,8 +699,8 @@ impl TantivySearchIndex {
             }
         }
         for genre in &filters.genre_all {
-            match bit(genre) {
-                Some(bit) if has_words => post.all_bits |= 1 << bit,
+            match genre_bit(&registry, genre) {
+                Some(bit) if has_words => post.genres.all |= 1 << bit,
                 _ => clauses.push((Occur::Must, term(f.genre_key, &genre_key(genre)))),
             }
         }
@@ -882,13 +880,12 @@ impl TantivySearchIndex {
             _ => return None,
         };
         let registry = self.genre_registry();
-        let bits = |genres: &[String]| {
-            genres.iter().map(|g| genre_bit(&registry, g).map(|b| 1u64 << b)).sum::<Option<u64>>()
-        };
         Some(Browse {
             order,
-            any_bits: bits(&f.genre_any)?,
-            all_bits: bits(&f.genre_all)?,
+            genres: GenreBits {
+                any: genre_mask(&registry, &f.genre_any)?,
+                all: genre_mask(&registry, &f.genre_all)?,
+            },
             tail: flip(ascending),
             after: q.after.map(|c| c.0),
             wanted: q.limit.max(1) + 1,
@@ -1079,13 +1076,34 @@ fn genre_bit(registry: &[String], genre: &str) -> Option<usize> {
     registry.iter().position(|g| genre_key(g) == genre_key(genre)).filter(|b| *b < OVERFLOW_BIT as usize)
 }
 
+/// The bits of all of `genres` (a genre named twice is one bit), if each has its own.
+fn genre_mask(registry: &[String], genres: &[String]) -> Option<u64> {
+    genres.iter().try_fold(0, |mask, genre| Some(mask | 1 << genre_bit(registry, genre)?))
+}
+
+/// Genre conditions on the documents' genre masks.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct GenreBits {
+    /// At least one of these bits (0: no condition).
+    pub any: u64,
+    /// Every one of these bits.
+    pub all: u64,
+}
+
+impl GenreBits {
+    pub(crate) fn matches(self, mask: u64) -> bool {
+        (self.any == 0 || mask & self.any != 0) && mask & self.all == self.all
+    }
+
+    fn is_empty(self) -> bool {
+        self.any | self.all == 0
+    }
+}
+
 /// Filters tested on each match's columns (see `TantivySearchIndex::filters`).
 #[derive(Debug, Clone, Copy, Default)]
 struct PostFilter {
-    /// At least one of these genre bits (0: no constraint).
-    any_bits: u64,
-    /// Every one of these genre bits.
-    all_bits: u64,
+    genres: GenreBits,
     /// Inclusive bounds.
     score: Option<(f64, f64)>,
     popularity: Option<(f64, f64)>,
@@ -1124,7 +1142,7 @@ impl<C: Collector> Collector for Filtered<C> {
         };
         Ok(FilteredSegment {
             filter: self.filter,
-            masks: (f.any_bits | f.all_bits != 0)
+            masks: (!f.genres.is_empty())
                 .then(|| fast.u64("genre_mask").map(|c| c.first_or_default_col(0)))
                 .transpose()?,
             scores: needs(f.score.is_some(), "imdb_score")?,
@@ -1145,11 +1163,8 @@ impl<C: Collector> Collector for Filtered<C> {
 impl<S: SegmentCollector> FilteredSegment<S> {
     fn passes(&self, doc: DocId) -> bool {
         let f = &self.filter;
-        if let Some(masks) = &self.masks {
-            let mask = masks.get_val(doc);
-            if (f.any_bits != 0 && mask & f.any_bits == 0) || mask & f.all_bits != f.all_bits {
-                return false;
-            }
+        if self.masks.as_ref().is_some_and(|masks| !f.genres.matches(masks.get_val(doc))) {
+            return false;
         }
         let within = |column: &Option<F64Column>, bounds: Option<(f64, f64)>| match (column, bounds) {
             (Some(column), Some((min, max))) => {
@@ -1404,9 +1419,13 @@ mod tests {
             (SearchSort::ImdbScore, None),
             (SearchSort::ImdbScore, Some(Order::Asc)),
         ] {
-            for (any, all) in
-                [(vec![], vec![]), (genre(&["Horror", "War"]), vec![]), (vec![], genre(&["Drama", "Crime"]))]
-            {
+            for (any, all) in [
+                (vec![], vec![]),
+                (genre(&["Horror", "War"]), vec![]),
+                (vec![], genre(&["Drama", "Crime"])),
+                // A genre named twice is one genre.
+                (genre(&["Horror", "horror"]), genre(&["Drama", "DRAMA"])),
+            ] {
                 let q = SearchQuery {
                     sort,
                     order,
