@@ -7,9 +7,9 @@ use movies_events::{EventMetadata, Movie, MovieCommand, MovieDraft, MovieInput};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Namespaces the ids derived from records, so they never collide with other derived ids.
 /// Records per chunk: one transaction creates the new movies among them.
 const BULK: usize = 10_000;
+/// Namespaces the ids derived from records, so they never collide with other derived ids.
 const INGEST_NAMESPACE: Uuid = Uuid::from_u128(0x6d6f_7669_6573_2d69_6e67_6573_742d_7631);
 
 /// One record of the assignment's format (note the odd `99popularity` key): what ingest reads

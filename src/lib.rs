@@ -245,12 +245,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
                 movies_web::metrics::render()
             }
         });
-        let events = write.events.clone();
-        let ready = get(move || {
-            let events = events.clone();
-            async move { readiness(&[("event log", events.head().await.is_ok())]) }
-        });
-        (metrics, ready)
+        (metrics, event_log_ready(write.events.clone()))
     };
     let router = Router::new()
         .merge(api)
@@ -269,17 +264,31 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
     })
 }
 
+/// How far `at` is behind the log's `head`, in events (never negative: the two are read at
+/// different moments).
+pub fn lag(head: movies_events::Position, at: movies_events::Position) -> i64 {
+    (head - at).max(0)
+}
+
 /// Sets the projection lag gauges: events the log has beyond `projected`, and how long the
 /// oldest of them has waited.
 pub async fn record_lag(events: &dyn EventStore, projected: movies_events::Position) {
     if let Ok(head) = events.head().await {
-        metrics::gauge!("movies_projection_lag_events").set((head - projected).max(0) as f64);
+        metrics::gauge!("movies_projection_lag_events").set(lag(head, projected) as f64);
     }
     if let Ok(next) = events.read_all(projected, 1).await {
         let waited =
             next.first().map_or(0.0, |e| (Utc::now() - e.recorded_at).num_milliseconds() as f64 / 1000.0);
         metrics::gauge!("movies_projection_lag_seconds").set(waited.max(0.0));
     }
+}
+
+/// `/ready` of a role whose one dependency is the event log.
+pub(crate) fn event_log_ready(events: Arc<dyn EventStore>) -> axum::routing::MethodRouter {
+    get(move || {
+        let events = events.clone();
+        async move { readiness(&[("event log", events.head().await.is_ok())]) }
+    })
 }
 
 /// `/ready`: 200 naming each dependency's state when every one a role needs to serve answers,

@@ -156,13 +156,9 @@ pub async fn command_api(
             }
         }),
     );
-    let router = router.route("/metrics", get(|| async { movies_web::metrics::render() })).route(
-        "/ready",
-        get(move || {
-            let events = ready_events.clone();
-            async move { crate::readiness(&[("event log", events.head().await.is_ok())]) }
-        }),
-    );
+    let router = router
+        .route("/metrics", get(|| async { movies_web::metrics::render() }))
+        .route("/ready", crate::event_log_ready(ready_events));
     // The whole API's description (reads included) is served here, with the bundled UI.
     let router = router
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/api/v1/openapi.json", crate::openapi()));
@@ -229,11 +225,11 @@ pub async fn relay(
             async move {
                 let head = store.head().await.ok();
                 if let Some(head) = head {
-                    metrics::gauge!("movies_relay_lag_events").set((head - published).max(0) as f64);
+                    metrics::gauge!("movies_relay_lag_events").set(crate::lag(head, published) as f64);
                 }
                 serde_json::json!({
                     "status": "ok", "role": "relay", "log_head": head, "published_position": published,
-                    "relay_lag": head.map(|h| (h - published).max(0)),
+                    "relay_lag": head.map(|h| crate::lag(h, published)),
                 })
             }
         },
@@ -319,11 +315,11 @@ pub async fn projector(
                 let head = events.head().await.ok();
                 if let Some(head) = head {
                     metrics::gauge!("movies_projection_lag_events", "role" => role)
-                        .set((head - position).max(0) as f64);
+                        .set(crate::lag(head, position) as f64);
                 }
                 serde_json::json!({
                     "status": "ok", "role": role, "log_head": head, "position": position,
-                    "lag": head.map(|h| (h - position).max(0)),
+                    "lag": head.map(|h| crate::lag(h, position)),
                 })
             }
         }
@@ -428,7 +424,7 @@ pub async fn query_api(settings: QueryApiSettings, shutdown: watch::Receiver<boo
                 if let (Ok(head), Some(published)) =
                     (events.head().await, movies_kafka::published_position(&pool, &topic).await)
                 {
-                    metrics::gauge!("movies_relay_lag_events").set((head - published).max(0) as f64);
+                    metrics::gauge!("movies_relay_lag_events").set(crate::lag(head, published) as f64);
                 }
                 cached.stats().record();
                 movies_web::metrics::render()
@@ -539,7 +535,7 @@ impl Health {
             degraded.push("redis: unreachable (reads go to the read store)");
         }
         let projected = *self.progress.borrow();
-        let lag = head.map(|h| (h - projected).max(0));
+        let lag = head.map(|h| crate::lag(h, projected));
         let still = self.moved.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
         if lag.is_some_and(|l| l > 0) && still > STALLED_AFTER {
             degraded.push("projector: behind the event log and not moving (reads are stale)");
@@ -556,7 +552,7 @@ impl Health {
             "projected_position": projected,
             "projection_lag": lag,
             "relay_position": published,
-            "relay_lag": head.zip(published).map(|(h, p)| (h - p).max(0)),
+            "relay_lag": head.zip(published).map(|(h, p)| crate::lag(h, p)),
             "search_position": self.search.get().checkpoint(),
             "redis": redis_up.map(|up| if up { "up" } else { "down" }),
             "cache": self.cached.stats().snapshot(),

@@ -36,29 +36,25 @@ impl Projector {
         read_store: Arc<dyn ReadStore>,
         search: Arc<Live<TantivySearchIndex>>,
     ) -> Self {
-        Self {
-            events,
-            read_store: Some(read_store),
-            search: Some(search),
-            cache: None,
-            progress: watch::Sender::new(0),
-        }
+        Self::of(events, Some(read_store), Some(search))
     }
 
     /// Projects the read store only (the distributed projector's log catch-up).
     pub fn read_store_only(events: Arc<dyn EventStore>, read_store: Arc<dyn ReadStore>) -> Self {
-        Self {
-            events,
-            read_store: Some(read_store),
-            search: None,
-            cache: None,
-            progress: watch::Sender::new(0),
-        }
+        Self::of(events, Some(read_store), None)
     }
 
     /// Projects the search index only (a query replica's own search projector).
     pub fn search_only(events: Arc<dyn EventStore>, search: Arc<Live<TantivySearchIndex>>) -> Self {
-        Self { events, read_store: None, search: Some(search), cache: None, progress: watch::Sender::new(0) }
+        Self::of(events, None, Some(search))
+    }
+
+    fn of(
+        events: Arc<dyn EventStore>,
+        read_store: Option<Arc<dyn ReadStore>>,
+        search: Option<Arc<Live<TantivySearchIndex>>>,
+    ) -> Self {
+        Self { events, read_store, search, cache: None, progress: watch::Sender::new(0) }
     }
 
     /// Keeps `cache` current: after each batch reaches the read store, the movies it changed are

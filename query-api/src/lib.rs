@@ -224,6 +224,11 @@ pub struct MoviePage {
     pub next_cursor: Option<String>,
 }
 
+/// The content type of a body sent as bytes already serialized.
+fn json_type() -> (header::HeaderName, HeaderValue) {
+    (header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
+}
+
 /// A `MoviePage` around items already serialized (a JSON array).
 fn movie_page_body(items: &[u8], next_cursor: Option<&str>) -> Vec<u8> {
     let mut body = Vec::with_capacity(items.len() + 128);
@@ -273,8 +278,7 @@ async fn list_movies(
     let next_cursor = page.next.map(|c| c.encode());
     let link = next_cursor.as_deref().map(|c| params.next_link("/api/v1/movies", None, c));
     let body = movie_page_body(&page.items, next_cursor.as_deref());
-    let json = (header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(page_response(([json], body), link, position))
+    Ok(page_response(([json_type()], body), link, position))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -377,8 +381,7 @@ async fn get_movie(
     if cached.matches(movie.version) {
         return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
     }
-    let json = (header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok((headers, [json], movie.body).into_response())
+    Ok((headers, [json_type()], movie.body).into_response())
 }
 
 // ---- search ----
@@ -771,8 +774,7 @@ fn stream_catalogue(store: Arc<dyn ReadStore>) -> Response {
             }
         }
     });
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], Body::from_stream(chunks))
-        .into_response()
+    ([json_type()], Body::from_stream(chunks)).into_response()
 }
 
 /// The assignment's detail.

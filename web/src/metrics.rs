@@ -1,6 +1,6 @@
 //! Prometheus metrics: one process-wide registry, the request series the edge layer counts and
-//! times every request in (by method, route and status), and the `/metrics` text. Roles add their own gauges (projection and
-//! relay lag, cache hits per tier) just before rendering.
+//! times every request in (by method, route and status), and the `/metrics` text. Roles add
+//! their own gauges (projection and relay lag, cache hits per tier) just before rendering.
 
 use std::collections::HashMap;
 use std::sync::{OnceLock, RwLock};
