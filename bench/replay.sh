@@ -5,11 +5,5 @@
 #   bench/replay.sh [COUNT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-count="${1:-1000000}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/movies/target}"
-cargo build --release -j2 --example replay_bench >&2
-dir="$(mktemp -d /tmp/movies-replay-bench.XXXXXX)"
-trap 'rm -rf "$dir"' EXIT
-store=SQLite; [ -n "${DATABASE_URL:-}" ] && store=Postgres
-echo "# bench/replay.sh $count on $(nproc) cores, $(date -u +%Y-%m-%d), $store"
-"$CARGO_TARGET_DIR/release/examples/replay_bench" "$count" "$dir"
+. bench/lib.sh
+run_store_bench replay_bench "${1:-1000000}"

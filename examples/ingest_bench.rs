@@ -5,19 +5,16 @@
 //!
 //! Usage: ingest_bench COUNT DATA_DIR  (SQLite; set DATABASE_URL for Postgres)
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use indicatif::ProgressBar;
+use movies::generate::BenchArgs;
 use movies::Settings;
 use movies_command_api::CommandService;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: ingest_bench COUNT DATA_DIR";
-    let count: usize = args.get(1).and_then(|c| c.parse().ok()).expect(usage);
-    let dir = PathBuf::from(args.get(2).expect(usage));
+    let BenchArgs { count, dir } = BenchArgs::from_command_line();
     let settings = |name: &str| Settings::for_tools(dir.join(name), std::env::var("DATABASE_URL").ok());
 
     let baseline = movies::open_write_side(&settings("baseline")).await?;

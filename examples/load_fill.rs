@@ -5,19 +5,16 @@
 //! Usage: load_fill COUNT DIR
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use indicatif::ProgressBar;
+use movies::generate::BenchArgs;
 use movies::replay::{replay, Outcome, Which};
 use movies::Settings;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: load_fill COUNT DIR";
-    let count: usize = args.get(1).and_then(|c| c.parse().ok()).expect(usage);
-    let data_dir = PathBuf::from(args.get(2).expect(usage));
+    let BenchArgs { count, dir: data_dir } = BenchArgs::from_command_line();
     let settings = Settings::for_tools(data_dir.clone(), None);
     let write = movies::open_write_side(&settings).await?;
     let started = Instant::now();

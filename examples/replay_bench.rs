@@ -4,19 +4,16 @@
 //!
 //! Usage: replay_bench COUNT DATA_DIR  (SQLite; set DATABASE_URL for Postgres)
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use indicatif::ProgressBar;
+use movies::generate::BenchArgs;
 use movies::replay::{replay, Outcome, Which};
 use movies::Settings;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: replay_bench COUNT DATA_DIR";
-    let count: usize = args.get(1).and_then(|c| c.parse().ok()).expect(usage);
-    let data_dir = PathBuf::from(args.get(2).expect(usage));
+    let BenchArgs { count, dir: data_dir } = BenchArgs::from_command_line();
     let settings = Settings::for_tools(data_dir, std::env::var("DATABASE_URL").ok());
     let write = movies::open_write_side(&settings).await?;
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use movies::generate::Generator;
+use movies::generate::{BenchArgs, Generator};
 use movies_events::{Actor, EventEnvelope, EventMetadata, MovieDraft, MovieEvent, MovieInput, Role};
 use movies_read_model::{Order, SearchFilters, SearchQuery, SearchSort, TantivySearchIndex};
 use rand::{Rng, SeedableRng};
@@ -54,9 +54,8 @@ fn measure(mut run: impl FnMut(usize)) -> Figures {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let count: usize = args.get(1).and_then(|c| c.parse().ok()).expect("usage: search_bench COUNT INDEX_DIR");
-    let dir = Path::new(args.get(2).expect("usage: search_bench COUNT INDEX_DIR"));
+    let BenchArgs { count, dir } = BenchArgs::from_command_line();
+    let dir = dir.as_path();
     // SEARCH_BENCH_REUSE=1 times queries on an index an earlier run left in INDEX_DIR (for
     // iterating on query code); the figures of record always build the index afresh.
     let reuse = std::env::var_os("SEARCH_BENCH_REUSE").is_some() && dir.join("meta.json").exists();

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use movies::generate::BenchArgs;
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
@@ -117,9 +118,7 @@ fn report(label: &str, mut latencies: Vec<Duration>) -> (f64, f64) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let count: usize = args.get(1).and_then(|c| c.parse().ok()).expect("usage: visibility_bench COUNT DIR");
-    let dir = PathBuf::from(args.get(2).expect("usage: visibility_bench COUNT DIR"));
+    let BenchArgs { count, dir } = BenchArgs::from_command_line();
     let http = reqwest::Client::new();
     println!("| path | creates | p50 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|");

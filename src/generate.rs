@@ -413,6 +413,23 @@ pub fn write(out: &mut impl Write, count: usize, seed: u64) -> std::io::Result<(
     out.flush()
 }
 
+/// What every benchmark example takes: how many generated movies, and a directory for what the
+/// run makes (`usage: NAME COUNT DIR`).
+#[derive(Debug, clap::Parser)]
+pub struct BenchArgs {
+    /// How many generated movies.
+    pub count: usize,
+    /// Where the run's data goes.
+    pub dir: std::path::PathBuf,
+}
+
+impl BenchArgs {
+    /// From the command line; prints the usage and exits when it does not parse.
+    pub fn from_command_line() -> Self {
+        <Self as clap::Parser>::parse()
+    }
+}
+
 /// Appends `count` generated movies (seed 42) to `events` as `movie.created` events, 10,000 per
 /// transaction through the bulk append path, and returns their ids. For benchmarks: it skips
 /// the command path (the generator's movies are valid by construction) but not the event log.
