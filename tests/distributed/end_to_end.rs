@@ -181,7 +181,13 @@ async fn replaying_the_cache_empties_it_and_warms_it_from_the_read_store() {
     cached.sort();
     ids.sort();
     assert_eq!(cached, ids);
-    let (clean, report) = cluster.verify("replica-a").await;
+    // The replica's search index follows on its own projector: wait for it, as the other tests do.
+    let (clean, report) =
+        eventually(Duration::from_secs(30), "every projection to match the log", || async {
+            let (clean, report) = cluster.verify("replica-a").await;
+            clean.then_some((clean, report))
+        })
+        .await;
     assert!(clean, "{report}");
     for replica in &replicas {
         cluster.visible(replica, &ids[0], Some("Warm One")).await;
