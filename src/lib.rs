@@ -235,7 +235,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
         })
     };
     let limiter = RateLimiter::new(settings.rate.clone(), keys_for_limits, None);
-    let api = Router::new().merge(command).merge(query).layer(RateLimitLayer::new(limiter));
+    let api = Router::new().merge(command).merge(query);
     let (metrics, ready) = {
         let (events, progress) = (write.events.clone(), projector.progress());
         let metrics = get(move || {
@@ -255,7 +255,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
         .route("/", get(|| async { Redirect::temporary("/docs/") }))
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/api/v1/openapi.json", openapi()));
     Ok(Embedded {
-        router: layers(router),
+        router: layers(router, limiter),
         projector,
         generations,
         cache: cached,
@@ -305,13 +305,17 @@ pub fn readiness(dependencies: &[(&str, bool)]) -> axum::response::Response {
     Json(serde_json::json!({ "ready": true, "dependencies": states })).into_response()
 }
 
-/// The layers every deployment's HTTP server wears.
-pub fn layers(router: Router) -> Router {
+/// The layers every deployment's HTTP server wears, the API's rate limits among them.
+pub fn layers(router: Router, limiter: Arc<RateLimiter>) -> Router {
+    let stack = tower::ServiceBuilder::new()
+        .layer(EdgeLayer)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(RateLimitLayer::new(limiter));
     router
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED.into_response() })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(EdgeLayer)
+        // One layer call: one boxed service per route to clone per request, not one a layer.
+        .layer(stack)
 }
 
 struct BearerAuth;

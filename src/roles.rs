@@ -23,7 +23,7 @@ use movies_kafka::{ConsumerSettings, Relay, RelaySettings};
 use movies_query_api::QueryState;
 use movies_read_model::{Live, ReadStore, TantivySearchIndex};
 use movies_store::{connect_postgres, EventStore, GenerationStore, PgEventStore};
-use movies_web::{ApiError, JwtKeys, PasswordHasher, RateLimitLayer, RateLimiter, RateLimits};
+use movies_web::{ApiError, JwtKeys, PasswordHasher, RateLimiter, RateLimits};
 use sqlx::postgres::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -142,7 +142,6 @@ pub async fn command_api(
         keys,
         hasher: settings.hasher,
     })
-    .layer(RateLimitLayer::new(limiter))
     .route(
         "/health",
         get(move || {
@@ -163,7 +162,7 @@ pub async fn command_api(
     let router = router
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/api/v1/openapi.json", crate::openapi()));
     tracing::info!(listen = %listener.local_addr()?, "command-api serving");
-    serve(listener, crate::layers(router), shutdown).await
+    serve(listener, crate::layers(router, limiter), shutdown).await
 }
 
 // ---- relay ----
@@ -450,12 +449,11 @@ pub async fn query_api(settings: QueryApiSettings, shutdown: watch::Receiver<boo
         history: Some(events),
         search_cache: Default::default(),
     })
-    .layer(RateLimitLayer::new(limiter))
     .route("/health", health)
     .route("/metrics", metrics)
     .route("/ready", ready);
     tracing::info!(listen = %listener.local_addr()?, "query-api serving");
-    serve(listener, crate::layers(router), shutdown).await
+    serve(listener, crate::layers(router, limiter), shutdown).await
 }
 
 /// The search index a co-located search projector writes: waits for it to exist (the projector

@@ -49,8 +49,10 @@ async fn an_anonymous_client_over_its_limit_gets_429_with_when_to_retry() {
     assert_eq!(response.headers()["ratelimit-remaining"], "0");
     let problem = assert_problem(response, StatusCode::TOO_MANY_REQUESTS).await;
     assert_eq!(problem["type"], "urn:movies:problem:rate-limited");
-    // Health is never limited.
-    assert_eq!(app.get("/health").await.status(), StatusCode::OK);
+    // Only the API is limited: health, readiness and metrics answer over the limit.
+    for path in ["/health", "/ready", "/metrics"] {
+        assert_eq!(app.get(path).await.status(), StatusCode::OK, "{path}");
+    }
 }
 
 #[tokio::test]

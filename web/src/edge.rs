@@ -60,8 +60,9 @@ where
         let id = match request.headers().get(&name) {
             Some(id) if sensible(id) => id.clone(),
             _ => {
-                let id = HeaderValue::try_from(uuid::Uuid::new_v4().to_string())
-                    .expect("a uuid is a valid header");
+                let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+                let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+                let id = HeaderValue::from_str(text).expect("a uuid is a valid header");
                 request.headers_mut().insert(name.clone(), id.clone());
                 id
             }
@@ -69,8 +70,10 @@ where
         let route = request.extensions().get::<MatchedPath>().cloned();
         let method = request.method().clone();
         // Every log line of a request carries its id (also stored with the events it causes).
-        let span = tracing::info_span!("request", method = %method, path = %request.uri().path(),
-            request_id = %id.to_str().unwrap_or_default());
+        // Only the id: a span's fields are formatted when it is made, for every request, while
+        // the method and path are needed only by the lines that report a failure.
+        let span = tracing::info_span!("request", request_id = %id.to_str().unwrap_or_default());
+        let uri = request.uri().clone(); // shares its bytes: no copy
         Box::pin(async move {
             let started = Instant::now();
             let outcome = AssertUnwindSafe(inner.call(request)).catch_unwind().instrument(span.clone()).await;
@@ -78,7 +81,7 @@ where
                 Ok(Ok(response)) => problem_layer(response).await,
                 Ok(Err(never)) => match never {},
                 Err(_) => {
-                    span.in_scope(|| tracing::error!("the handler panicked"));
+                    span.in_scope(|| tracing::error!(%method, path = uri.path(), "the handler panicked"));
                     Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR, None).into_response()
                 }
             };
@@ -87,8 +90,8 @@ where
             let elapsed = started.elapsed();
             let latency_ms = elapsed.as_secs_f64() * 1000.0;
             span.in_scope(|| match status.is_server_error() {
-                true => tracing::error!(status = status.as_u16(), latency_ms, "request failed"),
-                false => tracing::debug!(status = status.as_u16(), latency_ms, "request finished"),
+                true => tracing::error!(%method, path = uri.path(), status = status.as_u16(), latency_ms, "request failed"),
+                false => tracing::debug!(%method, path = uri.path(), status = status.as_u16(), latency_ms, "request finished"),
             });
             response.headers_mut().insert(name, id);
             let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);

@@ -14,14 +14,28 @@ static REGISTRY: OnceLock<PrometheusHandle> = OnceLock::new();
 /// Request latency buckets, in seconds: fine below 10 ms, where reads should be.
 const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
-/// The process's registry, installed on first use.
+/// How often histogram samples are folded into their buckets when nobody scrapes `/metrics`.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The process's registry, installed on first use, with a thread folding histogram samples into
+/// their buckets every few seconds: the recorder keeps every recorded sample until then (a render
+/// also folds them), so a server nobody scrapes grew by ~20 bytes a request without it.
 pub fn registry() -> &'static PrometheusHandle {
     REGISTRY.get_or_init(|| {
-        PrometheusBuilder::new()
+        let handle = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), BUCKETS)
             .and_then(|builder| builder.install_recorder())
             // Only this function installs a recorder, once.
-            .expect("installing the metrics recorder")
+            .expect("installing the metrics recorder");
+        let upkept = handle.clone();
+        std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                upkept.run_upkeep();
+            })
+            .expect("spawning the metrics upkeep thread");
+        handle
     })
 }
 

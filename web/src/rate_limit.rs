@@ -26,6 +26,10 @@ use crate::{JwtKeys, Principal, Problem};
 
 const WINDOW_SECONDS: u64 = 60;
 
+/// Only the API is limited: health, readiness, metrics and the docs are polled by load
+/// balancers and scrapers from few addresses, and cost nothing worth limiting.
+const LIMITED_PREFIX: &str = "/api/";
+
 /// Requests per minute for each kind of caller; 0 means unlimited.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimits {
@@ -131,9 +135,9 @@ impl RateLimiter {
     }
 }
 
-/// The layer: counts each request, answers 429 over the limit, and tells the caller where they
-/// stand (`RateLimit-Limit`, `-Remaining`, `-Reset`). Exempt and unlimited callers pass straight
-/// through, at no cost beyond telling who they are.
+/// The layer: counts each API request, answers 429 over the limit, and tells the caller where
+/// they stand (`RateLimit-Limit`, `-Remaining`, `-Reset`). Exempt and unlimited callers pass
+/// straight through, at no cost beyond telling who they are.
 #[derive(Clone)]
 pub struct RateLimitLayer(Arc<RateLimiter>);
 
@@ -171,6 +175,9 @@ where
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
+        if !request.uri().path().starts_with(LIMITED_PREFIX) {
+            return Either::Left(crate::take_ready(&mut self.inner).call(request));
+        }
         let limiter = &self.limiter;
         let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(p)| p.ip());
         // A token that does not verify counts as anonymous here (the endpoint then refuses it);
