@@ -21,7 +21,9 @@ use crate::Settings;
 
 pub const READ_STORE: &str = "read-store";
 pub const SEARCH: &str = "search";
-const BATCH: i64 = 5000;
+/// Events to a batch: one read-store transaction and one search-index commit each (a shadow
+/// nobody reads needs no finer steps; commits are what an index build spends most on).
+const BATCH: i64 = 50_000;
 
 /// Which projections a replay rebuilds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -188,7 +190,25 @@ pub async fn replay(
         Some(store) => store.suspend_indexes().await?,
         None => Vec::new(),
     };
-    let (mut after, mut applied) = (0, 0u64);
+    // The next batch is read while this one is applied (the reader stops when this returns:
+    // its next send fails).
+    let (batches, mut next_batch) = tokio::sync::mpsc::channel(1);
+    let events = write.events.clone();
+    tokio::spawn(async move {
+        let mut after = 0;
+        loop {
+            let batch = events.read_all(after, BATCH).await;
+            let last = batch.as_ref().map(|b| b.last().map(|e| e.position));
+            if let Ok(Some(last)) = last {
+                after = last;
+            }
+            let done = !matches!(last, Ok(Some(_)));
+            if batches.send(batch).await.is_err() || done {
+                return;
+            }
+        }
+    });
+    let mut applied = 0u64;
     loop {
         if *interrupt.borrow_and_update() {
             drop(search);
@@ -197,9 +217,9 @@ pub async fn replay(
             }
             return Ok(Outcome::Interrupted);
         }
-        let batch = write.events.read_all(after, BATCH).await?;
+        let batch = next_batch.recv().await.ok_or_else(|| anyhow::anyhow!("the log reader stopped"))??;
         let Some(last) = batch.last() else { break };
-        after = last.position;
+        let after = last.position;
         // The two projections are independent: write them at the same time, one per core.
         let batch = Arc::new(batch);
         let index_work = search.clone().map(|index| {

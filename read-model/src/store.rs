@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use movies_events::{genre_key, EventEnvelope, MovieEvent, MovieFields, Position, Version};
+use movies_store::copy::{copy_in, CopyRows};
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use sqlx::types::Json;
@@ -44,6 +45,9 @@ const CHECKPOINT: &str = "read-store";
 /// bound parameters.
 const ID_CHUNK: usize = 1000;
 const ROW_CHUNK: usize = 1000;
+/// The `movies` columns in the order batches write them.
+const MOVIE_COLUMNS: &str =
+    "id, name, name_key, director, director_key, popularity, imdb_score, genres, version, created_at, updated_at";
 /// Bump when what the read store holds, or how events map onto it, changes.
 pub const READ_STORE_VERSION: i64 = 1;
 
@@ -170,7 +174,7 @@ fn sort_column(sort: SortField) -> &'static str {
 }
 
 macro_rules! sql_read_store {
-    ($store:ident, $db:ty, lock_streams: |$tx:ident, $ids:ident| $lock_streams:block, suspendable: $suspendable:expr, explain: $explain:expr, plan_column: $plan_column:expr) => {
+    ($store:ident, $db:ty, batch_setting: $batch_setting:expr, lock_streams: |$tx:ident, $ids:ident| $lock_streams:block, insert_rows: |$insert_tx:ident, $docs:ident, $genre_rows:ident| $insert_rows:block, suspendable: $suspendable:expr, explain: $explain:expr, plan_column: $plan_column:expr) => {
         impl $store {
             /// Records this build's version in a new read store; refuses one built by another.
             async fn check_version(&self) -> Result<()> {
@@ -273,6 +277,9 @@ macro_rules! sql_read_store {
                 let mut ids: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
                 ids.sort();
                 ids.dedup();
+                if let Some(setting) = $batch_setting {
+                    sqlx::query(setting).execute(&mut *tx).await?;
+                }
                 if !exclusive {
                     let ($tx, $ids) = (&mut *tx, &ids);
                     $lock_streams
@@ -347,8 +354,10 @@ macro_rules! sql_read_store {
                     }
                 }
 
-                let touched: Vec<Uuid> = state.keys().copied().collect();
-                for chunk in touched.chunks(ID_CHUNK) {
+                // Only movies that had a row have rows to delete: in a rebuild's fresh store, none
+                // (there, a delete by a long id list is planned as a scan of the whole table).
+                let had_rows: Vec<Uuid> = state.keys().copied().filter(|id| current.contains_key(id)).collect();
+                for chunk in had_rows.chunks(ID_CHUNK) {
                     // Genres first, by name: during a rebuild the foreign key that would cascade
                     // is suspended.
                     for table in ["movie_genres WHERE movie_id", "movies WHERE id"] {
@@ -360,34 +369,11 @@ macro_rules! sql_read_store {
                     }
                 }
                 let rows: Vec<&MovieDoc> = state.values().flatten().collect();
-                for chunk in rows.chunks(ROW_CHUNK) {
-                    let mut insert = QueryBuilder::<$db>::new(
-                        "INSERT INTO movies (id, name, name_key, director, director_key, popularity, imdb_score, \
-                         genres, version, created_at, updated_at) ",
-                    );
-                    insert.push_values(chunk, |mut row, doc| {
-                        row.push_bind(doc.id)
-                            .push_bind(doc.name.clone())
-                            .push_bind(doc.name.to_lowercase())
-                            .push_bind(doc.director.clone())
-                            .push_bind(doc.director.to_lowercase())
-                            .push_bind(doc.popularity)
-                            .push_bind(doc.imdb_score)
-                            .push_bind(Json(doc.genres.clone()))
-                            .push_bind(doc.version)
-                            .push_bind(doc.created_at)
-                            .push_bind(doc.updated_at);
-                    });
-                    insert.build().execute(&mut *tx).await?;
-                }
                 let genres: Vec<(Uuid, String)> =
                     rows.iter().flat_map(|d| d.genres.iter().map(|g| (d.id, genre_key(g)))).collect();
-                for chunk in genres.chunks(ROW_CHUNK * 4) {
-                    let mut insert = QueryBuilder::<$db>::new("INSERT INTO movie_genres (movie_id, genre_key) ");
-                    insert.push_values(chunk, |mut row, (id, key)| {
-                        row.push_bind(*id).push_bind(key.clone());
-                    });
-                    insert.build().execute(&mut *tx).await?;
+                {
+                    let ($insert_tx, $docs, $genre_rows) = (&mut *tx, &rows, &genres);
+                    $insert_rows
                 }
                 // In key order, so concurrent batches lock genre rows in one order (no deadlocks).
                 let mut deltas: Vec<(String, (String, i64))> = deltas.into_iter().filter(|(_, (_, d))| *d != 0).collect();
@@ -405,7 +391,7 @@ macro_rules! sql_read_store {
                 }
                 sqlx::query("DELETE FROM genre_counts WHERE movies <= 0").execute(&mut *tx).await?;
                 let versions: Vec<(Uuid, Version, Option<DateTime<Utc>>)> =
-                    touched.iter().map(|id| (*id, known[id].0, known[id].1)).collect();
+                    state.keys().map(|id| (*id, known[id].0, known[id].1)).collect();
                 for chunk in versions.chunks(ROW_CHUNK * 2) {
                     let mut upsert = QueryBuilder::<$db>::new("INSERT INTO stream_versions (stream_id, version, created_at) ");
                     upsert.push_values(chunk, |mut row, (id, version, created)| {
@@ -493,9 +479,10 @@ macro_rules! sql_read_store {
             }
 
             async fn restore_indexes(&self, statements: &[String]) -> Result<()> {
-                for statement in statements {
-                    sqlx::query(statement).execute(self.writer()).await?;
-                }
+                // At the same time, each on a connection of its own: building an index is bound
+                // by one core (a pool of one connection builds them in turn).
+                futures::future::try_join_all(statements.iter().map(|s| sqlx::query(s).execute(self.writer())))
+                    .await?;
                 self.loading.store(false, Ordering::SeqCst);
                 Ok(())
             }
@@ -554,6 +541,10 @@ macro_rules! sql_read_store {
 sql_read_store!(
     PgReadStore,
     sqlx::Postgres,
+    // The batch's look-ups by id lists probe the indexes: while a rebuild fills a store its
+    // statistics are stale (never analyzed), and the planner then scans whole tables per batch.
+    // No JIT: the scans' penalty cost would make the planner compile every look-up.
+    batch_setting: Some("SELECT set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true)"),
     // Sorted ids: concurrent batches (several projector processes) take the locks in one order.
     lock_streams: |tx, ids| {
         let keys: Vec<String> = ids.iter().map(Uuid::to_string).collect();
@@ -561,6 +552,31 @@ sql_read_store!(
             .bind(keys)
             .execute(&mut *tx)
             .await?;
+    },
+    // COPY: one round trip per table, no statement per row to parse and plan.
+    insert_rows: |tx, docs, genres| {
+        let mut rows = CopyRows::new();
+        for doc in docs.iter() {
+            let genres = serde_json::to_string(&doc.genres).expect("a list of strings serializes");
+            rows.plain(doc.id)
+                .text(&doc.name)
+                .text(&doc.name.to_lowercase())
+                .text(&doc.director)
+                .text(&doc.director.to_lowercase())
+                .plain(doc.popularity)
+                .plain(doc.imdb_score)
+                .text(&genres)
+                .plain(doc.version)
+                .time(doc.created_at)
+                .time(doc.updated_at)
+                .end_row();
+        }
+        copy_in(&mut *tx, "movies", MOVIE_COLUMNS, rows).await?;
+        let mut rows = CopyRows::new();
+        for (id, key) in genres.iter() {
+            rows.plain(id).text(key).end_row();
+        }
+        copy_in(&mut *tx, "movie_genres", "movie_id, genre_key", rows).await?;
     },
     // Secondary indexes, and the genres' foreign key (checked row by row as genres are inserted;
     // added back once, validated in one pass).
@@ -576,8 +592,36 @@ sql_read_store!(
 sql_read_store!(
     SqliteReadStore,
     sqlx::Sqlite,
+    batch_setting: None::<&str>,
     // One writer at a time already.
     lock_streams: |_tx, _ids| {},
+    // Multi-row inserts, as many rows to a statement as SQLite takes parameters.
+    insert_rows: |tx, docs, genres| {
+        for chunk in docs.chunks(ROW_CHUNK) {
+            let mut insert = QueryBuilder::<sqlx::Sqlite>::new(format!("INSERT INTO movies ({MOVIE_COLUMNS}) "));
+            insert.push_values(chunk, |mut row, doc| {
+                row.push_bind(doc.id)
+                    .push_bind(doc.name.clone())
+                    .push_bind(doc.name.to_lowercase())
+                    .push_bind(doc.director.clone())
+                    .push_bind(doc.director.to_lowercase())
+                    .push_bind(doc.popularity)
+                    .push_bind(doc.imdb_score)
+                    .push_bind(Json(doc.genres.clone()))
+                    .push_bind(doc.version)
+                    .push_bind(doc.created_at)
+                    .push_bind(doc.updated_at);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        for chunk in genres.chunks(ROW_CHUNK * 4) {
+            let mut insert = QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO movie_genres (movie_id, genre_key) ");
+            insert.push_values(chunk, |mut row, (id, key)| {
+                row.push_bind(*id).push_bind(key.clone());
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+    },
     suspendable: "SELECT 'DROP INDEX ' || name AS drop_sql, sql AS restore_sql FROM sqlite_master \
                   WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN ('movies', 'movie_genres')",
     explain: "EXPLAIN QUERY PLAN ",
