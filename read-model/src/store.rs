@@ -45,6 +45,9 @@ const CHECKPOINT: &str = "read-store";
 /// bound parameters.
 const ID_CHUNK: usize = 1000;
 const ROW_CHUNK: usize = 1000;
+/// How a batch's stream versions land: the newest version wins, the first creation time stays.
+const VERSIONS_CONFLICT: &str = "ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
+     created_at = COALESCE(stream_versions.created_at, excluded.created_at)";
 /// The `movies` columns in the order batches write them.
 const MOVIE_COLUMNS: &str =
     "id, name, name_key, director, director_key, popularity, imdb_score, genres, version, created_at, updated_at";
@@ -174,7 +177,7 @@ fn sort_column(sort: SortField) -> &'static str {
 }
 
 macro_rules! sql_read_store {
-    ($store:ident, $db:ty, batch_setting: $batch_setting:expr, lock_streams: |$tx:ident, $ids:ident| $lock_streams:block, insert_rows: |$insert_tx:ident, $docs:ident, $genre_rows:ident| $insert_rows:block, suspendable: $suspendable:expr, explain: $explain:expr, plan_column: $plan_column:expr) => {
+    ($store:ident, $db:ty, batch_setting: $batch_setting:expr, lock_streams: |$tx:ident, $ids:ident| $lock_streams:block, read_streams: |$read_tx:ident, $read_ids:ident, $known:ident, $current:ident| $read_streams:block, insert_rows: |$insert_tx:ident, $docs:ident, $genre_rows:ident| $insert_rows:block, write_versions: |$versions_tx:ident, $versions:ident| $write_versions:block, suspendable: $suspendable:expr, explain: $explain:expr, plan_column: $plan_column:expr) => {
         impl $store {
             /// Records this build's version in a new read store; refuses one built by another.
             async fn check_version(&self) -> Result<()> {
@@ -286,22 +289,9 @@ macro_rules! sql_read_store {
                 }
                 let mut known: HashMap<Uuid, (Version, Option<DateTime<Utc>>)> = HashMap::new();
                 let mut current: HashMap<Uuid, MovieDoc> = HashMap::new();
-                for chunk in ids.chunks(ID_CHUNK) {
-                    let mut query = QueryBuilder::<$db>::new("SELECT stream_id, version, created_at FROM stream_versions WHERE stream_id IN (");
-                    let mut list = query.separated(", ");
-                    chunk.iter().for_each(|id| { list.push_bind(*id); });
-                    query.push(")");
-                    for row in query.build().fetch_all(&mut *tx).await? {
-                        known.insert(row.try_get("stream_id")?, (row.try_get("version")?, row.try_get("created_at")?));
-                    }
-                    let mut query = QueryBuilder::<$db>::new("SELECT * FROM movies WHERE id IN (");
-                    let mut list = query.separated(", ");
-                    chunk.iter().for_each(|id| { list.push_bind(*id); });
-                    query.push(")");
-                    for row in query.build().fetch_all(&mut *tx).await? {
-                        let doc = Self::doc(&row)?;
-                        current.insert(doc.id, doc);
-                    }
+                {
+                    let ($read_tx, $read_ids, $known, $current) = (&mut *tx, &ids, &mut known, &mut current);
+                    $read_streams
                 }
 
                 // Fold in memory. `state` holds each touched movie's latest row (None: gone).
@@ -392,16 +382,9 @@ macro_rules! sql_read_store {
                 sqlx::query("DELETE FROM genre_counts WHERE movies <= 0").execute(&mut *tx).await?;
                 let versions: Vec<(Uuid, Version, Option<DateTime<Utc>>)> =
                     state.keys().map(|id| (*id, known[id].0, known[id].1)).collect();
-                for chunk in versions.chunks(ROW_CHUNK * 2) {
-                    let mut upsert = QueryBuilder::<$db>::new("INSERT INTO stream_versions (stream_id, version, created_at) ");
-                    upsert.push_values(chunk, |mut row, (id, version, created)| {
-                        row.push_bind(*id).push_bind(*version).push_bind(*created);
-                    });
-                    upsert.push(
-                        " ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
-                         created_at = COALESCE(stream_versions.created_at, excluded.created_at)",
-                    );
-                    upsert.build().execute(&mut *tx).await?;
+                {
+                    let ($versions_tx, $versions) = (&mut *tx, &versions);
+                    $write_versions
                 }
                 Ok(())
             }
@@ -553,6 +536,17 @@ sql_read_store!(
             .execute(&mut *tx)
             .await?;
     },
+    // One array parameter, not a list of thousands to parse and plan.
+    read_streams: |tx, ids, known, current| {
+        let query = "SELECT stream_id, version, created_at FROM stream_versions WHERE stream_id = ANY($1)";
+        for row in sqlx::query(query).bind(ids).fetch_all(&mut *tx).await? {
+            known.insert(row.try_get("stream_id")?, (row.try_get("version")?, row.try_get("created_at")?));
+        }
+        for row in sqlx::query("SELECT * FROM movies WHERE id = ANY($1)").bind(ids).fetch_all(&mut *tx).await? {
+            let doc = Self::doc(&row)?;
+            current.insert(doc.id, doc);
+        }
+    },
     // COPY: one round trip per table, no statement per row to parse and plan.
     insert_rows: |tx, docs, genres| {
         let mut rows = CopyRows::new();
@@ -578,6 +572,20 @@ sql_read_store!(
         }
         copy_in(&mut *tx, "movie_genres", "movie_id, genre_key", rows).await?;
     },
+    write_versions: |tx, versions| {
+        let ids: Vec<Uuid> = versions.iter().map(|v| v.0).collect();
+        let numbers: Vec<Version> = versions.iter().map(|v| v.1).collect();
+        let created: Vec<Option<DateTime<Utc>>> = versions.iter().map(|v| v.2).collect();
+        sqlx::query(&format!(
+            "INSERT INTO stream_versions (stream_id, version, created_at) \
+             SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[]) {VERSIONS_CONFLICT}"
+        ))
+        .bind(ids)
+        .bind(numbers)
+        .bind(created)
+        .execute(&mut *tx)
+        .await?;
+    },
     // Secondary indexes, and the genres' foreign key (checked row by row as genres are inserted;
     // added back once, validated in one pass).
     suspendable: "SELECT 'DROP INDEX ' || quote_ident(indexname) AS drop_sql, indexdef AS restore_sql \
@@ -595,6 +603,25 @@ sql_read_store!(
     batch_setting: None::<&str>,
     // One writer at a time already.
     lock_streams: |_tx, _ids| {},
+    read_streams: |tx, ids, known, current| {
+        for chunk in ids.chunks(ID_CHUNK) {
+            let mut query = QueryBuilder::<sqlx::Sqlite>::new("SELECT stream_id, version, created_at FROM stream_versions WHERE stream_id IN (");
+            let mut list = query.separated(", ");
+            chunk.iter().for_each(|id| { list.push_bind(*id); });
+            query.push(")");
+            for row in query.build().fetch_all(&mut *tx).await? {
+                known.insert(row.try_get("stream_id")?, (row.try_get("version")?, row.try_get("created_at")?));
+            }
+            let mut query = QueryBuilder::<sqlx::Sqlite>::new("SELECT * FROM movies WHERE id IN (");
+            let mut list = query.separated(", ");
+            chunk.iter().for_each(|id| { list.push_bind(*id); });
+            query.push(")");
+            for row in query.build().fetch_all(&mut *tx).await? {
+                let doc = Self::doc(&row)?;
+                current.insert(doc.id, doc);
+            }
+        }
+    },
     // Multi-row inserts, as many rows to a statement as SQLite takes parameters.
     insert_rows: |tx, docs, genres| {
         for chunk in docs.chunks(ROW_CHUNK) {
@@ -620,6 +647,16 @@ sql_read_store!(
                 row.push_bind(*id).push_bind(key.clone());
             });
             insert.build().execute(&mut *tx).await?;
+        }
+    },
+    write_versions: |tx, versions| {
+        for chunk in versions.chunks(ROW_CHUNK * 2) {
+            let mut upsert = QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO stream_versions (stream_id, version, created_at) ");
+            upsert.push_values(chunk, |mut row, (id, version, created)| {
+                row.push_bind(*id).push_bind(*version).push_bind(*created);
+            });
+            upsert.push(" ").push(VERSIONS_CONFLICT);
+            upsert.build().execute(&mut *tx).await?;
         }
     },
     suspendable: "SELECT 'DROP INDEX ' || name AS drop_sql, sql AS restore_sql FROM sqlite_master \

@@ -56,11 +56,31 @@ async fn edits_and_deletes_keep_genres_exact_while_suspended(store: &dyn ReadSto
     assert_eq!(store.suspend_indexes().await.unwrap().len(), suspended.len());
 }
 
+/// Batches write rows in bulk (Postgres: `COPY` as CSV): text with quotes, commas, newlines,
+/// backslashes and CSV's end marker, and numbers with long fractions, read back exactly.
+async fn awkward_text_and_numbers_read_back_exactly(store: &dyn ReadStore) {
+    let id = Uuid::now_v7();
+    let fields = MovieFields {
+        name: "He said \"no\", then\n\\. left; \\N O'Brien — Amélie".into(),
+        director: "\"Quoted\", Director\r\n".into(),
+        popularity: 0.1 + 0.2,
+        imdb_score: 7.123_456_789_012_345,
+        genres: vec!["Sci-Fi".into(), "Film \"Noir\"".into(), "a,b".into()],
+    };
+    let event = recorded(1, id, 1, MovieEvent::Created(fields.clone()));
+    store.apply(std::slice::from_ref(&event)).await.unwrap();
+    let stored = store.get(id).await.unwrap().expect("the movie is stored");
+    assert_eq!(stored.fields(), fields);
+    assert_eq!(stored.created_at.timestamp_micros(), event.recorded_at.timestamp_micros());
+    assert_eq!(names_in(store, "film \"noir\"").await, [fields.name.clone()]);
+}
+
 #[tokio::test]
 async fn postgres_bulk_load_keeps_genres_exact_and_restores_its_indexes_and_key() {
     let pool = connect_postgres(&postgres_database().await, 4).await.unwrap();
     let store = PgReadStore::open(pool.clone()).await.unwrap();
     edits_and_deletes_keep_genres_exact_while_suspended(&store).await;
+    awkward_text_and_numbers_read_back_exactly(&store).await;
 }
 
 #[tokio::test]
@@ -69,4 +89,5 @@ async fn sqlite_bulk_load_keeps_genres_exact_and_restores_its_indexes() {
     let file = movies_store::open_sqlite(&dir.path().join("read.db")).await.unwrap();
     let store = SqliteReadStore::open(file.writer, file.reader).await.unwrap();
     edits_and_deletes_keep_genres_exact_while_suspended(&store).await;
+    awkward_text_and_numbers_read_back_exactly(&store).await;
 }
