@@ -75,108 +75,159 @@ pub fn movie_id(input: &MovieInput) -> Uuid {
     uuid::Builder::from_unix_timestamp_millis(millis, bytes[..10].try_into().expect("10 bytes")).into_uuid()
 }
 
-/// Parses every record first: a malformed file writes nothing. Then appends the valid records in
-/// chunks: the new movies of a chunk are created in one transaction, existing ones are decided
-/// one by one against their current state (updated, or left alone). Invalid records are
-/// reported by index.
+/// A valid record ready to append: its index in the file, movie id, draft and context.
+type Prepared = (usize, Uuid, MovieDraft, CommandContext);
+/// A chunk of prepared records, and the records rejected since the previous chunk.
+type Chunk = (Vec<Prepared>, Vec<(usize, String)>);
+
+/// Parses the whole file first: a malformed file writes nothing. Then appends the valid records
+/// in chunks, each checked and prepared on a blocking thread while the previous one is
+/// appended: the new movies of a chunk are created in one transaction, existing ones are
+/// decided one by one against their current state (updated, or left alone). Invalid records
+/// are reported by index.
 pub async fn ingest(
     service: &CommandService,
     bytes: &[u8],
     progress: &ProgressBar,
 ) -> Result<IngestReport, IngestError> {
     let records: Vec<serde_json::Value> = serde_json::from_slice(bytes).map_err(IngestError::Malformed)?;
-    let mut report = IngestReport::default();
-    let mut seen = std::collections::HashMap::new();
-    let mut valid = Vec::new();
-    for (index, raw) in records.into_iter().enumerate() {
-        let record = match serde_json::from_value::<Record>(raw) {
-            Ok(record) => record,
-            Err(error) => {
-                report.rejected.push((index, error.to_string()));
-                continue;
-            }
-        };
-        let input = MovieInput::from(record);
-        if let Some(first) = seen.insert(identity(&input), index) {
-            report.rejected.push((index, format!("the same title and director as record {first}")));
-            continue;
-        }
-        match MovieDraft::parse(input.clone()) {
-            Ok(draft) => valid.push((index, movie_id(&input), draft)),
-            Err(errors) => report.rejected.push((index, errors.to_string())),
-        }
-    }
-    progress.set_length(valid.len() as u64);
+    progress.set_length(records.len() as u64);
     progress.set_style(
         ProgressStyle::with_template("{spinner} ingesting [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let metadata = EventMetadata { actor: system_actor("ingest"), request_id: None };
-    // The first event's id derives from the record's content: a retry after a crash maps onto
-    // the event it already stored.
-    let context = |id: Uuid, draft: &MovieDraft| {
-        let content = format!("{id}\n{:?}", draft.fields());
-        CommandContext {
-            metadata: metadata.clone(),
-            event_id: Some(Uuid::new_v5(&INGEST_NAMESPACE, content.as_bytes())),
-        }
-    };
-    for chunk in valid.chunks(BULK) {
-        let ids: Vec<Uuid> = chunk.iter().map(|(_, id, _)| *id).collect();
-        let fail = |index: usize| move |source| IngestError::Command { index, source };
-        let existing =
-            service.events().stream_versions(&ids).await.map_err(|e| fail(chunk[0].0)(e.into()))?;
-        // New movies: created together, one transaction for the whole chunk.
-        let fresh: Vec<_> = chunk.iter().filter(|(_, id, _)| !existing.contains_key(id)).collect();
-        let mut one_by_one: Vec<_> = chunk.iter().filter(|(_, id, _)| existing.contains_key(id)).collect();
-        if !fresh.is_empty() {
-            let creations =
-                fresh.iter().map(|(_, id, draft)| (*id, draft.clone(), context(*id, draft))).collect();
-            match service.create_many(creations).await {
-                Ok(recorded) => {
-                    for recorded in recorded {
-                        *(if recorded { &mut report.created } else { &mut report.unchanged }) += 1;
-                    }
-                    progress.inc(fresh.len() as u64);
-                }
-                // Someone created one of them meanwhile: decide each on its own.
-                Err(CommandError::Conflict) => one_by_one.extend(fresh),
-                Err(error) => return Err(fail(fresh[0].0)(error)),
-            }
-        }
-        for (index, id, draft) in one_by_one {
-            let current = Movie::fold(
-                service
-                    .events()
-                    .load(*id)
-                    .await
-                    .map_err(|e| fail(*index)(e.into()))?
-                    .iter()
-                    .map(|e| &e.event),
-            );
-            let (command, counter) = match current {
-                Movie::Absent => (MovieCommand::Create(draft.clone()), &mut report.created),
-                Movie::Live(fields) if &fields != draft.fields() => {
-                    (MovieCommand::Replace(draft.clone()), &mut report.updated)
-                }
-                // Unchanged, or deleted by an admin since: re-ingesting never resurrects a movie.
-                Movie::Live(_) | Movie::Deleted(_) => {
-                    report.unchanged += 1;
-                    progress.inc(1);
-                    continue;
-                }
-            };
-            let outcome =
-                service.execute(*id, None, command, context(*id, draft)).await.map_err(fail(*index))?;
-            if outcome.recorded {
-                *counter += 1;
-            } else {
-                report.unchanged += 1;
-            }
-            progress.inc(1);
-        }
+    let (chunks, mut prepared) = tokio::sync::mpsc::channel::<Chunk>(2);
+    let preparer = tokio::task::spawn_blocking(move || prepare(records, chunks));
+    let mut report = IngestReport::default();
+    // An error returns here, closing the channel: the preparer then stops at its next chunk.
+    while let Some((chunk, rejected)) = prepared.recv().await {
+        progress.inc(rejected.len() as u64);
+        report.rejected.extend(rejected);
+        append_chunk(service, chunk, &mut report, progress).await?;
+    }
+    if let Err(error) = preparer.await {
+        std::panic::resume_unwind(error.into_panic());
     }
     progress.finish_and_clear();
     Ok(report)
+}
+
+/// Checks each record and prepares the valid ones, sending them in chunks of `BULK`.
+fn prepare(records: Vec<serde_json::Value>, chunks: tokio::sync::mpsc::Sender<Chunk>) {
+    let metadata = EventMetadata { actor: system_actor("ingest"), request_id: None };
+    let mut seen = std::collections::HashMap::new();
+    let (mut valid, mut rejected) = (Vec::with_capacity(BULK), Vec::new());
+    for (index, raw) in records.into_iter().enumerate() {
+        let record = match serde_json::from_value::<Record>(raw) {
+            Ok(record) => record,
+            Err(error) => {
+                rejected.push((index, error.to_string()));
+                continue;
+            }
+        };
+        let input = MovieInput::from(record);
+        if let Some(first) = seen.insert(identity(&input), index) {
+            rejected.push((index, format!("the same title and director as record {first}")));
+            continue;
+        }
+        match MovieDraft::parse(input.clone()) {
+            Ok(draft) => {
+                let id = movie_id(&input);
+                // The first event's id derives from the record's content: a retry after a crash
+                // maps onto the event it already stored.
+                let content = format!("{id}\n{:?}", draft.fields());
+                let event_id = Some(Uuid::new_v5(&INGEST_NAMESPACE, content.as_bytes()));
+                valid.push((index, id, draft, CommandContext { metadata: metadata.clone(), event_id }));
+            }
+            Err(errors) => rejected.push((index, errors.to_string())),
+        }
+        if valid.len() == BULK {
+            let chunk =
+                (std::mem::replace(&mut valid, Vec::with_capacity(BULK)), std::mem::take(&mut rejected));
+            if chunks.blocking_send(chunk).is_err() {
+                return;
+            }
+        }
+    }
+    let _ = chunks.blocking_send((valid, rejected));
+}
+
+/// Appends one chunk of prepared records, counting each outcome in `report`.
+async fn append_chunk(
+    service: &CommandService,
+    chunk: Vec<Prepared>,
+    report: &mut IngestReport,
+    progress: &ProgressBar,
+) -> Result<(), IngestError> {
+    let fail = |index: usize| move |source| IngestError::Command { index, source };
+    // Creates these movies in one transaction; `None` if one of them exists.
+    let create_all = |movies: &[&Prepared]| {
+        let creations =
+            movies.iter().map(|(_, id, draft, context)| (*id, draft.clone(), context.clone())).collect();
+        let first = movies.first().map_or(0, |(index, ..)| *index);
+        async move {
+            match service.create_many(creations).await {
+                Ok(recorded) => Ok(Some(recorded)),
+                Err(CommandError::Conflict) => Ok(None),
+                Err(error) => Err(fail(first)(error)),
+            }
+        }
+    };
+    if chunk.is_empty() {
+        return Ok(());
+    }
+    let all: Vec<_> = chunk.iter().collect();
+    // A first load creates every movie: tried at once, with nothing looked up first (a
+    // record seen before, even in a crashed run, counts as unchanged).
+    let (created, mut one_by_one) = match create_all(&all).await? {
+        Some(recorded) => (recorded, Vec::new()),
+        None => {
+            // Some exist: the new ones together, the others one by one against their state.
+            let ids: Vec<Uuid> = chunk.iter().map(|(_, id, ..)| *id).collect();
+            let existing =
+                service.events().stream_versions(&ids).await.map_err(|e| fail(chunk[0].0)(e.into()))?;
+            let (known, fresh): (Vec<_>, Vec<_>) =
+                all.into_iter().partition(|(_, id, ..)| existing.contains_key(id));
+            let together = match fresh.is_empty() {
+                true => None,
+                false => create_all(&fresh).await?,
+            };
+            match together {
+                Some(recorded) => (recorded, known),
+                // Nothing new, or someone created one of them meanwhile: each on its own.
+                None => (Vec::new(), known.into_iter().chain(fresh).collect()),
+            }
+        }
+    };
+    for recorded in &created {
+        *(if *recorded { &mut report.created } else { &mut report.unchanged }) += 1;
+    }
+    progress.inc(created.len() as u64);
+    one_by_one.sort_by_key(|(index, ..)| *index);
+    for (index, id, draft, context) in one_by_one {
+        let current = Movie::fold(
+            service.events().load(*id).await.map_err(|e| fail(*index)(e.into()))?.iter().map(|e| &e.event),
+        );
+        let (command, counter) = match current {
+            Movie::Absent => (MovieCommand::Create(draft.clone()), &mut report.created),
+            Movie::Live(fields) if &fields != draft.fields() => {
+                (MovieCommand::Replace(draft.clone()), &mut report.updated)
+            }
+            // Unchanged, or deleted by an admin since: re-ingesting never resurrects a movie.
+            Movie::Live(_) | Movie::Deleted(_) => {
+                report.unchanged += 1;
+                progress.inc(1);
+                continue;
+            }
+        };
+        let outcome = service.execute(*id, None, command, context.clone()).await.map_err(fail(*index))?;
+        if outcome.recorded {
+            *counter += 1;
+        } else {
+            report.unchanged += 1;
+        }
+        progress.inc(1);
+    }
+    Ok(())
 }

@@ -221,8 +221,36 @@ macro_rules! sql_event_store {
                 if appends.iter().any(|(_, _, events)| events.is_empty()) {
                     return Err(StoreError::NothingToAppend);
                 }
+                if appends.is_empty() {
+                    return Ok(Vec::new());
+                }
                 if let Some(lock) = $lock {
                     sqlx::query(lock).execute(&mut **tx).await?;
+                }
+                let head_query = "SELECT COALESCE(MAX(position), 0) FROM events";
+                // Only new streams (a bulk load's creations): the unique keys on event ids and
+                // stream versions refuse a retry or a stream that exists, so the rows go in with
+                // nothing looked up first. If a key trips, that is undone and the batch is
+                // checked the exact way below.
+                if appends.iter().all(|(_, expected, _)| *expected == 0) {
+                    let mut head: i64 = sqlx::query_scalar(head_query).fetch_one(&mut **tx).await?;
+                    let mut rows = Vec::new();
+                    let results: Vec<Appended> = appends
+                        .iter()
+                        .map(|(stream_id, expected, events)| place(*stream_id, *expected, events, &mut head, &mut rows))
+                        .collect();
+                    let mut savepoint = sqlx::Connection::begin(&mut **tx).await?;
+                    match Self::insert_rows(&mut savepoint, &rows).await {
+                        Ok(()) => {
+                            savepoint.commit().await?;
+                            Self::notify_appended(tx, &results).await?;
+                            return Ok(results);
+                        }
+                        Err(StoreError::Unavailable(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                            savepoint.rollback().await?;
+                        }
+                        Err(error) => return Err(error),
+                    }
                 }
                 let mut stored_ids = std::collections::HashSet::new();
                 // One index probe per id (correlated subqueries): planners turn a long `IN` list
@@ -239,9 +267,7 @@ macro_rules! sql_event_store {
                 }
                 let ids: Vec<Uuid> = appends.iter().map(|(id, _, _)| *id).collect();
                 let mut versions = Self::versions_in(&mut **tx, &ids).await?;
-                let mut head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-                    .fetch_one(&mut **tx)
-                    .await?;
+                let mut head: i64 = sqlx::query_scalar(head_query).fetch_one(&mut **tx).await?;
                 let mut results = Vec::with_capacity(appends.len());
                 let mut rows: Vec<(i64, Uuid, i64, &NewEvent)> = Vec::new();
                 let mut seen = std::collections::HashSet::new();
@@ -258,24 +284,20 @@ macro_rules! sql_event_store {
                     if actual != *expected {
                         return Err(StoreError::Conflict { stream_id: *stream_id, expected: *expected, actual });
                     }
-                    for (n, event) in events.iter().enumerate() {
-                        rows.push((head + 1 + n as i64, *stream_id, expected + 1 + n as i64, event));
-                    }
                     versions.insert(*stream_id, expected + events.len() as i64);
-                    results.push(Appended {
-                        stream_id: *stream_id,
-                        version: expected + events.len() as i64,
-                        first_position: head + 1,
-                        last_position: head + events.len() as i64,
-                        replayed: false,
-                    });
-                    head += events.len() as i64;
+                    results.push(place(*stream_id, *expected, events, &mut head, &mut rows));
                 }
                 Self::insert_rows(tx, &rows).await?;
+                Self::notify_appended(tx, &results).await?;
+                Ok(results)
+            }
+
+            /// Tells listeners (the dialect's way, if it has one) how far the log now reaches.
+            async fn notify_appended(tx: &mut sqlx::Transaction<'_, $db>, results: &[Appended]) -> Result<()> {
                 if let (Some(notify), Some(last)) = ($notify, results.iter().map(|a| a.last_position).max()) {
                     sqlx::query(notify).bind(last).execute(&mut **tx).await?;
                 }
-                Ok(results)
+                Ok(())
             }
 
             /// Inserts event rows (position, stream, version, event): the dialect's fastest way.
@@ -509,6 +531,28 @@ sql_event_store!(PgEventStore, sqlx::Postgres, lock: Some(PG_APPEND_LOCK), notif
     insert_rows: |tx, rows| { copy_events(tx, rows).await?; });
 sql_event_store!(SqliteEventStore, sqlx::Sqlite, lock: None::<&'static str>, notify: None::<&'static str>,
     insert_rows: |tx, rows| { insert_values(tx, rows).await?; });
+
+/// Places one append's events after `head` (which it moves past them) as rows to insert.
+fn place<'a>(
+    stream_id: Uuid,
+    expected: Version,
+    events: &'a [NewEvent],
+    head: &mut Position,
+    rows: &mut Vec<(i64, Uuid, i64, &'a NewEvent)>,
+) -> Appended {
+    for (n, event) in events.iter().enumerate() {
+        rows.push((*head + 1 + n as i64, stream_id, expected + 1 + n as i64, event));
+    }
+    let appended = Appended {
+        stream_id,
+        version: expected + events.len() as i64,
+        first_position: *head + 1,
+        last_position: *head + events.len() as i64,
+        replayed: false,
+    };
+    *head += events.len() as i64;
+    appended
+}
 
 /// Postgres's way in: COPY, with no statement to parse and plan per row.
 async fn copy_events(conn: &mut sqlx::PgConnection, rows: &[(i64, Uuid, i64, &NewEvent)]) -> Result<()> {

@@ -167,6 +167,7 @@ pub async fn a_batch_appends_to_many_streams_atomically(f: Fixture) {
     assert_eq!(done[1].first_position, done[0].last_position + 1);
     assert_eq!(f.events.load(b).await.unwrap().len(), 2);
 
+    let retry_of_a = batch[0].clone();
     let retried = f.events.append_batch(batch).await.unwrap();
     assert!(retried.iter().all(|r| r.replayed), "a retried batch writes nothing");
     assert_eq!(
@@ -181,6 +182,18 @@ pub async fn a_batch_appends_to_many_streams_atomically(f: Fixture) {
     assert!(matches!(conflicting, Err(StoreError::Conflict { .. })), "{conflicting:?}");
     assert!(f.events.load(c).await.unwrap().is_empty(), "nothing of a failed batch is written");
     assert_eq!(f.events.head().await.unwrap(), 3);
+
+    // A retried creation beside a new one: the retry is recognised, the new one written.
+    let mixed = f.events.append_batch(vec![retry_of_a, (c, 0, vec![new_event(created("C"))])]).await.unwrap();
+    assert_eq!(mixed.iter().map(|m| (m.replayed, m.last_position)).collect::<Vec<_>>(), [(true, 1), (false, 4)]);
+    // One event id twice in a batch of creations is refused whole.
+    let twice = new_event(created("D"));
+    let duplicated = f
+        .events
+        .append_batch(vec![(Uuid::now_v7(), 0, vec![twice.clone()]), (Uuid::now_v7(), 0, vec![twice])])
+        .await;
+    assert!(matches!(duplicated, Err(StoreError::DuplicateEvent(_))), "{duplicated:?}");
+    assert_eq!(f.events.head().await.unwrap(), 4);
 }
 
 pub async fn stream_versions_name_each_existing_stream_and_leave_out_the_rest(f: Fixture) {
