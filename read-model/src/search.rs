@@ -804,8 +804,9 @@ impl TantivySearchIndex {
         let natural = if sort == SearchSort::Name { Order::Asc } else { Order::Desc };
         let ascending = q.order.unwrap_or(natural) == Order::Asc;
         // One more than asked tells whether another page follows.
-        let top = TopDocs::with_limit(q.limit.max(1) + 1).and_offset(q.offset);
-        let collector = top.tweak_score(sort_key(sort, words.len(), ascending, q.after));
+        let keep = q.offset + q.limit.max(1) + 1;
+        let collector =
+            Best { sort, query_words: words.len(), ascending, after: q.after, keep, skip: q.offset };
         let browsed = match self.browse_plan(q, sort, ascending, &words) {
             Some(browse) => self.summaries.browse(&searcher, &browse)?,
             None => None,
@@ -936,12 +937,14 @@ impl TantivySearchIndex {
         }
         let (query, _) =
             self.query(&searcher, &words, &[(self.fields.name, 3.0)], &SearchFilters::default())?;
-        let collector = TopDocs::with_limit(limit.max(1) * 2).tweak_score(sort_key(
-            SearchSort::Relevance,
-            words.len(),
-            false,
-            None,
-        ));
+        let collector = Best {
+            sort: SearchSort::Relevance,
+            query_words: words.len(),
+            ascending: false,
+            after: None,
+            keep: limit.max(1) * 2,
+            skip: 0,
+        };
         let mut seen = std::collections::HashSet::new();
         let mut hits = Vec::new();
         for (key, address) in searcher.search(&query, &collector)? {
@@ -1247,45 +1250,167 @@ impl SearchCursor {
     }
 }
 
-/// The collector's sort key for a hit. Relevance: the word score, plus (for queries of two
-/// words or more) a completeness bonus below one point when the title has exactly as many words
-/// as the query ("star w" puts "Star Wars" before "Star Wars : Episode V"), then popularity, then
-/// shorter titles ("Frankenstein" before "Bride of Frankenstein"). Scores are non-negative, so
-/// their IEEE bits order like the numbers.
-fn sort_key(
+/// A completed title's bonus: below one point, so it orders hits within a score, never across.
+const COMPLETE_BONUS: f32 = 0.9;
+/// Matches read per batch of column reads.
+const RANK_BLOCK: usize = 64;
+
+/// A hit's sort key from its columns. Relevance: the word score, plus (for queries of two words
+/// or more) a completeness bonus when the title has exactly as many words as the query ("star w"
+/// puts "Star Wars" before "Star Wars : Episode V"), then popularity, then shorter titles
+/// ("Frankenstein" before "Bride of Frankenstein"). Scores are non-negative, so their IEEE bits
+/// order like the numbers.
+fn key_of(
+    sort: SearchSort,
+    query_words: usize,
+    relevance: Score,
+    [rank, score, head, tail]: [u64; 4],
+) -> SortKey {
+    match sort {
+        SearchSort::Relevance => {
+            let title_words = 63 - ((rank >> WORDS_SHIFT) & 63);
+            let complete = query_words >= 2 && title_words == query_words as u64;
+            let total = relevance + if complete { COMPLETE_BONUS } else { 0.0 };
+            (u64::from(total.max(0.0).to_bits()), rank, 0)
+        }
+        SearchSort::Popularity => (rank, 0, 0),
+        SearchSort::ImdbScore => (score, 0, 0),
+        SearchSort::Name => (head, tail, rank & ID_MASK),
+    }
+}
+
+/// The best `keep` matches by sort key (highest first), less the first `skip`, keys at or past
+/// `after` left out (they were on earlier pages).
+///
+/// The sort columns are read 64 matches at a time: one batched read per column lets the loads
+/// overlap instead of each match waiting on its own cache miss (a one-word search at 5M has
+/// ~100k matches; those waits were most of its time). By relevance, best first, a match whose
+/// score cannot reach the worst hit held is dropped before anything is read for it.
+struct Best {
     sort: SearchSort,
     query_words: usize,
     ascending: bool,
     after: Option<SearchCursor>,
-) -> impl Fn(&SegmentReader) -> Box<dyn Fn(DocId, Score) -> SortKey> + Send + Sync {
-    move |segment: &SegmentReader| {
+    keep: usize,
+    skip: usize,
+}
+
+struct BestSegment {
+    ordinal: tantivy::SegmentOrdinal,
+    sort: SearchSort,
+    query_words: usize,
+    flip: u64,
+    after: Option<SearchCursor>,
+    keep: usize,
+    /// rank, score, name head, name tail: the ones this sort reads.
+    columns: [Option<U64Column>; 4],
+    docs: Vec<DocId>,
+    scores: Vec<Score>,
+    values: [Vec<u64>; 4],
+    /// The best so far, worst on top; equal keys keep the earlier document.
+    held: std::collections::BinaryHeap<std::cmp::Reverse<(SortKey, std::cmp::Reverse<DocId>)>>,
+}
+
+impl Collector for Best {
+    type Fruit = Vec<(SortKey, DocAddress)>;
+    type Child = BestSegment;
+
+    fn for_segment(
+        &self,
+        ordinal: tantivy::SegmentOrdinal,
+        segment: &SegmentReader,
+    ) -> tantivy::Result<BestSegment> {
         let fast = segment.fast_fields();
-        let column = |name| fast.u64(name).map(|c| c.first_or_default_col(0)).ok();
-        let (rank, score, head, tail) =
-            (column("rank_pack"), column("score_pack"), column("name_sort"), column("name_sort_tail"));
-        let mask = flip(ascending);
-        Box::new(move |doc, relevance| {
-            let read = |c: &Option<std::sync::Arc<dyn tantivy::columnar::ColumnValues<u64>>>| {
-                c.as_ref().map_or(0, |c| c.get_val(doc))
-            };
-            let key = match sort {
-                SearchSort::Relevance => {
-                    let rank = read(&rank);
-                    let title_words = 63 - ((rank >> WORDS_SHIFT) & 63);
-                    let complete = query_words >= 2 && title_words == query_words as u64;
-                    let total = relevance + if complete { 0.9 } else { 0.0 };
-                    (u64::from(total.max(0.0).to_bits()), rank, 0)
-                }
-                SearchSort::Popularity => (read(&rank), 0, 0),
-                SearchSort::ImdbScore => (read(&score), 0, 0),
-                SearchSort::Name => (read(&head), read(&tail), read(&rank) & ID_MASK),
-            };
-            let key = (key.0 ^ mask, key.1 ^ mask, key.2 ^ mask);
-            match after {
-                Some(SearchCursor(cursor)) if key >= cursor => ZERO_KEY,
-                _ => key,
-            }
+        let column = |name, wanted: bool| {
+            wanted.then(|| fast.u64(name).map(|c| c.first_or_default_col(0)).ok()).flatten()
+        };
+        let (by_name, by_score) = (self.sort == SearchSort::Name, self.sort == SearchSort::ImdbScore);
+        Ok(BestSegment {
+            ordinal,
+            sort: self.sort,
+            query_words: self.query_words,
+            flip: flip(self.ascending),
+            after: self.after,
+            keep: self.keep,
+            columns: [
+                column("rank_pack", !by_score),
+                column("score_pack", by_score),
+                column("name_sort", by_name),
+                column("name_sort_tail", by_name),
+            ],
+            docs: Vec::with_capacity(RANK_BLOCK),
+            scores: Vec::with_capacity(RANK_BLOCK),
+            values: Default::default(),
+            held: std::collections::BinaryHeap::with_capacity(self.keep + 1),
         })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        self.sort == SearchSort::Relevance
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Self::Fruit>) -> tantivy::Result<Self::Fruit> {
+        let mut all: Vec<(SortKey, DocAddress)> = fruits.into_iter().flatten().collect();
+        all.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        Ok(all.into_iter().take(self.keep).skip(self.skip).collect())
+    }
+}
+
+impl BestSegment {
+    fn flush(&mut self) {
+        for (column, values) in self.columns.iter().zip(&mut self.values) {
+            values.clear();
+            values.resize(self.docs.len(), 0);
+            if let Some(column) = column {
+                column.get_vals(&self.docs, values);
+            }
+        }
+        for (i, (&doc, &relevance)) in self.docs.iter().zip(&self.scores).enumerate() {
+            let read = [self.values[0][i], self.values[1][i], self.values[2][i], self.values[3][i]];
+            let key = key_of(self.sort, self.query_words, relevance, read);
+            let key = (key.0 ^ self.flip, key.1 ^ self.flip, key.2 ^ self.flip);
+            if self.after.is_some_and(|SearchCursor(cursor)| key >= cursor) {
+                continue;
+            }
+            let candidate = std::cmp::Reverse((key, std::cmp::Reverse(doc)));
+            if self.held.len() < self.keep {
+                self.held.push(candidate);
+            } else if let Some(mut worst) = self.held.peek_mut() {
+                if candidate < *worst {
+                    *worst = candidate;
+                }
+            }
+        }
+        self.docs.clear();
+        self.scores.clear();
+    }
+}
+
+impl SegmentCollector for BestSegment {
+    type Fruit = Vec<(SortKey, DocAddress)>;
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        if self.sort == SearchSort::Relevance && self.flip == 0 && self.held.len() >= self.keep {
+            let bonus = if self.query_words >= 2 { COMPLETE_BONUS } else { 0.0 };
+            let best_possible = u64::from((score + bonus).max(0.0).to_bits());
+            if self.held.peek().is_some_and(|worst| best_possible < worst.0 .0 .0) {
+                return;
+            }
+        }
+        self.docs.push(doc);
+        self.scores.push(score);
+        if self.docs.len() == RANK_BLOCK {
+            self.flush();
+        }
+    }
+
+    fn harvest(mut self) -> Self::Fruit {
+        self.flush();
+        let ordinal = self.ordinal;
+        self.held
+            .into_iter()
+            .map(|std::cmp::Reverse((key, std::cmp::Reverse(doc)))| (key, DocAddress::new(ordinal, doc)))
+            .collect()
     }
 }
 
@@ -1406,6 +1531,51 @@ mod tests {
         assert_eq!((ids.len(), total), (expected, expected));
         let facets: HashMap<String, u64> = facets.into_iter().collect();
         assert_eq!(facets["Drama"], expected as u64);
+    }
+
+    #[test]
+    fn small_pages_walk_every_match_once_in_the_order_of_one_big_page() {
+        let index = TantivySearchIndex::in_memory().unwrap();
+        let fields = corpus(&index);
+        for text in ["golden", "golden river", "river 1", "silen"] {
+            for (sort, order) in [
+                (SearchSort::Relevance, None),
+                (SearchSort::Relevance, Some(Order::Asc)),
+                (SearchSort::Popularity, None),
+                (SearchSort::ImdbScore, Some(Order::Asc)),
+                (SearchSort::Name, None),
+                (SearchSort::Name, Some(Order::Desc)),
+            ] {
+                // Pages of 7 keep the best-so-far full from the start, so weaker matches are
+                // dropped unread; one page of everything never is.
+                let q = SearchQuery { text: text.into(), sort, order, limit: 7, ..Default::default() };
+                let (paged, ..) = walk(&index, &q);
+                let whole = index.search(&SearchQuery { limit: 10_000, ..q.clone() }).unwrap();
+                let whole: Vec<Uuid> = whole.hits.iter().map(|h| h.id).collect();
+                assert!(!whole.is_empty(), "{text:?}");
+                let case =
+                    format!("{text:?} by {sort:?} {order:?}: {} paged, {} whole", paged.len(), whole.len());
+                if sort == SearchSort::Name {
+                    // Pages order names by their first 16 bytes, then each page by the whole
+                    // name: names agreeing on 16 bytes may straddle a page boundary.
+                    let (mut paged, mut whole) = (paged, whole);
+                    paged.sort();
+                    whole.sort();
+                    assert!(paged == whole, "{case}");
+                } else {
+                    assert!(paged == whole, "{case}");
+                }
+            }
+        }
+        // One word, all in titles of three words: most popular first, every match found.
+        let golden =
+            index.search(&SearchQuery { text: "golden ".into(), limit: 10_000, ..Default::default() });
+        let hits = golden.unwrap().hits;
+        let expected = fields.iter().filter(|f| f.name.starts_with("Golden")).count();
+        assert_eq!(hits.len(), expected);
+        let by_name: HashMap<&str, f64> = fields.iter().map(|f| (f.name.as_str(), f.popularity)).collect();
+        let popularity: Vec<f64> = hits.iter().map(|h| by_name[h.name.as_str()]).collect();
+        assert!(popularity.windows(2).all(|w| w[0] >= w[1]), "{popularity:?}");
     }
 
     #[test]

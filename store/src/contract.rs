@@ -185,7 +185,10 @@ pub async fn a_batch_appends_to_many_streams_atomically(f: Fixture) {
 
     // A retried creation beside a new one: the retry is recognised, the new one written.
     let mixed = f.events.append_batch(vec![retry_of_a, (c, 0, vec![new_event(created("C"))])]).await.unwrap();
-    assert_eq!(mixed.iter().map(|m| (m.replayed, m.last_position)).collect::<Vec<_>>(), [(true, 1), (false, 4)]);
+    assert_eq!(
+        mixed.iter().map(|m| (m.replayed, m.last_position)).collect::<Vec<_>>(),
+        [(true, 1), (false, 4)]
+    );
     // One event id twice in a batch of creations is refused whole.
     let twice = new_event(created("D"));
     let duplicated = f
