@@ -61,6 +61,7 @@ struct Fields {
     name_sort: Field,
     name_sort_tail: Field,
     rank_pack: Field,
+    rank_small: Field,
     score_pack: Field,
     version: Field,
 }
@@ -89,6 +90,9 @@ fn schema() -> (Schema, Fields) {
         name_sort: builder.add_u64_field("name_sort", FAST),
         name_sort_tail: builder.add_u64_field("name_sort_tail", FAST),
         rank_pack: builder.add_u64_field("rank_pack", FAST),
+        // `rank_pack` without its id bits: 20 bits a document, a column small enough to stay in
+        // the processor's cache while a common word's matches are ranked.
+        rank_small: builder.add_u64_field("rank_small", FAST),
         score_pack: builder.add_u64_field("score_pack", FAST),
         version: builder.add_i64_field("version", STORED),
     };
@@ -192,7 +196,7 @@ pub struct Delivered {
 
 /// Bump whenever the schema or the way documents are built changes: an index built by another
 /// version is rebuilt from the log on open.
-const SCHEMA_VERSION: u32 = 6;
+const SCHEMA_VERSION: u32 = 7;
 
 /// Filters search combines with its text. Text filters match case-insensitively.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -455,6 +459,7 @@ impl TantivySearchIndex {
         let words = movie.fields.name.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).count();
         let (rank, score) = packs(id, movie.fields.popularity, movie.fields.imdb_score, words);
         doc.add_u64(f.rank_pack, rank);
+        doc.add_u64(f.rank_small, rank >> ID_BITS);
         doc.add_u64(f.score_pack, score);
         doc.add_i64(f.version, movie.version);
         doc
@@ -1304,6 +1309,10 @@ struct BestSegment {
     keep: usize,
     /// rank, score, name head, name tail: the ones this sort reads.
     columns: [Option<U64Column>; 4],
+    /// By relevance or popularity: the rank without its id bits, read for every match instead
+    /// of the rank (whose id bits are read only for a match that may place or straddles the
+    /// cursor).
+    small: Option<U64Column>,
     docs: Vec<DocId>,
     scores: Vec<Score>,
     values: [Vec<u64>; 4],
@@ -1325,6 +1334,7 @@ impl Collector for Best {
             wanted.then(|| fast.u64(name).map(|c| c.first_or_default_col(0)).ok()).flatten()
         };
         let (by_name, by_score) = (self.sort == SearchSort::Name, self.sort == SearchSort::ImdbScore);
+        let small = column("rank_small", !by_name && !by_score);
         Ok(BestSegment {
             ordinal,
             sort: self.sort,
@@ -1332,6 +1342,7 @@ impl Collector for Best {
             flip: flip(self.ascending),
             after: self.after,
             keep: self.keep,
+            small,
             columns: [
                 column("rank_pack", !by_score),
                 column("score_pack", by_score),
@@ -1358,17 +1369,38 @@ impl Collector for Best {
 
 impl BestSegment {
     fn flush(&mut self) {
-        for (column, values) in self.columns.iter().zip(&mut self.values) {
+        let batched = [self.small.is_none(), true, true, true];
+        for ((column, values), batched) in self.columns.iter().zip(&mut self.values).zip(batched) {
             values.clear();
             values.resize(self.docs.len(), 0);
-            if let Some(column) = column {
+            if let (Some(column), true) = (column, batched) {
                 column.get_vals(&self.docs, values);
             }
         }
+        if let Some(small) = &self.small {
+            small.get_vals(&self.docs, &mut self.values[0]);
+        }
+        let flip = |key: SortKey| (key.0 ^ self.flip, key.1 ^ self.flip, key.2 ^ self.flip);
         for (i, (&doc, &relevance)) in self.docs.iter().zip(&self.scores).enumerate() {
-            let read = [self.values[0][i], self.values[1][i], self.values[2][i], self.values[3][i]];
-            let key = key_of(self.sort, self.query_words, relevance, read);
-            let key = (key.0 ^ self.flip, key.1 ^ self.flip, key.2 ^ self.flip);
+            let mut read = [self.values[0][i], self.values[1][i], self.values[2][i], self.values[3][i]];
+            if self.small.is_some() {
+                // The key lies between those with the id bits all clear and all set: decide
+                // from the bounds when they can, read the id bits when they cannot.
+                let small = read[0] << ID_BITS;
+                let (a, b) = (
+                    flip(key_of(self.sort, self.query_words, relevance, [small, 0, 0, 0])),
+                    flip(key_of(self.sort, self.query_words, relevance, [small | ID_MASK, 0, 0, 0])),
+                );
+                let (low, high) = (a.min(b), a.max(b));
+                if self.after.is_some_and(|SearchCursor(cursor)| low >= cursor) {
+                    continue;
+                }
+                if self.held.len() >= self.keep && self.held.peek().is_some_and(|worst| high < worst.0 .0) {
+                    continue;
+                }
+                read[0] = self.columns[0].as_ref().map_or(small, |rank| rank.get_val(doc));
+            }
+            let key = flip(key_of(self.sort, self.query_words, relevance, read));
             if self.after.is_some_and(|SearchCursor(cursor)| key >= cursor) {
                 continue;
             }
