@@ -63,6 +63,7 @@ struct Fields {
     rank_pack: Field,
     rank_small: Field,
     score_pack: Field,
+    score_small: Field,
     version: Field,
 }
 
@@ -94,6 +95,8 @@ fn schema() -> (Schema, Fields) {
         // the processor's cache while a common word's matches are ranked.
         rank_small: builder.add_u64_field("rank_small", FAST),
         score_pack: builder.add_u64_field("score_pack", FAST),
+        // Likewise `score_pack` without its id bits (24 bits).
+        score_small: builder.add_u64_field("score_small", FAST),
         version: builder.add_i64_field("version", STORED),
     };
     (builder.build(), fields)
@@ -196,7 +199,7 @@ pub struct Delivered {
 
 /// Bump whenever the schema or the way documents are built changes: an index built by another
 /// version is rebuilt from the log on open.
-const SCHEMA_VERSION: u32 = 7;
+const SCHEMA_VERSION: u32 = 8;
 
 /// Filters search combines with its text. Text filters match case-insensitively.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -461,6 +464,7 @@ impl TantivySearchIndex {
         doc.add_u64(f.rank_pack, rank);
         doc.add_u64(f.rank_small, rank >> ID_BITS);
         doc.add_u64(f.score_pack, score);
+        doc.add_u64(f.score_small, score >> ID_BITS);
         doc.add_i64(f.version, movie.version);
         doc
     }
@@ -1208,6 +1212,8 @@ const ID_BITS: u32 = 40;
 const ID_MASK: u64 = (1 << ID_BITS) - 1;
 const WORDS_SHIFT: u32 = ID_BITS;
 const POPULARITY_SHIFT: u32 = ID_BITS + 6;
+/// Above popularity's 14 bits in the score pack.
+const SCORE_SHIFT: u32 = ID_BITS + 14;
 
 /// The tie-breakers a hit needs, packed at index time so ranking reads one column per hit:
 /// - rank: popularity in hundredths (14 bits), then 63 minus the title's word count (6 bits,
@@ -1222,7 +1228,7 @@ fn packs(id: Uuid, popularity: f64, imdb_score: f64, title_words: usize) -> (u64
     let popularity = hundredths(popularity, 100.0);
     let word_rank = 63 - title_words.min(63) as u64;
     let rank = popularity << POPULARITY_SHIFT | word_rank << WORDS_SHIFT | id_bits;
-    let score = hundredths(imdb_score, 10.0) << (POPULARITY_SHIFT + 4) | popularity << ID_BITS | id_bits;
+    let score = hundredths(imdb_score, 10.0) << SCORE_SHIFT | popularity << ID_BITS | id_bits;
     (rank, score)
 }
 
@@ -1309,10 +1315,10 @@ struct BestSegment {
     keep: usize,
     /// rank, score, name head, name tail: the ones this sort reads.
     columns: [Option<U64Column>; 4],
-    /// By relevance or popularity: the rank without its id bits, read for every match instead
-    /// of the rank (whose id bits are read only for a match that may place or straddles the
-    /// cursor).
-    small: Option<U64Column>,
+    /// Except by name: the sort column without its id bits and the slot of the full column it
+    /// stands for, read for every match instead of that column (whose id bits are read only for
+    /// a match that may place or straddles the cursor).
+    small: Option<(U64Column, usize)>,
     docs: Vec<DocId>,
     scores: Vec<Score>,
     values: [Vec<u64>; 4],
@@ -1334,7 +1340,11 @@ impl Collector for Best {
             wanted.then(|| fast.u64(name).map(|c| c.first_or_default_col(0)).ok()).flatten()
         };
         let (by_name, by_score) = (self.sort == SearchSort::Name, self.sort == SearchSort::ImdbScore);
-        let small = column("rank_small", !by_name && !by_score);
+        let small = match self.sort {
+            SearchSort::Name => None,
+            SearchSort::ImdbScore => column("score_small", true).map(|c| (c, 1)),
+            SearchSort::Relevance | SearchSort::Popularity => column("rank_small", true).map(|c| (c, 0)),
+        };
         Ok(BestSegment {
             ordinal,
             sort: self.sort,
@@ -1369,27 +1379,30 @@ impl Collector for Best {
 
 impl BestSegment {
     fn flush(&mut self) {
-        let batched = [self.small.is_none(), true, true, true];
-        for ((column, values), batched) in self.columns.iter().zip(&mut self.values).zip(batched) {
+        let stood_for = self.small.as_ref().map(|(_, slot)| *slot);
+        for (slot, (column, values)) in self.columns.iter().zip(&mut self.values).enumerate() {
             values.clear();
             values.resize(self.docs.len(), 0);
-            if let (Some(column), true) = (column, batched) {
-                column.get_vals(&self.docs, values);
+            let source = match stood_for == Some(slot) {
+                true => self.small.as_ref().map(|(small, _)| small),
+                false => column.as_ref(),
+            };
+            if let Some(source) = source {
+                source.get_vals(&self.docs, values);
             }
-        }
-        if let Some(small) = &self.small {
-            small.get_vals(&self.docs, &mut self.values[0]);
         }
         let flip = |key: SortKey| (key.0 ^ self.flip, key.1 ^ self.flip, key.2 ^ self.flip);
         for (i, (&doc, &relevance)) in self.docs.iter().zip(&self.scores).enumerate() {
             let mut read = [self.values[0][i], self.values[1][i], self.values[2][i], self.values[3][i]];
-            if self.small.is_some() {
+            if let Some(slot) = stood_for {
                 // The key lies between those with the id bits all clear and all set: decide
                 // from the bounds when they can, read the id bits when they cannot.
-                let small = read[0] << ID_BITS;
+                let small = read[slot] << ID_BITS;
+                let (mut clear, mut set) = (read, read);
+                (clear[slot], set[slot]) = (small, small | ID_MASK);
                 let (a, b) = (
-                    flip(key_of(self.sort, self.query_words, relevance, [small, 0, 0, 0])),
-                    flip(key_of(self.sort, self.query_words, relevance, [small | ID_MASK, 0, 0, 0])),
+                    flip(key_of(self.sort, self.query_words, relevance, clear)),
+                    flip(key_of(self.sort, self.query_words, relevance, set)),
                 );
                 let (low, high) = (a.min(b), a.max(b));
                 if self.after.is_some_and(|SearchCursor(cursor)| low >= cursor) {
@@ -1398,7 +1411,7 @@ impl BestSegment {
                 if self.held.len() >= self.keep && self.held.peek().is_some_and(|worst| high < worst.0 .0) {
                     continue;
                 }
-                read[0] = self.columns[0].as_ref().map_or(small, |rank| rank.get_val(doc));
+                read[slot] = self.columns[slot].as_ref().map_or(small, |full| full.get_val(doc));
             }
             let key = flip(key_of(self.sort, self.query_words, relevance, read));
             if self.after.is_some_and(|SearchCursor(cursor)| key >= cursor) {
@@ -1453,6 +1466,42 @@ fn escape_html(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sorting_by_score_or_popularity_is_by_that_value_whatever_the_other() {
+        let index = TantivySearchIndex::in_memory().unwrap();
+        // Every score against every popularity, extremes included, in scrambled order.
+        let values = [0.0, 0.01, 5.0, 6.99, 7.0, 7.01, 9.99, 10.0];
+        let popularities = [0.0, 0.01, 10.23, 10.24, 50.0, 99.0, 99.99, 100.0];
+        let events: Vec<EventEnvelope> = (0..values.len() * popularities.len())
+            .map(|n| {
+                let fields = MovieFields {
+                    name: format!("Sorted {n}"),
+                    director: "Someone".into(),
+                    popularity: popularities[(n * 5) % popularities.len()],
+                    imdb_score: values[(n * 3 + n / popularities.len()) % values.len()],
+                    genres: vec!["Drama".into()],
+                };
+                movies_store::testing::recorded(n as i64 + 1, Uuid::now_v7(), 1, MovieEvent::Created(fields))
+            })
+            .collect();
+        index.apply(&events).unwrap();
+        let field = |event: &EventEnvelope, by: SearchSort| match &event.event {
+            MovieEvent::Created(f) if by == SearchSort::ImdbScore => f.imdb_score,
+            MovieEvent::Created(f) => f.popularity,
+            _ => unreachable!(),
+        };
+        for by in [SearchSort::ImdbScore, SearchSort::Popularity] {
+            for text in ["", "sorted"] {
+                let q = SearchQuery { text: text.into(), sort: by, limit: 7, ..Default::default() };
+                let (ids, ..) = walk(&index, &q);
+                let of: HashMap<Uuid, f64> = events.iter().map(|e| (e.stream_id, field(e, by))).collect();
+                let sorted: Vec<f64> = ids.iter().map(|id| of[id]).collect();
+                assert_eq!(sorted.len(), events.len());
+                assert!(sorted.windows(2).all(|w| w[0] >= w[1]), "{by:?} {text:?}: {sorted:?}");
+            }
+        }
+    }
 
     #[test]
     fn facets_count_every_genre_even_past_the_sixty_three_with_their_own_bit() {
