@@ -1,6 +1,11 @@
 //! The `movies` application: wires the ports to adapters (chosen by URL), serves the APIs and
 //! runs the operator commands. The only crate that names adapters.
 
+/// Every binary of the project allocates through mimalloc: the ingest frees on one thread what
+/// another allocated, which glibc's allocator serialises on its arena locks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod generate;
 pub mod ingest;
 pub mod replay;

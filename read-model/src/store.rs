@@ -549,7 +549,7 @@ sql_read_store!(
     },
     // COPY: one round trip per table, no statement per row to parse and plan.
     insert_rows: |tx, docs, genres| {
-        let mut rows = CopyRows::new();
+        let mut rows = CopyRows::with_capacity(docs.len() * 256);
         for doc in docs.iter() {
             let genres = serde_json::to_string(&doc.genres).expect("a list of strings serializes");
             rows.plain(doc.id)
@@ -566,7 +566,7 @@ sql_read_store!(
                 .end_row();
         }
         copy_in(&mut *tx, "movies", MOVIE_COLUMNS, rows).await?;
-        let mut rows = CopyRows::new();
+        let mut rows = CopyRows::with_capacity(genres.len() * 48);
         for (id, key) in genres.iter() {
             rows.plain(id).text(key).end_row();
         }

@@ -556,7 +556,8 @@ fn place<'a>(
 
 /// Postgres's way in: COPY, with no statement to parse and plan per row.
 async fn copy_events(conn: &mut sqlx::PgConnection, rows: &[(i64, Uuid, i64, &NewEvent)]) -> Result<()> {
-    let mut copy = CopyRows::new();
+    // An event row is a few hundred bytes.
+    let mut copy = CopyRows::with_capacity(rows.len() * 512);
     for (position, stream_id, version, event) in rows {
         let payload = event.event.payload().to_string();
         copy.plain(position)

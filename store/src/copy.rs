@@ -21,6 +21,12 @@ impl CopyRows {
         Self::default()
     }
 
+    /// Room for `bytes` of rows up front: a buffer grown by doubling copies itself over and
+    /// over, and its large reallocations made the allocator consolidate its free lists.
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self { buf: Vec::with_capacity(bytes), ..Self::default() }
+    }
+
     fn separate(&mut self) {
         if self.open {
             self.buf.push(b',');
