@@ -5,6 +5,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use movies_command_api::{system_actor, CommandContext, CommandError, CommandService};
 use movies_events::{EventMetadata, Movie, MovieCommand, MovieDraft, MovieInput};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 /// Records per chunk: one transaction creates the new movies among them.
@@ -80,9 +81,10 @@ type Prepared = (usize, Uuid, MovieDraft, CommandContext);
 /// A chunk of prepared records, and the records rejected since the previous chunk.
 type Chunk = (Vec<Prepared>, Vec<(usize, String)>);
 
-/// Parses the whole file first: a malformed file writes nothing. Then appends the valid records
-/// in chunks, each checked and prepared on a blocking thread while the previous one is
-/// appended: the new movies of a chunk are created in one transaction, existing ones are
+/// Reads the whole file first: a malformed file writes nothing (its syntax is checked up front;
+/// each record is parsed into its fields later, as raw text kept until then). Then appends the
+/// valid records in chunks, each checked and prepared on a blocking thread while the previous
+/// one is appended: the new movies of a chunk are created in one transaction, existing ones are
 /// decided one by one against their current state (updated, or left alone). Invalid records
 /// are reported by index.
 pub async fn ingest(
@@ -90,7 +92,7 @@ pub async fn ingest(
     bytes: &[u8],
     progress: &ProgressBar,
 ) -> Result<IngestReport, IngestError> {
-    let records: Vec<serde_json::Value> = serde_json::from_slice(bytes).map_err(IngestError::Malformed)?;
+    let records: Vec<Box<RawValue>> = serde_json::from_slice(bytes).map_err(IngestError::Malformed)?;
     progress.set_length(records.len() as u64);
     progress.set_style(
         ProgressStyle::with_template("{spinner} ingesting [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
@@ -114,15 +116,15 @@ pub async fn ingest(
 }
 
 /// Checks each record and prepares the valid ones, sending them in chunks of `BULK`.
-fn prepare(records: Vec<serde_json::Value>, chunks: tokio::sync::mpsc::Sender<Chunk>) {
+fn prepare(records: Vec<Box<RawValue>>, chunks: tokio::sync::mpsc::Sender<Chunk>) {
     let metadata = EventMetadata { actor: system_actor("ingest"), request_id: None };
     let mut seen = std::collections::HashMap::new();
     let (mut valid, mut rejected) = (Vec::with_capacity(BULK), Vec::new());
     for (index, raw) in records.into_iter().enumerate() {
-        let record = match serde_json::from_value::<Record>(raw) {
+        let record = match serde_json::from_str::<Record>(raw.get()) {
             Ok(record) => record,
             Err(error) => {
-                rejected.push((index, error.to_string()));
+                rejected.push((index, without_position(&error)));
                 continue;
             }
         };
@@ -151,6 +153,14 @@ fn prepare(records: Vec<serde_json::Value>, chunks: tokio::sync::mpsc::Sender<Ch
         }
     }
     let _ = chunks.blocking_send((valid, rejected));
+}
+
+/// What is wrong with a record, without serde's position: that is within the record's own
+/// text, not the file's (the record's index says where it is).
+fn without_position(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let suffix = format!(" at line {} column {}", error.line(), error.column());
+    text.strip_suffix(&suffix).map(str::to_owned).unwrap_or(text)
 }
 
 /// Appends one chunk of prepared records, counting each outcome in `report`.

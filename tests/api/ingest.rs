@@ -45,6 +45,12 @@ async fn a_changed_record_is_updated_and_bad_records_are_reported_by_index() {
     let rejected: Vec<usize> = report.rejected.iter().map(|(index, _)| *index).collect();
     assert_eq!(rejected, [1, 2, 4, 5]);
     assert!(report.rejected[0].1.contains("popularity"));
+    assert!(report.rejected[1].1.contains("missing field `99popularity`"), "{:?}", report.rejected[1]);
+    assert!(
+        !report.rejected[1].1.contains(" at line "),
+        "a record's position is its index: {:?}",
+        report.rejected[1]
+    );
     assert!(report.rejected[2].1.contains("record 0"));
 
     let changed = json!([
