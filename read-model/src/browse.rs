@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use tantivy::index::SegmentId;
 use tantivy::{DocAddress, DocId, Searcher, SegmentReader};
 
-use crate::search::{GenreBits, SortKey, OVERFLOW_BIT, ZERO_KEY};
+use crate::search::{GenreBits, SortKey, OVERFLOW_BIT};
 
 /// Documents kept per segment in each ordered list.
 const LISTED: usize = 2048;
@@ -127,7 +127,6 @@ impl Summaries {
         }
         ranked.sort_by_key(|(key, _)| std::cmp::Reverse(*key));
         ranked.truncate(browse.wanted);
-        debug_assert!(ranked.iter().all(|(key, _)| *key != ZERO_KEY));
         Ok(Some(Browsed { ranked, total, bit_counts }))
     }
 }

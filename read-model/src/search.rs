@@ -685,17 +685,21 @@ impl TantivySearchIndex {
     /// walks: testing each match's genre mask and scores is far cheaper than intersecting with
     /// the docsets of a whole genre or score range (millions of documents at 5M movies). Alone,
     /// a score or popularity range is a clause: the column scan is then the fastest way.
-    fn filters(&self, filters: &SearchFilters, has_words: bool) -> (Clauses, PostFilter) {
+    fn filters(
+        &self,
+        filters: &SearchFilters,
+        has_words: bool,
+        registry: &[String],
+    ) -> (Clauses, PostFilter) {
         let f = &self.fields;
         let term = |field, text: &str| {
             Box::new(TermQuery::new(Term::from_field_text(field, text), IndexRecordOption::Basic))
                 as Box<dyn Query>
         };
-        let registry = self.genre_registry();
         let mut post = PostFilter::default();
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         if !filters.genre_any.is_empty() {
-            match genre_mask(&registry, &filters.genre_any) {
+            match genre_mask(registry, &filters.genre_any) {
                 Some(bits) if has_words => post.genres.any = bits,
                 _ => {
                     let any = filters
@@ -708,7 +712,7 @@ impl TantivySearchIndex {
             }
         }
         for genre in &filters.genre_all {
-            match genre_bit(&registry, genre) {
+            match genre_bit(registry, genre) {
                 Some(bit) if has_words => post.genres.all |= 1 << bit,
                 _ => clauses.push((Occur::Must, term(f.genre_key, &genre_key(genre)))),
             }
@@ -748,8 +752,9 @@ impl TantivySearchIndex {
         words: &[Word],
         fields: &[(Field, f32)],
         filters: &SearchFilters,
+        registry: &[String],
     ) -> Result<(Box<dyn Query>, PostFilter)> {
-        let (mut clauses, post) = self.filters(filters, !words.is_empty());
+        let (mut clauses, post) = self.filters(filters, !words.is_empty(), registry);
         for word in words {
             let occur = if word.common { Occur::Should } else { Occur::Must };
             clauses.push((occur, self.word_query(searcher, word, fields)?));
@@ -807,7 +812,9 @@ impl TantivySearchIndex {
     pub fn search(&self, q: &SearchQuery) -> Result<SearchPage> {
         let searcher = self.reader.searcher();
         let words = self.words(&q.text)?;
-        let (query, post) = self.query(&searcher, &words, &self.text_fields(), &q.filters)?;
+        // Fetched once: filters, the browse plan and facets all name genres by their bits.
+        let registry = self.genre_registry();
+        let (query, post) = self.query(&searcher, &words, &self.text_fields(), &q.filters, &registry)?;
         let sort =
             if q.sort == SearchSort::Relevance && words.is_empty() { SearchSort::Popularity } else { q.sort };
         let natural = if sort == SearchSort::Name { Order::Asc } else { Order::Desc };
@@ -816,13 +823,13 @@ impl TantivySearchIndex {
         let keep = q.offset + q.limit.max(1) + 1;
         let collector =
             Best { sort, query_words: words.len(), ascending, after: q.after, keep, skip: q.offset };
-        let browsed = match self.browse_plan(q, sort, ascending, &words) {
+        let browsed = match self.browse_plan(q, sort, ascending, &words, &registry) {
             Some(browse) => self.summaries.browse(&searcher, &browse)?,
             None => None,
         };
-        let (ranked, total, facet_counts) = match browsed {
+        // Both paths leave out keys at or past the cursor (they were on earlier pages).
+        let (mut ranked, total, facet_counts) = match browsed {
             Some(Browsed { ranked, total, bit_counts }) => {
-                let registry = self.genre_registry();
                 let facets = q.facets.then(|| {
                     bit_counts
                         .iter()
@@ -834,13 +841,10 @@ impl TantivySearchIndex {
                 (ranked, total, facets)
             }
             None => {
-                let facets = q.facets.then(|| GenreFacets { registry: self.genre_registry() });
+                let facets = q.facets.then_some(GenreFacets { registry });
                 searcher.search(&query, &Filtered { filter: post, inner: (collector, Count, facets) })?
             }
         };
-        // Keys at or past the cursor come back as zero: they were on earlier pages.
-        let mut ranked: Vec<(SortKey, DocAddress)> =
-            ranked.into_iter().filter(|(key, _)| *key != ZERO_KEY).collect();
         let more = ranked.len() > q.limit.max(1);
         ranked.truncate(q.limit.max(1));
         let next = if more { ranked.last().map(|(key, _)| SearchCursor(*key)) } else { None };
@@ -876,6 +880,7 @@ impl TantivySearchIndex {
         sort: SearchSort,
         ascending: bool,
         words: &[Word],
+        registry: &[String],
     ) -> Option<Browse> {
         let f = &q.filters;
         let ranges = [f.min_score, f.max_score, f.min_popularity, f.max_popularity];
@@ -889,12 +894,11 @@ impl TantivySearchIndex {
             (SearchSort::ImdbScore, true) => BrowseOrder::ScoreAsc,
             _ => return None,
         };
-        let registry = self.genre_registry();
         Some(Browse {
             order,
             genres: GenreBits {
-                any: genre_mask(&registry, &f.genre_any)?,
-                all: genre_mask(&registry, &f.genre_all)?,
+                any: genre_mask(registry, &f.genre_any)?,
+                all: genre_mask(registry, &f.genre_all)?,
             },
             tail: flip(ascending),
             after: q.after.map(|c| c.0),
@@ -945,7 +949,7 @@ impl TantivySearchIndex {
             return Ok(Vec::new());
         }
         let (query, _) =
-            self.query(&searcher, &words, &[(self.fields.name, 3.0)], &SearchFilters::default())?;
+            self.query(&searcher, &words, &[(self.fields.name, 3.0)], &SearchFilters::default(), &[])?;
         let collector = Best {
             sort: SearchSort::Relevance,
             query_words: words.len(),
@@ -1206,7 +1210,6 @@ impl<S: SegmentCollector> SegmentCollector for FilteredSegment<S> {
 /// Where a hit sorts, as the collector compares it (highest first): three order-preserving
 /// integers. Ascending orders invert every bit.
 pub(crate) type SortKey = (u64, u64, u64);
-pub(crate) const ZERO_KEY: SortKey = (0, 0, 0);
 
 const ID_BITS: u32 = 40;
 const ID_MASK: u64 = (1 << ID_BITS) - 1;
@@ -1685,11 +1688,15 @@ mod tests {
                     filters: SearchFilters { genre_any: any, genre_all: all, ..Default::default() },
                     ..Default::default()
                 };
-                assert!(index.browse_plan(&q, sort, order == Some(Order::Asc), &[]).is_some());
+                assert!(index
+                    .browse_plan(&q, sort, order == Some(Order::Asc), &[], &index.genre_registry())
+                    .is_some());
                 // A range every movie is in takes the query off the summaries' path.
                 let mut full = q.clone();
                 full.filters.min_score = Some(-1.0);
-                assert!(index.browse_plan(&full, sort, order == Some(Order::Asc), &[]).is_none());
+                assert!(index
+                    .browse_plan(&full, sort, order == Some(Order::Asc), &[], &index.genre_registry())
+                    .is_none());
                 let (browsed, expected) = (walk(&index, &q), walk(&index, &full));
                 assert!(browsed.0.len() > 200, "{sort:?} {order:?} {:?}: {}", q.filters, browsed.0.len());
                 assert_eq!(browsed, expected, "{sort:?} {order:?} {:?}", q.filters);
