@@ -176,8 +176,22 @@ fn sort_column(sort: SortField) -> &'static str {
     }
 }
 
+/// `sql` (ending in `IN (`) with `ids` bound as its list, and the closing parenthesis.
+fn id_list<'args, DB: sqlx::Database>(sql: &str, ids: &[Uuid]) -> QueryBuilder<'args, DB>
+where
+    Uuid: sqlx::Encode<'args, DB> + sqlx::Type<DB>,
+{
+    let mut query = QueryBuilder::new(sql);
+    let mut list = query.separated(", ");
+    ids.iter().for_each(|id| {
+        list.push_bind(*id);
+    });
+    query.push(")");
+    query
+}
+
 macro_rules! sql_read_store {
-    ($store:ident, $db:ty, batch_setting: $batch_setting:expr, lock_streams: |$tx:ident, $ids:ident| $lock_streams:block, read_streams: |$read_tx:ident, $read_ids:ident, $known:ident, $current:ident| $read_streams:block, insert_rows: |$insert_tx:ident, $docs:ident, $genre_rows:ident| $insert_rows:block, write_versions: |$versions_tx:ident, $versions:ident| $write_versions:block, suspendable: $suspendable:expr, explain: $explain:expr, plan_column: $plan_column:expr) => {
+    ($store:ident, $db:ty, batch_setting: $batch_setting:expr, lock_streams: |$tx:ident, $ids:ident| $lock_streams:block, read_streams: |$read_tx:ident, $read_ids:ident| $read_streams:block, insert_rows: |$insert_tx:ident, $docs:ident, $genre_rows:ident| $insert_rows:block, write_versions: |$versions_tx:ident, $versions:ident| $write_versions:block, suspendable: $suspendable:expr, explain: $explain:expr, plan_column: $plan_column:expr) => {
         impl $store {
             /// Records this build's version in a new read store; refuses one built by another.
             async fn check_version(&self) -> Result<()> {
@@ -289,9 +303,17 @@ macro_rules! sql_read_store {
                 }
                 let mut known: HashMap<Uuid, (Version, Option<DateTime<Utc>>)> = HashMap::new();
                 let mut current: HashMap<Uuid, MovieDoc> = HashMap::new();
-                {
-                    let ($read_tx, $read_ids, $known, $current) = (&mut *tx, &ids, &mut known, &mut current);
+                // The dialect fetches the touched streams' versions and movie rows.
+                let (stream_rows, movie_rows): (Vec<<$db as sqlx::Database>::Row>, Vec<<$db as sqlx::Database>::Row>) = {
+                    let ($read_tx, $read_ids) = (&mut *tx, &ids);
                     $read_streams
+                };
+                for row in &stream_rows {
+                    known.insert(row.try_get("stream_id")?, (row.try_get("version")?, row.try_get("created_at")?));
+                }
+                for row in &movie_rows {
+                    let doc = Self::doc(row)?;
+                    current.insert(doc.id, doc);
                 }
 
                 // Fold in memory. `state` holds each touched movie's latest row (None: gone).
@@ -351,11 +373,7 @@ macro_rules! sql_read_store {
                     // Genres first, by name: during a rebuild the foreign key that would cascade
                     // is suspended.
                     for table in ["movie_genres WHERE movie_id", "movies WHERE id"] {
-                        let mut query = QueryBuilder::<$db>::new(format!("DELETE FROM {table} IN ("));
-                        let mut list = query.separated(", ");
-                        chunk.iter().for_each(|id| { list.push_bind(*id); });
-                        query.push(")");
-                        query.build().execute(&mut *tx).await?;
+                        id_list::<$db>(&format!("DELETE FROM {table} IN ("), chunk).build().execute(&mut *tx).await?;
                     }
                 }
                 let rows: Vec<&MovieDoc> = state.values().flatten().collect();
@@ -401,13 +419,7 @@ macro_rules! sql_read_store {
                 if ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut query = QueryBuilder::<$db>::new("SELECT * FROM movies WHERE id IN (");
-                let mut list = query.separated(", ");
-                for id in ids {
-                    list.push_bind(*id);
-                }
-                query.push(")");
-                let rows = query.build().fetch_all(self.reader()).await?;
+                let rows = id_list::<$db>("SELECT * FROM movies WHERE id IN (", ids).build().fetch_all(self.reader()).await?;
                 Ok(rows.iter().map(Self::doc).collect::<Result<_, _>>()?)
             }
 
@@ -497,10 +509,7 @@ macro_rules! sql_read_store {
                 ids.dedup();
                 let mut projected: HashMap<Uuid, Version> = HashMap::new();
                 for chunk in ids.chunks(ID_CHUNK) {
-                    let mut query = QueryBuilder::<$db>::new("SELECT stream_id, version FROM stream_versions WHERE stream_id IN (");
-                    let mut list = query.separated(", ");
-                    chunk.iter().for_each(|id| { list.push_bind(*id); });
-                    query.push(")");
+                    let mut query = id_list::<$db>("SELECT stream_id, version FROM stream_versions WHERE stream_id IN (", chunk);
                     for row in query.build().fetch_all(self.reader()).await? {
                         projected.insert(row.try_get("stream_id")?, row.try_get("version")?);
                     }
@@ -537,15 +546,10 @@ sql_read_store!(
             .await?;
     },
     // One array parameter, not a list of thousands to parse and plan.
-    read_streams: |tx, ids, known, current| {
+    read_streams: |tx, ids| {
         let query = "SELECT stream_id, version, created_at FROM stream_versions WHERE stream_id = ANY($1)";
-        for row in sqlx::query(query).bind(ids).fetch_all(&mut *tx).await? {
-            known.insert(row.try_get("stream_id")?, (row.try_get("version")?, row.try_get("created_at")?));
-        }
-        for row in sqlx::query("SELECT * FROM movies WHERE id = ANY($1)").bind(ids).fetch_all(&mut *tx).await? {
-            let doc = Self::doc(&row)?;
-            current.insert(doc.id, doc);
-        }
+        let streams = sqlx::query(query).bind(ids).fetch_all(&mut *tx).await?;
+        (streams, sqlx::query("SELECT * FROM movies WHERE id = ANY($1)").bind(ids).fetch_all(&mut *tx).await?)
     },
     // COPY: one round trip per table, no statement per row to parse and plan.
     insert_rows: |tx, docs, genres| {
@@ -603,24 +607,18 @@ sql_read_store!(
     batch_setting: None::<&str>,
     // One writer at a time already.
     lock_streams: |_tx, _ids| {},
-    read_streams: |tx, ids, known, current| {
+    // Id lists, as many ids to a statement as SQLite takes parameters.
+    read_streams: |tx, ids| {
+        let (mut streams, mut movies) = (Vec::new(), Vec::new());
         for chunk in ids.chunks(ID_CHUNK) {
-            let mut query = QueryBuilder::<sqlx::Sqlite>::new("SELECT stream_id, version, created_at FROM stream_versions WHERE stream_id IN (");
-            let mut list = query.separated(", ");
-            chunk.iter().for_each(|id| { list.push_bind(*id); });
-            query.push(")");
-            for row in query.build().fetch_all(&mut *tx).await? {
-                known.insert(row.try_get("stream_id")?, (row.try_get("version")?, row.try_get("created_at")?));
-            }
-            let mut query = QueryBuilder::<sqlx::Sqlite>::new("SELECT * FROM movies WHERE id IN (");
-            let mut list = query.separated(", ");
-            chunk.iter().for_each(|id| { list.push_bind(*id); });
-            query.push(")");
-            for row in query.build().fetch_all(&mut *tx).await? {
-                let doc = Self::doc(&row)?;
-                current.insert(doc.id, doc);
+            for (select, rows) in [
+                ("SELECT stream_id, version, created_at FROM stream_versions WHERE stream_id IN (", &mut streams),
+                ("SELECT * FROM movies WHERE id IN (", &mut movies),
+            ] {
+                rows.extend(id_list::<sqlx::Sqlite>(select, chunk).build().fetch_all(&mut *tx).await?);
             }
         }
+        (streams, movies)
     },
     // Multi-row inserts, as many rows to a statement as SQLite takes parameters.
     insert_rows: |tx, docs, genres| {
