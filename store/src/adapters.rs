@@ -193,22 +193,12 @@ macro_rules! sql_event_store {
                 if actual != expected {
                     return Err(StoreError::Conflict { stream_id, expected, actual });
                 }
-                let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-                    .fetch_one(&mut **tx)
-                    .await?;
-                let rows: Vec<_> = events.iter().zip(1..).map(|(event, n)| (head + n, stream_id, expected + n, event)).collect();
+                let mut head: i64 = sqlx::query_scalar(HEAD).fetch_one(&mut **tx).await?;
+                let mut rows = Vec::with_capacity(events.len());
+                let appended = place(stream_id, expected, events, &mut head, &mut rows);
                 Self::insert_rows(tx, &rows).await?;
-                let last_position = head + events.len() as i64;
-                if let Some(notify) = $notify {
-                    sqlx::query(notify).bind(last_position).execute(&mut **tx).await?;
-                }
-                Ok(Appended {
-                    stream_id,
-                    version: expected + events.len() as i64,
-                    first_position: head + 1,
-                    last_position,
-                    replayed: false,
-                })
+                Self::notify_appended(tx, std::slice::from_ref(&appended)).await?;
+                Ok(appended)
             }
 
             /// Appends to many streams inside a caller's transaction with a handful of statements:
@@ -227,13 +217,12 @@ macro_rules! sql_event_store {
                 if let Some(lock) = $lock {
                     sqlx::query(lock).execute(&mut **tx).await?;
                 }
-                let head_query = "SELECT COALESCE(MAX(position), 0) FROM events";
                 // Only new streams (a bulk load's creations): the unique keys on event ids and
                 // stream versions refuse a retry or a stream that exists, so the rows go in with
                 // nothing looked up first. If a key trips, that is undone and the batch is
                 // checked the exact way below.
                 if appends.iter().all(|(_, expected, _)| *expected == 0) {
-                    let mut head: i64 = sqlx::query_scalar(head_query).fetch_one(&mut **tx).await?;
+                    let mut head: i64 = sqlx::query_scalar(HEAD).fetch_one(&mut **tx).await?;
                     let mut rows = Vec::new();
                     let results: Vec<Appended> = appends
                         .iter()
@@ -267,7 +256,7 @@ macro_rules! sql_event_store {
                 }
                 let ids: Vec<Uuid> = appends.iter().map(|(id, _, _)| *id).collect();
                 let mut versions = Self::versions_in(&mut **tx, &ids).await?;
-                let mut head: i64 = sqlx::query_scalar(head_query).fetch_one(&mut **tx).await?;
+                let mut head: i64 = sqlx::query_scalar(HEAD).fetch_one(&mut **tx).await?;
                 let mut results = Vec::with_capacity(appends.len());
                 let mut rows: Vec<(i64, Uuid, i64, &NewEvent)> = Vec::new();
                 let mut seen = std::collections::HashSet::new();
@@ -442,9 +431,7 @@ macro_rules! sql_event_store {
             }
 
             async fn head(&self) -> Result<Position> {
-                Ok(sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-                    .fetch_one(self.reader())
-                    .await?)
+                Ok(sqlx::query_scalar(HEAD).fetch_one(self.reader()).await?)
             }
 
             async fn stream_versions(&self, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, Version>> {
@@ -532,6 +519,13 @@ sql_event_store!(PgEventStore, sqlx::Postgres, lock: Some(PG_APPEND_LOCK), notif
 sql_event_store!(SqliteEventStore, sqlx::Sqlite, lock: None::<&'static str>, notify: None::<&'static str>,
     insert_rows: |tx, rows| { insert_values(tx, rows).await?; });
 
+/// The log's last position (0 when empty).
+const HEAD: &str = "SELECT COALESCE(MAX(position), 0) FROM events";
+/// The `events` columns in the order bulk appends write them.
+const EVENT_COLUMNS: &str =
+    "position, event_id, stream_id, stream_version, event_type, schema_version, payload, \
+     recorded_at, actor_subject, actor_role, request_id";
+
 /// Places one append's events after `head` (which it moves past them) as rows to insert.
 fn place<'a>(
     stream_id: Uuid,
@@ -573,14 +567,7 @@ async fn copy_events(conn: &mut sqlx::PgConnection, rows: &[(i64, Uuid, i64, &Ne
             .optional_text(event.metadata.request_id.as_deref())
             .end_row();
     }
-    copy_in(
-        conn,
-        "events",
-        "position, event_id, stream_id, stream_version, event_type, schema_version, payload, recorded_at, \
-         actor_subject, actor_role, request_id",
-        copy,
-    )
-    .await?;
+    copy_in(conn, "events", EVENT_COLUMNS, copy).await?;
     Ok(())
 }
 
@@ -590,10 +577,7 @@ async fn insert_values(
     rows: &[(i64, Uuid, i64, &NewEvent)],
 ) -> Result<()> {
     for chunk in rows.chunks(2000) {
-        let mut insert = QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO events (position, event_id, stream_id, stream_version, event_type, \
-             schema_version, payload, recorded_at, actor_subject, actor_role, request_id) ",
-        );
+        let mut insert = QueryBuilder::<sqlx::Sqlite>::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
         insert.push_values(chunk, |mut row, (position, stream_id, version, event)| {
             row.push_bind(*position)
                 .push_bind(event.event_id)
