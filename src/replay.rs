@@ -198,13 +198,14 @@ pub async fn replay(
         let mut after = 0;
         loop {
             let batch = events.read_all(after, BATCH).await;
-            let last = batch.as_ref().map(|b| b.last().map(|e| e.position));
-            if let Ok(Some(last)) = last {
-                after = last;
-            }
-            let done = !matches!(last, Ok(Some(_)));
-            if batches.send(batch).await.is_err() || done {
+            // An empty batch (the end) or an error is the last thing sent.
+            let last = batch.as_ref().ok().and_then(|b| b.last()).map(|e| e.position);
+            if batches.send(batch).await.is_err() {
                 return;
+            }
+            match last {
+                Some(last) => after = last,
+                None => return,
             }
         }
     });
