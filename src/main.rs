@@ -293,14 +293,19 @@ async fn main() -> ExitCode {
                 .ok()
         })
         .unwrap_or_else(|| DEFAULT_LOG.parse().expect("the default directives parse"));
+    use movies_web::logs::{JsonWithRequestId, TextWithRequestId};
+    use tracing_subscriber::fmt::format::{DefaultFields, Format, JsonFields};
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        // Colours only for a terminal (they cost every request span a formatting pass).
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let registry = tracing_subscriber::registry().with(filter);
     match cli.common.log_format {
-        LogFormat::Json => registry.with(logs.json().with_current_span(true).with_span_list(false)).init(),
-        LogFormat::Text => registry.with(logs).init(),
+        LogFormat::Json => registry
+            .with(logs.fmt_fields(JsonFields::new()).event_format(JsonWithRequestId(
+                Format::default().json().with_current_span(true).with_span_list(false),
+            )))
+            .init(),
+        LogFormat::Text => registry.with(logs.fmt_fields(TextWithRequestId(DefaultFields::new()))).init(),
     }
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

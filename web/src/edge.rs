@@ -1,5 +1,5 @@
 //! What every request passes through, as one layer: its id (the client's `x-request-id` when it
-//! is sensible, else a new one) on a tracing span and echoed in the response, a panic turned into
+//! is sensible, else a new one) on every log line it causes and echoed in the response, a panic turned into
 //! a 500 problem, any error response not yet problem+json made one, and the request counted and
 //! timed by route and status (`/metrics`).
 //!
@@ -18,9 +18,8 @@ use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use tower::{Layer, Service};
-use tracing::Instrument;
 
-use crate::{metrics, problem_layer, Problem, REQUEST_ID};
+use crate::{logs, metrics, problem_layer, Problem, REQUEST_ID};
 
 /// The longest client-sent request id kept; longer (or non-printable) ones are replaced.
 const MAX_REQUEST_ID: usize = 128;
@@ -69,19 +68,16 @@ where
         };
         let route = request.extensions().get::<MatchedPath>().cloned();
         let method = request.method().clone();
-        // Every log line of a request carries its id (also stored with the events it causes).
-        // Only the id: a span's fields are formatted when it is made, for every request, while
-        // the method and path are needed only by the lines that report a failure.
-        let span = tracing::info_span!("request", request_id = %id.to_str().unwrap_or_default());
         let uri = request.uri().clone(); // shares its bytes: no copy
-        Box::pin(async move {
+                                         // Every log line of the request carries its id (also stored with the events it causes).
+        Box::pin(logs::scope(id.clone(), async move {
             let started = Instant::now();
-            let outcome = AssertUnwindSafe(inner.call(request)).catch_unwind().instrument(span.clone()).await;
+            let outcome = AssertUnwindSafe(inner.call(request)).catch_unwind().await;
             let response = match outcome {
                 Ok(Ok(response)) => problem_layer(response).await,
                 Ok(Err(never)) => match never {},
                 Err(_) => {
-                    span.in_scope(|| tracing::error!(%method, path = uri.path(), "the handler panicked"));
+                    tracing::error!(%method, path = uri.path(), "the handler panicked");
                     Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR, None).into_response()
                 }
             };
@@ -89,17 +85,21 @@ where
             let status = response.status();
             let elapsed = started.elapsed();
             let latency_ms = elapsed.as_secs_f64() * 1000.0;
-            span.in_scope(|| match status.is_server_error() {
-                true => tracing::error!(%method, path = uri.path(), status = status.as_u16(), latency_ms, "request failed"),
-                false => tracing::debug!(%method, path = uri.path(), status = status.as_u16(), latency_ms, "request finished"),
-            });
+            match status.is_server_error() {
+                true => {
+                    tracing::error!(%method, path = uri.path(), status = status.as_u16(), latency_ms, "request failed")
+                }
+                false => {
+                    tracing::debug!(%method, path = uri.path(), status = status.as_u16(), latency_ms, "request finished")
+                }
+            }
             response.headers_mut().insert(name, id);
             let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
             let (count, duration) = metrics::series(&method, route, status);
             count.increment(1);
             duration.record(elapsed.as_secs_f64());
             Ok(response)
-        })
+        }))
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod auth;
 mod edge;
+pub mod logs;
 pub mod metrics;
 mod problem;
 mod rate_limit;
