@@ -2,7 +2,8 @@
 //! `movies replay` into each projection against a baseline, reading the whole log without
 //! projecting anything. Run by `bench/replay.sh`.
 //!
-//! Usage: replay_bench COUNT DATA_DIR  (SQLite; set DATABASE_URL for Postgres)
+//! Usage: replay_bench COUNT DATA_DIR  (SQLite; set DATABASE_URL for Postgres; REPLAY_BENCH_ONLY
+//! set to `read store`, `search index` or `all projections` times that replay alone)
 
 use std::time::Instant;
 
@@ -43,9 +44,13 @@ async fn main() -> anyhow::Result<()> {
         1.0
     );
     let never = tokio::sync::watch::channel(false).1;
+    let only = std::env::var("REPLAY_BENCH_ONLY").ok();
     for (name, which) in
         [("read store", Which::ReadStore), ("search index", Which::Search), ("all projections", Which::All)]
     {
+        if only.as_deref().is_some_and(|only| only != name) {
+            continue;
+        }
         match replay(&settings, which, false, &ProgressBar::hidden(), never.clone()).await? {
             Outcome::Swapped { events, seconds } => {
                 let rate = events as f64 / seconds;

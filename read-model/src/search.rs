@@ -473,7 +473,7 @@ impl TantivySearchIndex {
     /// call it from a blocking thread.
     pub fn apply(&self, events: &[EventEnvelope]) -> Result<()> {
         let checkpoint = self.checkpoint();
-        self.commit(events.iter().filter(|e| e.position > checkpoint), None)
+        self.commit(events.iter().filter(|e| e.position > checkpoint), None, true)
     }
 
     /// Applies events delivered from Kafka partitions and commits them with each partition's new
@@ -492,24 +492,27 @@ impl TantivySearchIndex {
                 fresh.push(&d.envelope);
             }
         }
-        self.commit(fresh.into_iter(), Some(marks))
+        self.commit(fresh.into_iter(), Some(marks), true)
     }
 
     /// Applies these events as they are (each stream's version still checked): how a gap found
     /// in a Kafka-fed batch is filled from the log. Blocking.
     pub fn apply_exact(&self, events: &[EventEnvelope]) -> Result<()> {
-        self.commit(events.iter(), None)
+        self.commit(events.iter(), None, false)
     }
 
     /// Sets a partition's mark without events: where a Kafka-fed index starts reading.
     pub fn mark_partitions(&self, marks: BTreeMap<i32, PartitionMark>) -> Result<()> {
-        self.commit(std::iter::empty(), Some(marks))
+        self.commit(std::iter::empty(), Some(marks), true)
     }
 
+    /// `first_delivery`: no event has been applied before (each is past its checkpoint or mark),
+    /// so a creation has no document to replace.
     fn commit<'a>(
         &self,
         events: impl Iterator<Item = &'a EventEnvelope>,
         marks: Option<BTreeMap<i32, PartitionMark>>,
+        first_delivery: bool,
     ) -> Result<()> {
         // A poisoned lock means a panic mid-batch; nothing was committed, so carrying on is safe.
         let writer = self.writer.as_ref().ok_or_else(|| {
@@ -547,7 +550,13 @@ impl TantivySearchIndex {
                 }
                 (MovieEvent::Updated(_), None) | (MovieEvent::Deleted, _) => None,
             };
-            writer.delete_term(self.id_term(id));
+            // A delete is checked against every segment at each commit (a term look-up per
+            // segment): a bulk load that issued one per creation spent more on those than on
+            // indexing, and more the bigger the index grew.
+            let created = matches!(envelope.event, MovieEvent::Created(_)) && !pending.contains_key(&id);
+            if !(first_delivery && created) {
+                writer.delete_term(self.id_term(id));
+            }
             if let Some(movie) = &next {
                 writer.add_document(self.document(id, movie, &mut registry))?;
             }

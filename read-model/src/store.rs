@@ -191,7 +191,7 @@ where
 }
 
 macro_rules! sql_read_store {
-    ($store:ident, $db:ty, batch_setting: $batch_setting:expr, lock_streams: |$tx:ident, $ids:ident| $lock_streams:block, read_streams: |$read_tx:ident, $read_ids:ident| $read_streams:block, insert_rows: |$insert_tx:ident, $docs:ident, $genre_rows:ident| $insert_rows:block, write_versions: |$versions_tx:ident, $versions:ident| $write_versions:block, suspendable: $suspendable:expr, explain: $explain:expr, plan_column: $plan_column:expr) => {
+    ($store:ident, $db:ty, batch_setting: $batch_setting:expr, restore_setting: $restore_setting:expr, loading_writers: $loading_writers:expr, lock_streams: |$tx:ident, $ids:ident| $lock_streams:block, read_streams: |$read_tx:ident, $read_ids:ident| $read_streams:block, insert_rows: |$insert_tx:ident, $docs:ident, $genre_rows:ident| $insert_rows:block, write_versions: |$versions_tx:ident, $versions:ident, $new_versions:ident| $write_versions:block, suspendable: $suspendable:expr, explain: $explain:expr, plan_column: $plan_column:expr) => {
         impl $store {
             /// Records this build's version in a new read store; refuses one built by another.
             async fn check_version(&self) -> Result<()> {
@@ -288,7 +288,7 @@ macro_rules! sql_read_store {
             /// `exclusive`: nobody else writes the store (a rebuild), so streams need no locks.
             async fn apply_batch(
                 tx: &mut <$db as sqlx::Database>::Connection,
-                events: &[EventEnvelope],
+                events: &[&EventEnvelope],
                 exclusive: bool,
             ) -> Result<()> {
                 let mut ids: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
@@ -311,6 +311,7 @@ macro_rules! sql_read_store {
                 for row in &stream_rows {
                     known.insert(row.try_get("stream_id")?, (row.try_get("version")?, row.try_get("created_at")?));
                 }
+                let stream_rows_had: std::collections::HashSet<Uuid> = known.keys().copied().collect();
                 for row in &movie_rows {
                     let doc = Self::doc(row)?;
                     current.insert(doc.id, doc);
@@ -383,7 +384,19 @@ macro_rules! sql_read_store {
                     let ($insert_tx, $docs, $genre_rows) = (&mut *tx, &rows, &genres);
                     $insert_rows
                 }
-                // In key order, so concurrent batches lock genre rows in one order (no deadlocks).
+                // Streams new to the store are inserted, the others updated (`versions`, then
+                // `new_versions`; `known` was read under the streams' locks, or by the only writer).
+                let (new_versions, versions): (Vec<_>, Vec<_>) = state
+                    .keys()
+                    .map(|id| (*id, known[id].0, known[id].1))
+                    .partition(|(id, ..)| !stream_rows_had.contains(id));
+                {
+                    let ($versions_tx, $versions, $new_versions) = (&mut *tx, &versions, &new_versions);
+                    $write_versions
+                }
+                // Last before the commit, so concurrent batches hold the shared genre rows for as
+                // short a time as they can; in key order, so they lock them in one order (no
+                // deadlocks).
                 let mut deltas: Vec<(String, (String, i64))> = deltas.into_iter().filter(|(_, (_, d))| *d != 0).collect();
                 deltas.sort();
                 for (key, (genre, delta)) in deltas {
@@ -398,12 +411,6 @@ macro_rules! sql_read_store {
                     .await?;
                 }
                 sqlx::query("DELETE FROM genre_counts WHERE movies <= 0").execute(&mut *tx).await?;
-                let versions: Vec<(Uuid, Version, Option<DateTime<Utc>>)> =
-                    state.keys().map(|id| (*id, known[id].0, known[id].1)).collect();
-                {
-                    let ($versions_tx, $versions) = (&mut *tx, &versions);
-                    $write_versions
-                }
                 Ok(())
             }
         }
@@ -476,8 +483,15 @@ macro_rules! sql_read_store {
             async fn restore_indexes(&self, statements: &[String]) -> Result<()> {
                 // At the same time, each on a connection of its own: building an index is bound
                 // by one core (a pool of one connection builds them in turn).
-                futures::future::try_join_all(statements.iter().map(|s| sqlx::query(s).execute(self.writer())))
-                    .await?;
+                futures::future::try_join_all(statements.iter().map(|statement| async move {
+                    let mut tx = self.writer().begin().await?;
+                    if let Some(setting) = $restore_setting {
+                        sqlx::query(setting).execute(&mut *tx).await?;
+                    }
+                    sqlx::query(statement).execute(&mut *tx).await?;
+                    tx.commit().await
+                }))
+                .await?;
                 self.loading.store(false, Ordering::SeqCst);
                 Ok(())
             }
@@ -486,8 +500,29 @@ macro_rules! sql_read_store {
                 let Some(last) = events.iter().map(|e| e.position).max() else {
                     return Ok(());
                 };
+                let events: Vec<&EventEnvelope> = events.iter().collect();
+                if $loading_writers > 1 && self.loading.load(Ordering::SeqCst) {
+                    // A rebuild has the store to itself and throws it away if interrupted, so a
+                    // batch need not be one transaction: its streams are dealt out to several
+                    // connections, applied at the same time (a connection is one server core).
+                    let mut shares: Vec<Vec<&EventEnvelope>> = vec![Vec::new(); $loading_writers];
+                    for envelope in events {
+                        shares[(envelope.stream_id.as_u128() % $loading_writers as u128) as usize].push(envelope);
+                    }
+                    futures::future::try_join_all(shares.iter().map(|share| async move {
+                        let mut tx = self.writer().begin().await?;
+                        Self::apply_batch(&mut tx, share, true).await?;
+                        tx.commit().await?;
+                        Ok::<(), ProjectionError>(())
+                    }))
+                    .await?;
+                    let mut tx = self.writer().begin().await?;
+                    Self::move_checkpoint(&mut tx, last).await?;
+                    tx.commit().await?;
+                    return Ok(());
+                }
                 let mut tx = self.writer().begin().await?;
-                Self::apply_batch(&mut tx, events, self.loading.load(Ordering::SeqCst)).await?;
+                Self::apply_batch(&mut tx, &events, self.loading.load(Ordering::SeqCst)).await?;
                 Self::move_checkpoint(&mut tx, last).await?;
                 tx.commit().await?;
                 Ok(())
@@ -497,8 +532,9 @@ macro_rules! sql_read_store {
                 if events.is_empty() {
                     return Ok(());
                 }
+                let events: Vec<&EventEnvelope> = events.iter().collect();
                 let mut tx = self.writer().begin().await?;
-                Self::apply_batch(&mut tx, events, self.loading.load(Ordering::SeqCst)).await?;
+                Self::apply_batch(&mut tx, &events, self.loading.load(Ordering::SeqCst)).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -537,6 +573,10 @@ sql_read_store!(
     // statistics are stale (never analyzed), and the planner then scans whole tables per batch.
     // No JIT: the scans' penalty cost would make the planner compile every look-up.
     batch_setting: Some("SELECT set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true)"),
+    // An index's sort in memory rather than spilled to disk in runs to merge (the server's
+    // default, 64 MB, spills a million movies' names).
+    restore_setting: Some("SELECT set_config('maintenance_work_mem', '256MB', true)"),
+    loading_writers: 2,
     // Sorted ids: concurrent batches (several projector processes) take the locks in one order.
     lock_streams: |tx, ids| {
         let keys: Vec<String> = ids.iter().map(Uuid::to_string).collect();
@@ -576,19 +616,27 @@ sql_read_store!(
         }
         copy_in(&mut *tx, "movie_genres", "movie_id, genre_key", rows).await?;
     },
-    write_versions: |tx, versions| {
-        let ids: Vec<Uuid> = versions.iter().map(|v| v.0).collect();
-        let numbers: Vec<Version> = versions.iter().map(|v| v.1).collect();
-        let created: Vec<Option<DateTime<Utc>>> = versions.iter().map(|v| v.2).collect();
-        sqlx::query(&format!(
-            "INSERT INTO stream_versions (stream_id, version, created_at) \
-             SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[]) {VERSIONS_CONFLICT}"
-        ))
-        .bind(ids)
-        .bind(numbers)
-        .bind(created)
-        .execute(&mut *tx)
-        .await?;
+    // New streams by COPY (no conflict to check), the others by one `unnest` upsert.
+    write_versions: |tx, versions, new_versions| {
+        let mut rows = CopyRows::with_capacity(new_versions.len() * 72);
+        for (id, version, created) in new_versions.iter() {
+            rows.plain(id).plain(version).optional_time(*created).end_row();
+        }
+        copy_in(&mut *tx, "stream_versions", "stream_id, version, created_at", rows).await?;
+        if !versions.is_empty() {
+            let ids: Vec<Uuid> = versions.iter().map(|v| v.0).collect();
+            let numbers: Vec<Version> = versions.iter().map(|v| v.1).collect();
+            let created: Vec<Option<DateTime<Utc>>> = versions.iter().map(|v| v.2).collect();
+            sqlx::query(&format!(
+                "INSERT INTO stream_versions (stream_id, version, created_at) \
+                 SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[]) {VERSIONS_CONFLICT}"
+            ))
+            .bind(ids)
+            .bind(numbers)
+            .bind(created)
+            .execute(&mut *tx)
+            .await?;
+        }
     },
     // Secondary indexes, and the genres' foreign key (checked row by row as genres are inserted;
     // added back once, validated in one pass).
@@ -605,6 +653,9 @@ sql_read_store!(
     SqliteReadStore,
     sqlx::Sqlite,
     batch_setting: None::<&str>,
+    restore_setting: None::<&str>,
+    // One writer connection.
+    loading_writers: 1,
     // One writer at a time already.
     lock_streams: |_tx, _ids| {},
     // Id lists, as many ids to a statement as SQLite takes parameters.
@@ -647,8 +698,8 @@ sql_read_store!(
             insert.build().execute(&mut *tx).await?;
         }
     },
-    write_versions: |tx, versions| {
-        for chunk in versions.chunks(ROW_CHUNK * 2) {
+    write_versions: |tx, versions, new_versions| {
+        for chunk in versions.chunks(ROW_CHUNK * 2).chain(new_versions.chunks(ROW_CHUNK * 2)) {
             let mut upsert = QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO stream_versions (stream_id, version, created_at) ");
             upsert.push_values(chunk, |mut row, (id, version, created)| {
                 row.push_bind(*id).push_bind(*version).push_bind(*created);
