@@ -237,7 +237,14 @@ pub async fn replay(
         progress.set_position(after as u64);
     }
     if let Some(store) = &read_store {
+        let loaded = Instant::now();
         store.restore_indexes(&suspended).await?;
+        let (load, indexes) = ((loaded - started).as_secs_f64(), loaded.elapsed().as_secs_f64());
+        tracing::info!(
+            load_seconds = load,
+            index_seconds = indexes,
+            "the new read store is loaded and indexed"
+        );
     }
     // Release the index writer before a server opens this generation.
     drop(search);

@@ -22,8 +22,8 @@ use tantivy::query::{
     TermQuery,
 };
 use tantivy::schema::{
-    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value, FAST, STORED,
-    STRING,
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED,
+    STORED, STRING,
 };
 use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, SimpleTokenizer, TextAnalyzer};
 use tantivy::{
@@ -78,7 +78,9 @@ fn schema() -> (Schema, Fields) {
         .set_stored();
     let number = NumericOptions::default().set_indexed().set_fast().set_stored();
     let fields = Fields {
-        id: builder.add_text_field("id", STRING | STORED),
+        // The 16 bytes, not the 36-character text: every document adds a term of its own to its
+        // segment's dictionary, built and rebuilt at every flush and merge.
+        id: builder.add_bytes_field("id", INDEXED | STORED),
         name: builder.add_text_field("name", text.clone()),
         director: builder.add_text_field("director", text.clone()),
         genres: builder.add_text_field("genres", text),
@@ -199,7 +201,7 @@ pub struct Delivered {
 
 /// Bump whenever the schema or the way documents are built changes: an index built by another
 /// version is rebuilt from the log on open.
-const SCHEMA_VERSION: u32 = 8;
+const SCHEMA_VERSION: u32 = 9;
 
 /// Filters search combines with its text. Text filters match case-insensitively.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -399,7 +401,7 @@ impl TantivySearchIndex {
     }
 
     fn id_term(&self, id: Uuid) -> Term {
-        Term::from_field_text(self.fields.id, &id.to_string())
+        Term::from_field_bytes(self.fields.id, id.as_bytes())
     }
 
     fn stored(&self, id: Uuid) -> Result<Option<Indexed>> {
@@ -409,6 +411,10 @@ impl TantivySearchIndex {
             return Ok(None);
         };
         Ok(self.indexed(&searcher.doc(address)?))
+    }
+
+    fn stored_id(doc: &TantivyDocument, field: Field) -> Option<Uuid> {
+        doc.get_first(field).and_then(|v| v.as_bytes()).and_then(|b| Uuid::from_slice(b).ok())
     }
 
     fn indexed(&self, doc: &TantivyDocument) -> Option<Indexed> {
@@ -444,7 +450,7 @@ impl TantivySearchIndex {
             mask |= 1 << bit.min(OVERFLOW_BIT as usize);
         }
         let mut doc = TantivyDocument::default();
-        doc.add_text(f.id, id.to_string());
+        doc.add_bytes(f.id, id.as_bytes());
         doc.add_text(f.name, &movie.fields.name);
         doc.add_text(f.director, &movie.fields.director);
         doc.add_text(f.director_key, movie.fields.director.to_lowercase());
@@ -808,7 +814,7 @@ impl TantivySearchIndex {
     ) -> Result<Option<SearchHit>> {
         let doc: TantivyDocument = searcher.doc(address)?;
         let text = |field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-        let Ok(id) = Uuid::parse_str(&text(self.fields.id)) else {
+        let Some(id) = Self::stored_id(&doc, self.fields.id) else {
             return Ok(None);
         };
         let (name, director) = (text(self.fields.name), text(self.fields.director));
@@ -924,8 +930,7 @@ impl TantivySearchIndex {
         let mut documents = Vec::with_capacity(addresses.len());
         for address in addresses {
             let doc: TantivyDocument = searcher.doc(address)?;
-            let id =
-                doc.get_first(self.fields.id).and_then(|v| v.as_str()).and_then(|s| Uuid::parse_str(s).ok());
+            let id = Self::stored_id(&doc, self.fields.id);
             if let (Some(id), Some(movie)) = (id, self.indexed(&doc)) {
                 documents.push((id, movie.fields, movie.version));
             }
