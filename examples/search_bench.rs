@@ -200,12 +200,6 @@ fn main() {
         )
     };
     row("baseline: bare term", &baseline);
-    // SEARCH_BENCH_COMPACT=N merges the index into N segments first.
-    if let Some(parts) = std::env::var("SEARCH_BENCH_COMPACT").ok().and_then(|n| n.parse().ok()) {
-        let started = Instant::now();
-        index.compact(parts).expect("compact");
-        println!("compacted into {parts} segments in {:.1} s", started.elapsed().as_secs_f64());
-    }
     // SEARCH_BENCH_ONLY=NAME times only the query types whose name contains NAME (profiling).
     let only = std::env::var("SEARCH_BENCH_ONLY").unwrap_or_default();
     for (name, queries) in sets.iter().filter(|(name, _)| name.contains(only.as_str())) {

@@ -949,35 +949,6 @@ impl TantivySearchIndex {
         self.genres.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Merges the index into `parts` segments of about equal size. A search visits segments in
-    /// parallel, one per core, so its latency is that of the largest: a bulk-built index whose
-    /// largest segment holds most of the documents leaves the other cores idle. Blocking (a
-    /// merge rewrites every document it takes); keeps the checkpoint.
-    pub fn compact(&self, parts: usize) -> Result<()> {
-        let writer = self.writer.as_ref().ok_or_else(|| {
-            tantivy::TantivyError::InvalidArgument("this search index was opened read-only".into())
-        })?;
-        let mut writer = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut segments = self.index.searchable_segment_metas()?;
-        segments.sort_by_key(|s| std::cmp::Reverse(s.num_docs()));
-        // Largest first, each to the lightest group.
-        let mut groups: Vec<(u64, Vec<tantivy::index::SegmentId>)> = vec![(0, Vec::new()); parts.max(1)];
-        for segment in &segments {
-            let lightest = groups.iter_mut().min_by_key(|(docs, _)| *docs).expect("at least one group");
-            lightest.0 += u64::from(segment.num_docs());
-            lightest.1.push(segment.id());
-        }
-        let merges: Vec<_> =
-            groups.into_iter().filter(|(_, ids)| ids.len() > 1).map(|(_, ids)| writer.merge(&ids)).collect();
-        for merge in merges {
-            merge.wait()?;
-        }
-        writer.garbage_collect_files().wait()?;
-        drop(writer);
-        self.reader.reload()?;
-        Ok(())
-    }
-
     /// The cheapest search there is: one exact term in titles, plain BM25, the top ten ids. The
     /// search benchmark's baseline.
     pub fn baseline_term_search(&self, word: &str) -> Result<usize> {
