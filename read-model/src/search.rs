@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use movies_events::{genre_key, EventEnvelope, MovieEvent, MovieFields, Position, Version};
 use serde::{Deserialize, Serialize};
@@ -293,7 +293,7 @@ pub struct TantivySearchIndex {
     /// Per-segment summaries that answer browsing by genre (see `browse`).
     summaries: Summaries,
     /// Per-segment genre mask tables that count facets (see `MaskTables`).
-    mask_tables: MaskTables,
+    mask_tables: Arc<MaskTables>,
 }
 
 impl TantivySearchIndex {
@@ -329,6 +329,7 @@ impl TantivySearchIndex {
         let mut index = Self::with_index(Index::open_in_dir(dir)?, fields, false)?;
         let (metas, reader) = (index.index.clone(), index.reader.clone());
         let (genres, checkpoint) = (index.genres.clone(), index.checkpoint.clone());
+        let tables = index.mask_tables.clone();
         let refresh = move || {
             // The registry first: a search then sees either old documents with a newer registry
             // (a superset) or both new. A failed reload is retried at the next commit.
@@ -341,8 +342,11 @@ impl TantivySearchIndex {
                 *genres.lock().unwrap_or_else(|p| p.into_inner()) = stored.genres;
                 checkpoint.store(stored.position, Ordering::SeqCst);
             }
-            if let Err(error) = reader.reload() {
-                tracing::warn!(%error, "reloading the search index failed; retrying at the next commit");
+            match reader.reload() {
+                Ok(()) => tables.refresh(&reader.searcher()),
+                Err(error) => {
+                    tracing::warn!(%error, "reloading the search index failed; retrying at the next commit")
+                }
             }
         };
         index._watch = Some(index.index.directory().watch(WatchCallback::new(refresh))?);
@@ -370,6 +374,11 @@ impl TantivySearchIndex {
         let stored = index.load_metas()?.payload.and_then(|p| serde_json::from_str::<Checkpoint>(&p).ok());
         let (checkpoint, genres, partitions) =
             stored.map_or((0, Vec::new(), BTreeMap::new()), |c| (c.position, c.genres, c.partitions));
+        // The genre mask tables of the segments already there, built before searches need them
+        // (a second or so for millions of movies; searches that come first wait for that build).
+        let mask_tables = Arc::<MaskTables>::default();
+        let (tables, searcher) = (mask_tables.clone(), reader.searcher());
+        std::thread::spawn(move || tables.refresh(&searcher));
         Ok(Self {
             index,
             fields,
@@ -380,7 +389,7 @@ impl TantivySearchIndex {
             partitions: Mutex::new(partitions),
             _watch: None,
             summaries: Summaries::default(),
-            mask_tables: MaskTables::default(),
+            mask_tables,
         })
     }
 
@@ -592,6 +601,7 @@ impl TantivySearchIndex {
             // documents with the new registry (a superset) or both new.
             *self.genres.lock().unwrap_or_else(|p| p.into_inner()) = registry;
             self.reader.reload()?;
+            self.mask_tables.refresh(&self.reader.searcher());
             self.checkpoint.store(last, Ordering::SeqCst);
         }
         Ok(())
@@ -859,7 +869,6 @@ impl TantivySearchIndex {
                 (ranked, total, facets)
             }
             None => {
-                self.mask_tables.retain(&searcher);
                 let facets = q.facets.then_some(GenreFacets { registry, tables: &self.mask_tables });
                 searcher.search(
                     &query,
@@ -1003,7 +1012,9 @@ pub(crate) const OVERFLOW_BIT: u32 = 63;
 /// change), then counting a match's genres is one increment instead of a column read and a bit
 /// loop: what facets spent most of a broad query's time on.
 pub(crate) struct MaskTables {
-    tables: Mutex<HashMap<tantivy::index::SegmentId, Option<Arc<MaskTable>>>>,
+    /// One cell per segment: concurrent searches that meet a new segment wait for one build
+    /// instead of each making its own.
+    tables: Mutex<HashMap<tantivy::index::SegmentId, Arc<TableCell>>>,
     /// The most distinct masks a table numbers (a `u16` each).
     limit: usize,
 }
@@ -1014,57 +1025,85 @@ impl Default for MaskTables {
     }
 }
 
+/// A segment's table once built; `None` inside: the segment has none (see `MaskTables::of`).
+type TableCell = OnceLock<Option<Arc<MaskTable>>>;
+
 pub(crate) struct MaskTable {
     masks: Vec<u64>,
     of_doc: Vec<u16>,
 }
 
-impl MaskTables {
-    /// The segment's table; `None` when it has more distinct masks than the limit.
-    fn of(&self, segment: &SegmentReader) -> tantivy::Result<Option<Arc<MaskTable>>> {
-        let id = segment.segment_id();
-        if let Some(table) = self.tables.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
-            return Ok(table.clone());
+/// Hashes a mask with one multiplication: building a table looks one up per document.
+#[derive(Default)]
+struct MaskHasher(u64);
+
+impl std::hash::Hasher for MaskHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.write_u64(u64::from(*byte));
         }
-        let column = segment.fast_fields().u64("genre_mask")?.first_or_default_col(0);
-        let mut places: HashMap<u64, u16> = HashMap::new();
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0 ^ value).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    }
+}
+
+impl MaskTables {
+    /// The segment's table; `None` when it has more distinct masks than the limit (or its mask
+    /// column cannot be read: the column path then reports that).
+    fn of(&self, segment: &SegmentReader) -> Option<Arc<MaskTable>> {
+        let cell = self
+            .tables
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(segment.segment_id())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| self.build(segment).map(Arc::new)).clone()
+    }
+
+    fn build(&self, segment: &SegmentReader) -> Option<MaskTable> {
+        let column = segment.fast_fields().u64("genre_mask").ok()?.first_or_default_col(0);
+        let mut places: HashMap<u64, u16, std::hash::BuildHasherDefault<MaskHasher>> = HashMap::default();
         let mut table =
-            Some(MaskTable { masks: Vec::new(), of_doc: Vec::with_capacity(segment.max_doc() as usize) });
+            MaskTable { masks: Vec::new(), of_doc: Vec::with_capacity(segment.max_doc() as usize) };
         let mut values = vec![0; FACET_BLOCK * 16];
         let docs: Vec<DocId> = (0..segment.max_doc()).collect();
         for block in docs.chunks(values.len()) {
-            let Some(built) = table.as_mut() else { break };
             let values = &mut values[..block.len()];
             column.get_vals(block, values);
             for mask in values.iter() {
                 let place = match places.get(mask) {
                     Some(place) => *place,
                     None => {
-                        match u16::try_from(built.masks.len()).ok().filter(|p| usize::from(*p) < self.limit) {
-                            Some(place) => {
-                                built.masks.push(*mask);
-                                places.insert(*mask, place);
-                                place
-                            }
-                            None => {
-                                table = None;
-                                break;
-                            }
-                        }
+                        let place =
+                            u16::try_from(table.masks.len()).ok().filter(|p| usize::from(*p) < self.limit)?;
+                        table.masks.push(*mask);
+                        places.insert(*mask, place);
+                        place
                     }
                 };
-                built.of_doc.push(place);
+                table.of_doc.push(place);
             }
         }
-        let table = table.map(Arc::new);
-        self.tables.lock().unwrap_or_else(|p| p.into_inner()).insert(id, table.clone());
-        Ok(table)
+        Some(table)
     }
 
-    /// Forgets segments the searcher no longer has (merged away).
-    fn retain(&self, searcher: &Searcher) {
+    /// Forgets segments the searcher no longer has (merged away) and builds the tables of the
+    /// ones it has not met: called as a new searcher is loaded, so searches find them ready.
+    fn refresh(&self, searcher: &Searcher) {
         let live: Vec<_> = searcher.segment_readers().iter().map(|s| s.segment_id()).collect();
         self.tables.lock().unwrap_or_else(|p| p.into_inner()).retain(|id, _| live.contains(id));
+        let started = std::time::Instant::now();
+        for segment in searcher.segment_readers() {
+            self.of(segment);
+        }
+        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "genre mask tables ready");
     }
 }
 
@@ -1134,7 +1173,7 @@ impl Collector for GenreFacets<'_> {
         segment: &SegmentReader,
     ) -> tantivy::Result<SegmentGenreFacets> {
         let fast = segment.fast_fields();
-        let table = self.tables.of(segment)?;
+        let table = self.tables.of(segment);
         Ok(SegmentGenreFacets {
             per_mask: vec![0; table.as_ref().map_or(0, |t| t.masks.len())],
             table,
@@ -1275,7 +1314,7 @@ impl<C: Collector> Collector for Filtered<'_, C> {
         let needs = |wanted: bool, name| {
             wanted.then(|| fast.f64(name).map(|c| c.first_or_default_col(f64::NAN))).transpose()
         };
-        let table = if f.genres.is_empty() { None } else { self.tables.of(segment)? };
+        let table = if f.genres.is_empty() { None } else { self.tables.of(segment) };
         let passing = table.map(|table| {
             let passes = table.masks.iter().map(|mask| f.genres.matches(*mask)).collect();
             (table, passes)
@@ -1709,7 +1748,7 @@ mod tests {
             }
         }
         let mut without = TantivySearchIndex::in_memory().unwrap();
-        without.mask_tables = MaskTables { limit: 64, ..MaskTables::default() };
+        without.mask_tables = Arc::new(MaskTables { limit: 64, ..MaskTables::default() });
         for index in [TantivySearchIndex::in_memory().unwrap(), without] {
             index.apply(&events).unwrap();
             let page = index.search(&q).unwrap();
