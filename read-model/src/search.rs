@@ -1031,6 +1031,19 @@ type TableCell = OnceLock<Option<Arc<MaskTable>>>;
 pub(crate) struct MaskTable {
     masks: Vec<u64>,
     of_doc: Vec<u16>,
+    /// Each document's IMDB score in hundredths, or `INEXACT` when that is not the stored value
+    /// exactly (the score filter then reads the column).
+    scores: Vec<u16>,
+}
+
+const INEXACT: u16 = 1 << 15;
+
+impl MaskTable {
+    /// The document's score when the table holds it exactly.
+    fn score(&self, doc: DocId) -> Option<f64> {
+        let hundredths = self.scores[doc as usize];
+        (hundredths != INEXACT).then(|| f64::from(hundredths) / 100.0)
+    }
 }
 
 /// Hashes a mask with one multiplication: building a table looks one up per document.
@@ -1069,14 +1082,29 @@ impl MaskTables {
 
     fn build(&self, segment: &SegmentReader) -> Option<MaskTable> {
         let column = segment.fast_fields().u64("genre_mask").ok()?.first_or_default_col(0);
+        let score_column = segment.fast_fields().f64("imdb_score").ok()?.first_or_default_col(f64::NAN);
         let mut places: HashMap<u64, u16, std::hash::BuildHasherDefault<MaskHasher>> = HashMap::default();
-        let mut table =
-            MaskTable { masks: Vec::new(), of_doc: Vec::with_capacity(segment.max_doc() as usize) };
+        let capacity = segment.max_doc() as usize;
+        let mut table = MaskTable {
+            masks: Vec::new(),
+            of_doc: Vec::with_capacity(capacity),
+            scores: Vec::with_capacity(capacity),
+        };
         let mut values = vec![0; FACET_BLOCK * 16];
+        let mut scores = vec![0.0; values.len()];
         let docs: Vec<DocId> = (0..segment.max_doc()).collect();
         for block in docs.chunks(values.len()) {
             let values = &mut values[..block.len()];
             column.get_vals(block, values);
+            let scores = &mut scores[..block.len()];
+            score_column.get_vals(block, scores);
+            table.scores.extend(scores.iter().map(|score| {
+                let hundredths = (score * 100.0).round();
+                match (0.0..f64::from(INEXACT)).contains(&hundredths) && hundredths / 100.0 == *score {
+                    true => hundredths as u16,
+                    false => INEXACT,
+                }
+            }));
             for mask in values.iter() {
                 let place = match places.get(mask) {
                     Some(place) => *place,
@@ -1291,9 +1319,10 @@ struct Filtered<'a, C> {
 
 struct FilteredSegment<S> {
     filter: PostFilter,
-    /// With genre filters: the segment's mask table and whether each of its masks passes, or
-    /// (a segment without a table) its mask column.
-    passing: Option<(Arc<MaskTable>, Vec<bool>)>,
+    /// With genre or score filters: the segment's table, and whether each of its masks passes
+    /// (empty without genre filters). Without a table, the columns.
+    table: Option<Arc<MaskTable>>,
+    passing: Vec<bool>,
     masks: Option<U64Column>,
     scores: Option<F64Column>,
     popularity: Option<F64Column>,
@@ -1314,16 +1343,17 @@ impl<C: Collector> Collector for Filtered<'_, C> {
         let needs = |wanted: bool, name| {
             wanted.then(|| fast.f64(name).map(|c| c.first_or_default_col(f64::NAN))).transpose()
         };
-        let table = if f.genres.is_empty() { None } else { self.tables.of(segment) };
-        let passing = table.map(|table| {
-            let passes = table.masks.iter().map(|mask| f.genres.matches(*mask)).collect();
-            (table, passes)
-        });
+        let table = if f.genres.is_empty() && f.score.is_none() { None } else { self.tables.of(segment) };
+        let passing = match (&table, f.genres.is_empty()) {
+            (Some(table), false) => table.masks.iter().map(|mask| f.genres.matches(*mask)).collect(),
+            _ => Vec::new(),
+        };
         Ok(FilteredSegment {
             filter: self.filter,
-            masks: (!f.genres.is_empty() && passing.is_none())
+            masks: (!f.genres.is_empty() && table.is_none())
                 .then(|| fast.u64("genre_mask").map(|c| c.first_or_default_col(0)))
                 .transpose()?,
+            table,
             passing,
             scores: needs(f.score.is_some(), "imdb_score")?,
             popularity: needs(f.popularity.is_some(), "popularity")?,
@@ -1343,20 +1373,24 @@ impl<C: Collector> Collector for Filtered<'_, C> {
 impl<S: SegmentCollector> FilteredSegment<S> {
     fn passes(&self, doc: DocId) -> bool {
         let f = &self.filter;
-        if self.passing.as_ref().is_some_and(|(table, passes)| !passes[table.of_doc[doc as usize] as usize]) {
-            return false;
+        if let Some(table) = &self.table {
+            if !self.passing.is_empty() && !self.passing[table.of_doc[doc as usize] as usize] {
+                return false;
+            }
         }
         if self.masks.as_ref().is_some_and(|masks| !f.genres.matches(masks.get_val(doc))) {
             return false;
         }
-        let within = |column: &Option<F64Column>, bounds: Option<(f64, f64)>| match (column, bounds) {
-            (Some(column), Some((min, max))) => {
-                let value = column.get_val(doc);
-                value >= min && value <= max
+        let within = |value: f64, (min, max): (f64, f64)| value >= min && value <= max;
+        let column = |column: &Option<F64Column>| column.as_ref().map_or(f64::NAN, |c| c.get_val(doc));
+        if let Some(bounds) = f.score {
+            let score =
+                self.table.as_ref().and_then(|t| t.score(doc)).unwrap_or_else(|| column(&self.scores));
+            if !within(score, bounds) {
+                return false;
             }
-            _ => true,
-        };
-        within(&self.scores, f.score) && within(&self.popularity, f.popularity)
+        }
+        f.popularity.is_none_or(|bounds| within(column(&self.popularity), bounds))
     }
 }
 
@@ -1754,6 +1788,55 @@ mod tests {
             let page = index.search(&q).unwrap();
             assert_eq!(page.hits.len(), passing.len());
             assert_eq!(page.facets.into_iter().collect::<HashMap<_, _>>(), expected);
+        }
+    }
+
+    #[test]
+    fn score_ranges_filter_exactly_whether_a_score_fits_in_hundredths_or_not() {
+        use movies_events::{Actor, EventMetadata, Role};
+        let scores = [0.0, 5.99, 5.995, 6.0, 6.004999, 6.005, 6.01, 7.123456, 7.2, 9.999, 10.0];
+        let events: Vec<EventEnvelope> = scores
+            .iter()
+            .enumerate()
+            .map(|(n, score)| EventEnvelope {
+                event_id: Uuid::now_v7(),
+                stream_id: Uuid::now_v7(),
+                stream_version: 1,
+                position: n as i64 + 1,
+                recorded_at: chrono::Utc::now(),
+                metadata: EventMetadata {
+                    actor: Actor { subject: "t".into(), role: Role::System },
+                    request_id: None,
+                },
+                event: MovieEvent::Created(MovieFields {
+                    name: format!("Golden {score}"),
+                    director: "Someone".into(),
+                    popularity: 1.0,
+                    imdb_score: *score,
+                    genres: vec!["Drama".into()],
+                }),
+            })
+            .collect();
+        let mut without = TantivySearchIndex::in_memory().unwrap();
+        without.mask_tables = Arc::new(MaskTables { limit: 0, ..MaskTables::default() });
+        let indexes = [TantivySearchIndex::in_memory().unwrap(), without];
+        for index in &indexes {
+            index.apply(&events).unwrap();
+        }
+        for (min, max) in
+            [(6.0, 10.0), (6.005, 7.2), (5.995, 6.004999), (0.0, 0.0), (7.123456, 9.999), (6.0001, 6.0049)]
+        {
+            let filters = SearchFilters { min_score: Some(min), max_score: Some(max), ..Default::default() };
+            let q = SearchQuery { text: "golden".into(), filters, limit: 50, ..Default::default() };
+            let mut expected: Vec<String> =
+                scores.iter().filter(|s| **s >= min && **s <= max).map(|s| format!("Golden {s}")).collect();
+            expected.sort();
+            for index in &indexes {
+                let mut found: Vec<String> =
+                    index.search(&q).unwrap().hits.into_iter().map(|h| h.name).collect();
+                found.sort();
+                assert_eq!(found, expected, "scores in [{min}, {max}]");
+            }
         }
     }
 
