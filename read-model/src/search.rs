@@ -1707,28 +1707,31 @@ mod tests {
         }
     }
 
+    /// A new movie's creation at `position`, as the log would hand it over.
+    fn created(position: i64, fields: MovieFields) -> EventEnvelope {
+        movies_store::testing::recorded(position, Uuid::now_v7(), 1, MovieEvent::Created(fields))
+    }
+
+    fn golden() -> MovieFields {
+        MovieFields {
+            name: "Golden".into(),
+            director: "Someone".into(),
+            popularity: 1.0,
+            imdb_score: 1.0,
+            genres: vec!["Drama".into()],
+        }
+    }
+
     #[test]
     fn facets_count_every_genre_even_past_the_sixty_three_with_their_own_bit() {
-        use movies_events::{Actor, EventMetadata, Role};
         let index = TantivySearchIndex::in_memory().unwrap();
         let events: Vec<EventEnvelope> = (0..70)
-            .map(|n| EventEnvelope {
-                event_id: Uuid::now_v7(),
-                stream_id: Uuid::now_v7(),
-                stream_version: 1,
-                position: n + 1,
-                recorded_at: chrono::Utc::now(),
-                metadata: EventMetadata {
-                    actor: Actor { subject: "t".into(), role: Role::System },
-                    request_id: None,
-                },
-                event: MovieEvent::Created(MovieFields {
-                    name: format!("Movie {n}"),
-                    director: "Someone".into(),
-                    popularity: 1.0,
-                    imdb_score: 1.0,
-                    genres: vec![format!("Genre {n}"), "Drama".into()],
-                }),
+            .map(|n| {
+                let genres = vec![format!("Genre {n}"), "Drama".into()];
+                created(
+                    n + 1,
+                    MovieFields { name: format!("Movie {n}"), imdb_score: 1.0, genres, ..golden() },
+                )
             })
             .collect();
         index.apply(&events[..35]).unwrap();
@@ -1742,29 +1745,13 @@ mod tests {
 
     #[test]
     fn genre_filters_and_facets_agree_with_and_without_mask_tables() {
-        use movies_events::{Actor, EventMetadata, Role};
         let genres = |n: usize| -> Vec<String> {
             (0..8).filter(|g| n >> g & 1 == 1).map(|g| format!("G{g}")).collect()
         };
         // Every non-empty mix of eight genres: 255 masks, past the small limit below.
         let events: Vec<EventEnvelope> = (1..256)
-            .map(|n| EventEnvelope {
-                event_id: Uuid::now_v7(),
-                stream_id: Uuid::now_v7(),
-                stream_version: 1,
-                position: n as i64,
-                recorded_at: chrono::Utc::now(),
-                metadata: EventMetadata {
-                    actor: Actor { subject: "t".into(), role: Role::System },
-                    request_id: None,
-                },
-                event: MovieEvent::Created(MovieFields {
-                    name: format!("Golden {n}"),
-                    director: "Someone".into(),
-                    popularity: 1.0,
-                    imdb_score: 1.0,
-                    genres: genres(n),
-                }),
+            .map(|n| {
+                created(n as i64, MovieFields { name: format!("Golden {n}"), genres: genres(n), ..golden() })
             })
             .collect();
         let filters = SearchFilters {
@@ -1793,28 +1780,13 @@ mod tests {
 
     #[test]
     fn score_ranges_filter_exactly_whether_a_score_fits_in_hundredths_or_not() {
-        use movies_events::{Actor, EventMetadata, Role};
         let scores = [0.0, 5.99, 5.995, 6.0, 6.004999, 6.005, 6.01, 7.123456, 7.2, 9.999, 10.0];
         let events: Vec<EventEnvelope> = scores
             .iter()
             .enumerate()
-            .map(|(n, score)| EventEnvelope {
-                event_id: Uuid::now_v7(),
-                stream_id: Uuid::now_v7(),
-                stream_version: 1,
-                position: n as i64 + 1,
-                recorded_at: chrono::Utc::now(),
-                metadata: EventMetadata {
-                    actor: Actor { subject: "t".into(), role: Role::System },
-                    request_id: None,
-                },
-                event: MovieEvent::Created(MovieFields {
-                    name: format!("Golden {score}"),
-                    director: "Someone".into(),
-                    popularity: 1.0,
-                    imdb_score: *score,
-                    genres: vec!["Drama".into()],
-                }),
+            .map(|(n, score)| {
+                let fields = MovieFields { name: format!("Golden {score}"), imdb_score: *score, ..golden() };
+                created(n as i64 + 1, fields)
             })
             .collect();
         let mut without = TantivySearchIndex::in_memory().unwrap();
