@@ -384,8 +384,9 @@ macro_rules! sql_read_store {
                     let ($insert_tx, $docs, $genre_rows) = (&mut *tx, &rows, &genres);
                     $insert_rows
                 }
-                // Streams new to the store are inserted, the others updated (`versions`, then
-                // `new_versions`; `known` was read under the streams' locks, or by the only writer).
+                // Versions of streams the store already had are updated (`versions`), those of new
+                // streams inserted (`new_versions`): what it had was read under the streams'
+                // locks, or by the store's only writer, so no one adds them meanwhile.
                 let (new_versions, versions): (Vec<_>, Vec<_>) = state
                     .keys()
                     .map(|id| (*id, known[id].0, known[id].1))
