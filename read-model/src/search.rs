@@ -1723,6 +1723,20 @@ mod tests {
     }
 
     #[test]
+    fn a_creation_filled_in_again_from_the_log_replaces_its_document_rather_than_adding_one() {
+        let index = TantivySearchIndex::in_memory().unwrap();
+        let creation = created(1, golden());
+        index.apply(std::slice::from_ref(&creation)).unwrap();
+        // The gap-filling path may hand over events already applied.
+        index.apply_exact(std::slice::from_ref(&creation)).unwrap();
+        // Committed with the next new event.
+        index.apply(&[created(2, MovieFields { name: "Other".into(), ..golden() })]).unwrap();
+        let page = index.search(&SearchQuery { text: "golden".into(), ..Default::default() }).unwrap();
+        assert_eq!(page.total, 1);
+        assert_eq!(index.documents().unwrap().len(), 2);
+    }
+
+    #[test]
     fn facets_count_every_genre_even_past_the_sixty_three_with_their_own_bit() {
         let index = TantivySearchIndex::in_memory().unwrap();
         let events: Vec<EventEnvelope> = (0..70)
