@@ -292,8 +292,8 @@ pub struct TantivySearchIndex {
     _watch: Option<WatchHandle>,
     /// Per-segment summaries that answer browsing by genre (see `browse`).
     summaries: Summaries,
-    /// Per-segment genre mask tables that count facets (see `MaskTables`).
-    mask_tables: Arc<MaskTables>,
+    /// Per-segment genre masks and scores for filters and facets (see `SegmentTables`).
+    segment_tables: Arc<SegmentTables>,
 }
 
 impl TantivySearchIndex {
@@ -329,7 +329,7 @@ impl TantivySearchIndex {
         let mut index = Self::with_index(Index::open_in_dir(dir)?, fields, false)?;
         let (metas, reader) = (index.index.clone(), index.reader.clone());
         let (genres, checkpoint) = (index.genres.clone(), index.checkpoint.clone());
-        let tables = index.mask_tables.clone();
+        let tables = index.segment_tables.clone();
         let refresh = move || {
             // The registry first: a search then sees either old documents with a newer registry
             // (a superset) or both new. A failed reload is retried at the next commit.
@@ -376,8 +376,8 @@ impl TantivySearchIndex {
             stored.map_or((0, Vec::new(), BTreeMap::new()), |c| (c.position, c.genres, c.partitions));
         // The genre mask tables of the segments already there, built before searches need them
         // (a second or so for millions of movies; searches that come first wait for that build).
-        let mask_tables = Arc::<MaskTables>::default();
-        let (tables, searcher) = (mask_tables.clone(), reader.searcher());
+        let segment_tables = Arc::<SegmentTables>::default();
+        let (tables, searcher) = (segment_tables.clone(), reader.searcher());
         std::thread::spawn(move || tables.refresh(&searcher));
         Ok(Self {
             index,
@@ -389,7 +389,7 @@ impl TantivySearchIndex {
             partitions: Mutex::new(partitions),
             _watch: None,
             summaries: Summaries::default(),
-            mask_tables,
+            segment_tables,
         })
     }
 
@@ -601,7 +601,7 @@ impl TantivySearchIndex {
             // documents with the new registry (a superset) or both new.
             *self.genres.lock().unwrap_or_else(|p| p.into_inner()) = registry;
             self.reader.reload()?;
-            self.mask_tables.refresh(&self.reader.searcher());
+            self.segment_tables.refresh(&self.reader.searcher());
             self.checkpoint.store(last, Ordering::SeqCst);
         }
         Ok(())
@@ -869,10 +869,14 @@ impl TantivySearchIndex {
                 (ranked, total, facets)
             }
             None => {
-                let facets = q.facets.then_some(GenreFacets { registry, tables: &self.mask_tables });
+                let facets = q.facets.then_some(GenreFacets { registry, tables: &self.segment_tables });
                 searcher.search(
                     &query,
-                    &Filtered { filter: post, tables: &self.mask_tables, inner: (collector, Count, facets) },
+                    &Filtered {
+                        filter: post,
+                        tables: &self.segment_tables,
+                        inner: (collector, Count, facets),
+                    },
                 )?
             }
         };
@@ -1007,11 +1011,13 @@ impl TantivySearchIndex {
 /// bit, and documents carrying it are counted from the genre column instead.
 pub(crate) const OVERFLOW_BIT: u32 = 63;
 
-/// Each segment's genre masks as a table of its distinct masks (a catalogue has a few thousand
-/// genre mixes) and each document's place in it. Read once per segment (its documents never
-/// change), then counting a match's genres is one increment instead of a column read and a bit
-/// loop: what facets spent most of a broad query's time on.
-pub(crate) struct MaskTables {
+/// What filters and facets read of every match, per segment, in plain arrays: the segment's
+/// distinct genre masks (a catalogue has a few thousand genre mixes) and each document's place
+/// among them, and each document's score in hundredths. Read once per segment (its documents
+/// never change), then a match's genres or score cost an array read instead of a column read
+/// (bit-unpacked through virtual calls): what facets and score filters spent most of a broad
+/// query's time on.
+pub(crate) struct SegmentTables {
     /// One cell per segment: concurrent searches that meet a new segment wait for one build
     /// instead of each making its own.
     tables: Mutex<HashMap<tantivy::index::SegmentId, Arc<TableCell>>>,
@@ -1019,16 +1025,16 @@ pub(crate) struct MaskTables {
     limit: usize,
 }
 
-impl Default for MaskTables {
+impl Default for SegmentTables {
     fn default() -> Self {
         Self { tables: Mutex::default(), limit: usize::from(u16::MAX) + 1 }
     }
 }
 
-/// A segment's table once built; `None` inside: the segment has none (see `MaskTables::of`).
-type TableCell = OnceLock<Option<Arc<MaskTable>>>;
+/// A segment's table once built; `None` inside: the segment has none (see `SegmentTables::of`).
+type TableCell = OnceLock<Option<Arc<SegmentTable>>>;
 
-pub(crate) struct MaskTable {
+pub(crate) struct SegmentTable {
     masks: Vec<u64>,
     of_doc: Vec<u16>,
     /// Each document's IMDB score in hundredths, or `INEXACT` when that is not the stored value
@@ -1038,7 +1044,7 @@ pub(crate) struct MaskTable {
 
 const INEXACT: u16 = 1 << 15;
 
-impl MaskTable {
+impl SegmentTable {
     /// The document's score when the table holds it exactly.
     fn score(&self, doc: DocId) -> Option<f64> {
         let hundredths = self.scores[doc as usize];
@@ -1066,10 +1072,10 @@ impl std::hash::Hasher for MaskHasher {
     }
 }
 
-impl MaskTables {
+impl SegmentTables {
     /// The segment's table; `None` when it has more distinct masks than the limit (or its mask
     /// column cannot be read: the column path then reports that).
-    fn of(&self, segment: &SegmentReader) -> Option<Arc<MaskTable>> {
+    fn of(&self, segment: &SegmentReader) -> Option<Arc<SegmentTable>> {
         let cell = self
             .tables
             .lock()
@@ -1080,12 +1086,12 @@ impl MaskTables {
         cell.get_or_init(|| self.build(segment).map(Arc::new)).clone()
     }
 
-    fn build(&self, segment: &SegmentReader) -> Option<MaskTable> {
+    fn build(&self, segment: &SegmentReader) -> Option<SegmentTable> {
         let column = segment.fast_fields().u64("genre_mask").ok()?.first_or_default_col(0);
         let score_column = segment.fast_fields().f64("imdb_score").ok()?.first_or_default_col(f64::NAN);
         let mut places: HashMap<u64, u16, std::hash::BuildHasherDefault<MaskHasher>> = HashMap::default();
         let capacity = segment.max_doc() as usize;
-        let mut table = MaskTable {
+        let mut table = SegmentTable {
             masks: Vec::new(),
             of_doc: Vec::with_capacity(capacity),
             scores: Vec::with_capacity(capacity),
@@ -1140,11 +1146,11 @@ impl MaskTables {
 /// 63rd (counted by name).
 struct GenreFacets<'a> {
     registry: Vec<String>,
-    tables: &'a MaskTables,
+    tables: &'a SegmentTables,
 }
 
 struct SegmentGenreFacets {
-    table: Option<Arc<MaskTable>>,
+    table: Option<Arc<SegmentTable>>,
     /// Matches per mask of the table.
     per_mask: Vec<u64>,
     masks: Option<std::sync::Arc<dyn tantivy::columnar::ColumnValues<u64>>>,
@@ -1313,7 +1319,7 @@ type F64Column = std::sync::Arc<dyn tantivy::columnar::ColumnValues<f64>>;
 /// A collector that hands its inner collector only the matches that pass a `PostFilter`.
 struct Filtered<'a, C> {
     filter: PostFilter,
-    tables: &'a MaskTables,
+    tables: &'a SegmentTables,
     inner: C,
 }
 
@@ -1321,7 +1327,7 @@ struct FilteredSegment<S> {
     filter: PostFilter,
     /// With genre or score filters: the segment's table, and whether each of its masks passes
     /// (empty without genre filters). Without a table, the columns.
-    table: Option<Arc<MaskTable>>,
+    table: Option<Arc<SegmentTable>>,
     passing: Vec<bool>,
     masks: Option<U64Column>,
     scores: Option<F64Column>,
@@ -1758,7 +1764,7 @@ mod tests {
     }
 
     #[test]
-    fn genre_filters_and_facets_agree_with_and_without_mask_tables() {
+    fn genre_filters_and_facets_agree_with_and_without_segment_tables() {
         let genres = |n: usize| -> Vec<String> {
             (0..8).filter(|g| n >> g & 1 == 1).map(|g| format!("G{g}")).collect()
         };
@@ -1783,7 +1789,7 @@ mod tests {
             }
         }
         let mut without = TantivySearchIndex::in_memory().unwrap();
-        without.mask_tables = Arc::new(MaskTables { limit: 64, ..MaskTables::default() });
+        without.segment_tables = Arc::new(SegmentTables { limit: 64, ..SegmentTables::default() });
         for index in [TantivySearchIndex::in_memory().unwrap(), without] {
             index.apply(&events).unwrap();
             let page = index.search(&q).unwrap();
@@ -1804,7 +1810,7 @@ mod tests {
             })
             .collect();
         let mut without = TantivySearchIndex::in_memory().unwrap();
-        without.mask_tables = Arc::new(MaskTables { limit: 0, ..MaskTables::default() });
+        without.segment_tables = Arc::new(SegmentTables { limit: 0, ..SegmentTables::default() });
         let indexes = [TantivySearchIndex::in_memory().unwrap(), without];
         for index in &indexes {
             index.apply(&events).unwrap();
