@@ -1,7 +1,7 @@
 //! What every request passes through, as one layer: its id (the client's `x-request-id` when it
-//! is sensible, else a new one) on every log line it causes and echoed in the response, a panic turned into
-//! a 500 problem, any error response not yet problem+json made one, and the request counted and
-//! timed by route and status (`/metrics`).
+//! is sensible, else a new one) on every log line it causes and echoed in the response, a panic
+//! turned into a 500 problem, any error response not yet problem+json made one, and the request
+//! counted and timed by route and status (`/metrics`).
 //!
 //! One layer, not a stack of them: each layer of the usual kind costs a cached read about 5 % of
 //! its throughput (an allocation, a clone of the service beneath, a future to poll), and a
@@ -68,8 +68,9 @@ where
         };
         let route = request.extensions().get::<MatchedPath>().cloned();
         let method = request.method().clone();
-        let uri = request.uri().clone(); // shares its bytes: no copy
-                                         // Every log line of the request carries its id (also stored with the events it causes).
+        // Shares its bytes: no copy.
+        let uri = request.uri().clone();
+        // Every log line of the request carries its id (also stored with the events it causes).
         Box::pin(logs::scope(id.clone(), async move {
             let started = Instant::now();
             let outcome = AssertUnwindSafe(inner.call(request)).catch_unwind().await;

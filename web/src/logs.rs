@@ -26,7 +26,7 @@ pub(crate) fn scope<F: Future>(id: HeaderValue, work: F) -> impl Future<Output =
 }
 
 /// The id of the request being handled on this task, if any.
-pub fn current_request_id() -> Option<HeaderValue> {
+fn current_request_id() -> Option<HeaderValue> {
     REQUEST_ID.try_with(HeaderValue::clone).ok()
 }
 
