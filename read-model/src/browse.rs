@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use tantivy::index::SegmentId;
 use tantivy::{DocAddress, DocId, Searcher, SegmentReader};
 
-use crate::search::{GenreBits, SortKey, OVERFLOW_BIT};
+use crate::search::{count_bits, GenreBits, SortKey, OVERFLOW_BIT};
 
 /// Documents kept per segment in each ordered list.
 const LISTED: usize = 2048;
@@ -101,11 +101,7 @@ impl Summaries {
                     return Ok(None);
                 }
                 total += *count as usize;
-                let mut bits = *mask;
-                while bits != 0 {
-                    bit_counts[bits.trailing_zeros() as usize] += count;
-                    bits &= bits - 1;
-                }
+                count_bits(&mut bit_counts, *mask, *count);
             }
             // The lists hold live documents only (a delete makes a new summary).
             let mut found = 0;

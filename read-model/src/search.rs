@@ -374,8 +374,8 @@ impl TantivySearchIndex {
         let stored = index.load_metas()?.payload.and_then(|p| serde_json::from_str::<Checkpoint>(&p).ok());
         let (checkpoint, genres, partitions) =
             stored.map_or((0, Vec::new(), BTreeMap::new()), |c| (c.position, c.genres, c.partitions));
-        // The genre mask tables of the segments already there, built before searches need them
-        // (a second or so for millions of movies; searches that come first wait for that build).
+        // The tables of the segments already there, built before searches need them (100 ms at
+        // 5M movies; searches that come first wait for that build).
         let segment_tables = Arc::<SegmentTables>::default();
         let (tables, searcher) = (segment_tables.clone(), reader.searcher());
         std::thread::spawn(move || tables.refresh(&searcher));
@@ -425,8 +425,8 @@ impl TantivySearchIndex {
         Ok(self.indexed(&searcher.doc(address)?))
     }
 
-    fn stored_id(doc: &TantivyDocument, field: Field) -> Option<Uuid> {
-        doc.get_first(field).and_then(|v| v.as_bytes()).and_then(|b| Uuid::from_slice(b).ok())
+    fn stored_id(&self, doc: &TantivyDocument) -> Option<Uuid> {
+        doc.get_first(self.fields.id).and_then(|v| v.as_bytes()).and_then(|b| Uuid::from_slice(b).ok())
     }
 
     fn indexed(&self, doc: &TantivyDocument) -> Option<Indexed> {
@@ -827,7 +827,7 @@ impl TantivySearchIndex {
     ) -> Result<Option<SearchHit>> {
         let doc: TantivyDocument = searcher.doc(address)?;
         let text = |field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-        let Some(id) = Self::stored_id(&doc, self.fields.id) else {
+        let Some(id) = self.stored_id(&doc) else {
             return Ok(None);
         };
         let (name, director) = (text(self.fields.name), text(self.fields.director));
@@ -950,7 +950,7 @@ impl TantivySearchIndex {
         let mut documents = Vec::with_capacity(addresses.len());
         for address in addresses {
             let doc: TantivyDocument = searcher.doc(address)?;
-            let id = Self::stored_id(&doc, self.fields.id);
+            let id = self.stored_id(&doc);
             if let (Some(id), Some(movie)) = (id, self.indexed(&doc)) {
                 documents.push((id, movie.fields, movie.version));
             }
@@ -1010,6 +1010,15 @@ impl TantivySearchIndex {
 /// registry is committed in the payload with the documents. Genres past the 63rd share the last
 /// bit, and documents carrying it are counted from the genre column instead.
 pub(crate) const OVERFLOW_BIT: u32 = 63;
+
+/// Adds `count` to each bit of `mask` in `counts`.
+pub(crate) fn count_bits(counts: &mut [u64; 64], mask: u64, count: u64) {
+    let mut bits = mask;
+    while bits != 0 {
+        counts[bits.trailing_zeros() as usize] += count;
+        bits &= bits - 1;
+    }
+}
 
 /// What filters and facets read of every match, per segment, in plain arrays: the segment's
 /// distinct genre masks (a catalogue has a few thousand genre mixes) and each document's place
@@ -1137,7 +1146,7 @@ impl SegmentTables {
         for segment in searcher.segment_readers() {
             self.of(segment);
         }
-        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "genre mask tables ready");
+        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "segment tables ready");
     }
 }
 
@@ -1166,30 +1175,30 @@ const FACET_BLOCK: usize = 64;
 
 impl SegmentGenreFacets {
     fn flush(&mut self) {
-        let Some(masks) = &self.masks else {
-            self.pending.clear();
-            return;
-        };
-        self.values.resize(self.pending.len(), 0);
-        masks.get_vals(&self.pending, &mut self.values);
+        self.values.clear();
+        match (&self.table, &self.masks) {
+            (Some(table), _) => self
+                .values
+                .extend(self.pending.iter().map(|doc| table.masks[table.of_doc[*doc as usize] as usize])),
+            (None, Some(masks)) => {
+                self.values.resize(self.pending.len(), 0);
+                masks.get_vals(&self.pending, &mut self.values);
+            }
+            (None, None) => self.values.resize(self.pending.len(), 0),
+        }
         for (doc, mask) in self.pending.iter().zip(&self.values) {
-            let mut bits = *mask;
-            while bits != 0 {
-                let bit = bits.trailing_zeros();
-                bits &= bits - 1;
-                if bit == OVERFLOW_BIT {
-                    if let Some(column) = &self.overflow {
-                        for ord in column.term_ords(*doc) {
-                            let mut genre = String::new();
-                            if column.ord_to_str(ord, &mut genre).unwrap_or(false)
-                                && !self.registry.iter().take(OVERFLOW_BIT as usize).any(|g| *g == genre)
-                            {
-                                *self.named.entry(genre).or_default() += 1;
-                            }
-                        }
+            count_bits(&mut self.counts, mask & !(1 << OVERFLOW_BIT), 1);
+            if mask & (1 << OVERFLOW_BIT) == 0 {
+                continue;
+            }
+            if let Some(column) = &self.overflow {
+                for ord in column.term_ords(*doc) {
+                    let mut genre = String::new();
+                    if column.ord_to_str(ord, &mut genre).unwrap_or(false)
+                        && !self.registry.iter().take(OVERFLOW_BIT as usize).any(|g| *g == genre)
+                    {
+                        *self.named.entry(genre).or_default() += 1;
                     }
-                } else {
-                    self.counts[bit as usize] += 1;
                 }
             }
         }
@@ -1208,10 +1217,15 @@ impl Collector for GenreFacets<'_> {
     ) -> tantivy::Result<SegmentGenreFacets> {
         let fast = segment.fast_fields();
         let table = self.tables.of(segment);
+        // Without a table, the masks come from their column.
+        let masks = match table {
+            Some(_) => None,
+            None => fast.u64("genre_mask").map(|c| c.first_or_default_col(0)).ok(),
+        };
         Ok(SegmentGenreFacets {
             per_mask: vec![0; table.as_ref().map_or(0, |t| t.masks.len())],
             table,
-            masks: fast.u64("genre_mask").map(|c| c.first_or_default_col(0)).ok(),
+            masks,
             overflow: fast.str("genre_facet")?,
             counts: [0; 64],
             named: HashMap::new(),
@@ -1255,11 +1269,7 @@ impl SegmentCollector for SegmentGenreFacets {
         self.flush();
         if let Some(table) = &self.table {
             for (mask, count) in table.masks.iter().zip(&self.per_mask).filter(|(_, n)| **n > 0) {
-                let mut bits = *mask;
-                while bits != 0 {
-                    self.counts[bits.trailing_zeros() as usize] += count;
-                    bits &= bits - 1;
-                }
+                count_bits(&mut self.counts, *mask, *count);
             }
         }
         for (bit, count) in
@@ -1316,6 +1326,15 @@ struct PostFilter {
 type U64Column = std::sync::Arc<dyn tantivy::columnar::ColumnValues<u64>>;
 type F64Column = std::sync::Arc<dyn tantivy::columnar::ColumnValues<f64>>;
 
+/// How a segment's matches are checked against genre filters.
+enum GenreCheck {
+    Unfiltered,
+    /// Whether each mask of the segment's table passes.
+    ByTable(Vec<bool>),
+    /// No table: each match's mask from the column.
+    ByColumn(U64Column),
+}
+
 /// A collector that hands its inner collector only the matches that pass a `PostFilter`.
 struct Filtered<'a, C> {
     filter: PostFilter,
@@ -1325,11 +1344,10 @@ struct Filtered<'a, C> {
 
 struct FilteredSegment<S> {
     filter: PostFilter,
-    /// With genre or score filters: the segment's table, and whether each of its masks passes
-    /// (empty without genre filters). Without a table, the columns.
+    /// With genre or score filters: the segment's table (scores are read from the column
+    /// without one).
     table: Option<Arc<SegmentTable>>,
-    passing: Vec<bool>,
-    masks: Option<U64Column>,
+    genres: GenreCheck,
     scores: Option<F64Column>,
     popularity: Option<F64Column>,
     inner: S,
@@ -1350,17 +1368,17 @@ impl<C: Collector> Collector for Filtered<'_, C> {
             wanted.then(|| fast.f64(name).map(|c| c.first_or_default_col(f64::NAN))).transpose()
         };
         let table = if f.genres.is_empty() && f.score.is_none() { None } else { self.tables.of(segment) };
-        let passing = match (&table, f.genres.is_empty()) {
-            (Some(table), false) => table.masks.iter().map(|mask| f.genres.matches(*mask)).collect(),
-            _ => Vec::new(),
+        let genres = match &table {
+            _ if f.genres.is_empty() => GenreCheck::Unfiltered,
+            Some(table) => {
+                GenreCheck::ByTable(table.masks.iter().map(|mask| f.genres.matches(*mask)).collect())
+            }
+            None => GenreCheck::ByColumn(fast.u64("genre_mask")?.first_or_default_col(0)),
         };
         Ok(FilteredSegment {
             filter: self.filter,
-            masks: (!f.genres.is_empty() && table.is_none())
-                .then(|| fast.u64("genre_mask").map(|c| c.first_or_default_col(0)))
-                .transpose()?,
             table,
-            passing,
+            genres,
             scores: needs(f.score.is_some(), "imdb_score")?,
             popularity: needs(f.popularity.is_some(), "popularity")?,
             inner: self.inner.for_segment(ordinal, segment)?,
@@ -1379,12 +1397,12 @@ impl<C: Collector> Collector for Filtered<'_, C> {
 impl<S: SegmentCollector> FilteredSegment<S> {
     fn passes(&self, doc: DocId) -> bool {
         let f = &self.filter;
-        if let Some(table) = &self.table {
-            if !self.passing.is_empty() && !self.passing[table.of_doc[doc as usize] as usize] {
-                return false;
-            }
-        }
-        if self.masks.as_ref().is_some_and(|masks| !f.genres.matches(masks.get_val(doc))) {
+        let genres_pass = match (&self.genres, &self.table) {
+            (GenreCheck::ByTable(passing), Some(table)) => passing[table.of_doc[doc as usize] as usize],
+            (GenreCheck::ByColumn(masks), _) => f.genres.matches(masks.get_val(doc)),
+            _ => true,
+        };
+        if !genres_pass {
             return false;
         }
         let within = |value: f64, (min, max): (f64, f64)| value >= min && value <= max;
@@ -1692,7 +1710,7 @@ mod tests {
                     imdb_score: values[(n * 3 + n / popularities.len()) % values.len()],
                     genres: vec!["Drama".into()],
                 };
-                movies_store::testing::recorded(n as i64 + 1, Uuid::now_v7(), 1, MovieEvent::Created(fields))
+                created(n as i64 + 1, fields)
             })
             .collect();
         index.apply(&events).unwrap();
