@@ -9,6 +9,7 @@ mod doc;
 mod live;
 mod search;
 mod store;
+mod word;
 
 pub use doc::{
     fold_doc, CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, JsonDoc, JsonPage, ListQuery,

@@ -35,6 +35,7 @@ use uuid::Uuid;
 use crate::browse::{Browse, Browsed, Order as BrowseOrder, Summaries};
 use crate::doc::Order;
 use crate::store::{ProjectionError, Result};
+use crate::word::WordQuery;
 
 const TOKENIZER: &str = "movie_text";
 const WRITER_HEAP_BYTES: usize = 50_000_000;
@@ -674,38 +675,31 @@ impl TantivySearchIndex {
         word: &Word,
         fields: &[(Field, f32)],
     ) -> Result<Box<dyn Query>> {
-        let mut ways: Vec<Box<dyn Query>> = Vec::new();
-        let constant = |query: Box<dyn Query>, score: f32| {
-            Box::new(ConstScoreQuery::new(query, score)) as Box<dyn Query>
-        };
+        let mut ways: Vec<(Score, Box<dyn Query>)> = Vec::new();
+        let term_query = |term| Box::new(TermQuery::new(term, IndexRecordOption::Basic)) as Box<dyn Query>;
         for &(field, weight) in fields {
             let term = Term::from_field_text(field, &word.text);
-            ways.push(constant(
-                Box::new(TermQuery::new(term.clone(), IndexRecordOption::Basic)),
-                30.0 + weight,
-            ));
+            ways.push((30.0 + weight, term_query(term.clone())));
             if word.prefix {
-                let completions: Vec<(Occur, Box<dyn Query>)> = self
-                    .completions(searcher, field, &word.text)?
-                    .into_iter()
-                    .map(|t| {
-                        (
-                            Occur::Should,
-                            Box::new(TermQuery::new(t, IndexRecordOption::Basic)) as Box<dyn Query>,
-                        )
-                    })
-                    .collect();
-                if !completions.is_empty() {
-                    ways.push(constant(Box::new(BooleanQuery::new(completions)), 20.0 + weight));
+                for completion in self.completions(searcher, field, &word.text)? {
+                    ways.push((20.0 + weight, term_query(completion)));
                 }
             }
             let budget = typo_budget(&word.text);
             // Genres are a small vocabulary of whole words: typos there cost more than they find.
             if budget > 0 && field != self.fields.genres {
-                ways.push(constant(Box::new(FuzzyTermQuery::new(term, budget, true)), 10.0 + weight));
+                ways.push((10.0 + weight, Box::new(FuzzyTermQuery::new(term, budget, true))));
             }
         }
-        Ok(Box::new(DisjunctionMaxQuery::new(ways)))
+        if word.common {
+            // An optional word ("the") is only looked up for the other words' matches: reading
+            // its millions of postings up front would cost more than it saves.
+            let ways = ways
+                .into_iter()
+                .map(|(score, way)| Box::new(ConstScoreQuery::new(way, score)) as Box<dyn Query>);
+            return Ok(Box::new(DisjunctionMaxQuery::new(ways.collect())));
+        }
+        Ok(Box::new(WordQuery::new(ways)))
     }
 
     /// The filters as query clauses and as checks on each match's columns. With words to match,
