@@ -843,8 +843,15 @@ impl TantivySearchIndex {
         let ascending = q.order.unwrap_or(natural) == Order::Asc;
         // One more than asked tells whether another page follows.
         let keep = q.offset + q.limit.max(1) + 1;
-        let collector =
-            Best { sort, query_words: words.len(), ascending, after: q.after, keep, skip: q.offset };
+        let collector = Best {
+            tables: &self.segment_tables,
+            sort,
+            query_words: words.len(),
+            ascending,
+            after: q.after,
+            keep,
+            skip: q.offset,
+        };
         let browsed = match self.browse_plan(q, sort, ascending, &words, &registry) {
             Some(browse) => self.summaries.browse(&searcher, &browse)?,
             None => None,
@@ -979,6 +986,7 @@ impl TantivySearchIndex {
         let (query, _) =
             self.query(&searcher, &words, &[(self.fields.name, 3.0)], &SearchFilters::default(), &[])?;
         let collector = Best {
+            tables: &self.segment_tables,
             sort: SearchSort::Relevance,
             query_words: words.len(),
             ascending: false,
@@ -1040,9 +1048,13 @@ type TableCell = OnceLock<Option<Arc<SegmentTable>>>;
 pub(crate) struct SegmentTable {
     masks: Vec<u64>,
     of_doc: Vec<u16>,
-    /// Each document's IMDB score in hundredths, or `INEXACT` when that is not the stored value
-    /// exactly (the score filter then reads the column).
+    /// Each document's IMDB score in hundredths as the score pack holds it (rounded, within
+    /// 0-10), with `INEXACT` set when that is not the stored value exactly (the score filter
+    /// then reads the column).
     scores: Vec<u16>,
+    /// Each document's `rank_small`: what ranking reads for every match, from an array rather
+    /// than a bit-packed column behind a virtual call.
+    ranks: Vec<u32>,
 }
 
 const INEXACT: u16 = 1 << 15;
@@ -1051,7 +1063,19 @@ impl SegmentTable {
     /// The document's score when the table holds it exactly.
     fn score(&self, doc: DocId) -> Option<f64> {
         let hundredths = self.scores[doc as usize];
-        (hundredths != INEXACT).then(|| f64::from(hundredths) / 100.0)
+        (hundredths & INEXACT == 0).then(|| f64::from(hundredths) / 100.0)
+    }
+
+    /// The document's `rank_small` (slot 0) or `score_small` (slot 1), as those columns hold it.
+    fn small(&self, slot: usize, doc: DocId) -> u64 {
+        let rank = u64::from(self.ranks[doc as usize]);
+        match slot {
+            0 => rank,
+            _ => {
+                let hundredths = u64::from(self.scores[doc as usize] & !INEXACT);
+                hundredths << (SCORE_SHIFT - ID_BITS) | rank >> (POPULARITY_SHIFT - ID_BITS)
+            }
+        }
     }
 }
 
@@ -1092,15 +1116,18 @@ impl SegmentTables {
     fn build(&self, segment: &SegmentReader) -> Option<SegmentTable> {
         let column = segment.fast_fields().u64("genre_mask").ok()?.first_or_default_col(0);
         let score_column = segment.fast_fields().f64("imdb_score").ok()?.first_or_default_col(f64::NAN);
+        let rank_column = segment.fast_fields().u64("rank_small").ok()?.first_or_default_col(0);
         let mut places: HashMap<u64, u16, std::hash::BuildHasherDefault<MaskHasher>> = HashMap::default();
         let capacity = segment.max_doc() as usize;
         let mut table = SegmentTable {
             masks: Vec::new(),
             of_doc: Vec::with_capacity(capacity),
             scores: Vec::with_capacity(capacity),
+            ranks: Vec::with_capacity(capacity),
         };
         let mut values = vec![0; FACET_BLOCK * 16];
         let mut scores = vec![0.0; values.len()];
+        let mut ranks = vec![0; values.len()];
         let docs: Vec<DocId> = (0..segment.max_doc()).collect();
         for block in docs.chunks(values.len()) {
             let values = &mut values[..block.len()];
@@ -1108,12 +1135,15 @@ impl SegmentTables {
             let scores = &mut scores[..block.len()];
             score_column.get_vals(block, scores);
             table.scores.extend(scores.iter().map(|score| {
-                let hundredths = (score * 100.0).round();
-                match (0.0..f64::from(INEXACT)).contains(&hundredths) && hundredths / 100.0 == *score {
-                    true => hundredths as u16,
-                    false => INEXACT,
+                let hundredths = score_hundredths(*score);
+                match f64::from(hundredths) / 100.0 == *score {
+                    true => hundredths,
+                    false => hundredths | INEXACT,
                 }
             }));
+            let ranks = &mut ranks[..block.len()];
+            rank_column.get_vals(block, ranks);
+            table.ranks.extend(ranks.iter().map(|rank| *rank as u32));
             for mask in values.iter() {
                 let place = match places.get(mask) {
                     Some(place) => *place,
@@ -1445,13 +1475,17 @@ const SCORE_SHIFT: u32 = ID_BITS + 14;
 /// The id bits make keys distinct in practice: two hits tie only if every field and 40 random
 /// id bits agree.
 fn packs(id: Uuid, popularity: f64, imdb_score: f64, title_words: usize) -> (u64, u64) {
-    let hundredths = |v: f64, max: f64| (v.clamp(0.0, max) * 100.0).round() as u64;
     let id_bits = id.as_u64_pair().1 & ID_MASK;
-    let popularity = hundredths(popularity, 100.0);
+    let popularity = (popularity.clamp(0.0, 100.0) * 100.0).round() as u64;
     let word_rank = 63 - title_words.min(63) as u64;
     let rank = popularity << POPULARITY_SHIFT | word_rank << WORDS_SHIFT | id_bits;
-    let score = hundredths(imdb_score, 10.0) << SCORE_SHIFT | popularity << ID_BITS | id_bits;
+    let score = u64::from(score_hundredths(imdb_score)) << SCORE_SHIFT | popularity << ID_BITS | id_bits;
     (rank, score)
+}
+
+/// An IMDB score in hundredths as the score pack holds it: within 0-10, rounded (NaN is 0).
+fn score_hundredths(score: f64) -> u16 {
+    (score.clamp(0.0, 10.0) * 100.0).round() as u16
 }
 
 fn flip(ascending: bool) -> u64 {
@@ -1519,7 +1553,8 @@ fn key_of(
 /// overlap instead of each match waiting on its own cache miss (a one-word search at 5M has
 /// ~100k matches; those waits were most of its time). By relevance, best first, a match whose
 /// score cannot reach the worst hit held is dropped before anything is read for it.
-struct Best {
+struct Best<'a> {
+    tables: &'a SegmentTables,
     sort: SearchSort,
     query_words: usize,
     ascending: bool,
@@ -1541,6 +1576,8 @@ struct BestSegment {
     /// stands for, read for every match instead of that column (whose id bits are read only for
     /// a match that may place or straddles the cursor).
     small: Option<(U64Column, usize)>,
+    /// The segment's table, which holds the small columns' values as arrays.
+    table: Option<Arc<SegmentTable>>,
     docs: Vec<DocId>,
     scores: Vec<Score>,
     values: [Vec<u64>; 4],
@@ -1548,7 +1585,7 @@ struct BestSegment {
     held: std::collections::BinaryHeap<std::cmp::Reverse<(SortKey, std::cmp::Reverse<DocId>)>>,
 }
 
-impl Collector for Best {
+impl Collector for Best<'_> {
     type Fruit = Vec<(SortKey, DocAddress)>;
     type Child = BestSegment;
 
@@ -1568,6 +1605,7 @@ impl Collector for Best {
             SearchSort::Relevance | SearchSort::Popularity => column("rank_small", true).map(|c| (c, 0)),
         };
         Ok(BestSegment {
+            table: if small.is_some() { self.tables.of(segment) } else { None },
             ordinal,
             sort: self.sort,
             query_words: self.query_words,
@@ -1609,8 +1647,13 @@ impl BestSegment {
                 true => self.small.as_ref().map(|(small, _)| small),
                 false => column.as_ref(),
             };
-            if let Some(source) = source {
-                source.get_vals(&self.docs, values);
+            match (&self.table, source) {
+                (Some(table), Some(_)) if stood_for == Some(slot) => values
+                    .iter_mut()
+                    .zip(&self.docs)
+                    .for_each(|(value, doc)| *value = table.small(slot, *doc)),
+                (_, Some(source)) => source.get_vals(&self.docs, values),
+                (_, None) => {}
             }
         }
         let flip = |key: SortKey| (key.0 ^ self.flip, key.1 ^ self.flip, key.2 ^ self.flip);
@@ -1861,7 +1904,11 @@ mod tests {
     /// 5,000 movies in two segments (one longer than a summary's lists), one in nine deleted.
     fn corpus(index: &TantivySearchIndex) -> Vec<MovieFields> {
         let genres = ["Drama", "Comedy", "Horror", "War", "Crime"];
-        let ids: Vec<Uuid> = (0..5000).map(|_| Uuid::now_v7()).collect();
+        // The same ids every time (ties between equal movies break by id bits, so two copies
+        // of the corpus rank alike), spread over every bit.
+        let ids: Vec<Uuid> = (1..=5000u128)
+            .map(|n| Uuid::from_u128(n.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)))
+            .collect();
         let fields: Vec<MovieFields> = (0..5000)
             .map(|n| {
                 let pick = |k: usize| genres[(n * 7 + k * 3) % genres.len()].to_owned();
@@ -1965,6 +2012,30 @@ mod tests {
         let by_name: HashMap<&str, f64> = fields.iter().map(|f| (f.name.as_str(), f.popularity)).collect();
         let popularity: Vec<f64> = hits.iter().map(|h| by_name[h.name.as_str()]).collect();
         assert!(popularity.windows(2).all(|w| w[0] >= w[1]), "{popularity:?}");
+    }
+
+    #[test]
+    fn ranking_reads_the_same_keys_from_segment_tables_as_from_the_columns() {
+        let with = TantivySearchIndex::in_memory().unwrap();
+        let mut without = TantivySearchIndex::in_memory().unwrap();
+        without.segment_tables = Arc::new(SegmentTables { limit: 0, ..SegmentTables::default() });
+        corpus(&with);
+        corpus(&without);
+        for text in ["golden", "silen", "river 1"] {
+            for (sort, order) in [
+                (SearchSort::Relevance, None),
+                (SearchSort::Popularity, Some(Order::Asc)),
+                (SearchSort::ImdbScore, None),
+                (SearchSort::ImdbScore, Some(Order::Asc)),
+            ] {
+                // Pages of 7: the best-so-far is full from the start, so the keys' bounds decide
+                // which matches are read in full.
+                let q = SearchQuery { text: text.into(), sort, order, limit: 7, ..Default::default() };
+                let expected = walk(&without, &q);
+                assert!(expected.0.len() > 10, "{text:?} by {sort:?}: {}", expected.0.len());
+                assert!(walk(&with, &q) == expected, "{text:?} by {sort:?} {order:?}");
+            }
+        }
     }
 
     #[test]
