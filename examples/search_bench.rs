@@ -139,6 +139,13 @@ fn main() {
                 "two terms",
                 make(&mut |r| SearchQuery { text: format!("{} {} ", pick(r), pick(r)), ..base.clone() }),
             ),
+            (
+                "with common words",
+                make(&mut |r| SearchQuery {
+                    text: format!("the {} of {} ", pick(r), pick(r)),
+                    ..base.clone()
+                }),
+            ),
             ("typo", make(&mut |r| SearchQuery { text: format!("{} ", typo(&pick(r), r)), ..base.clone() })),
             (
                 "prefix",

@@ -18,8 +18,7 @@ use serde::{Deserialize, Serialize};
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
 use tantivy::directory::{Directory, MmapDirectory, WatchCallback, WatchHandle};
 use tantivy::query::{
-    AllQuery, BooleanQuery, ConstScoreQuery, DisjunctionMaxQuery, FuzzyTermQuery, Occur, Query, RangeQuery,
-    TermQuery,
+    AllQuery, BooleanQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery,
 };
 use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED,
@@ -35,7 +34,7 @@ use uuid::Uuid;
 use crate::browse::{Browse, Browsed, Order as BrowseOrder, Summaries};
 use crate::doc::Order;
 use crate::store::{ProjectionError, Result};
-use crate::word::WordQuery;
+use crate::word::{DenseTerms, TextQuery, Way, WordWays};
 
 const TOKENIZER: &str = "movie_text";
 const WRITER_HEAP_BYTES: usize = 50_000_000;
@@ -295,6 +294,8 @@ pub struct TantivySearchIndex {
     summaries: Summaries,
     /// Per-segment genre masks and scores for filters and facets (see `SegmentTables`).
     segment_tables: Arc<SegmentTables>,
+    /// The bitsets of terms in many documents, kept across searches (see `word`).
+    dense: DenseTerms,
 }
 
 impl TantivySearchIndex {
@@ -391,6 +392,7 @@ impl TantivySearchIndex {
             _watch: None,
             summaries: Summaries::default(),
             segment_tables,
+            dense: DenseTerms::default(),
         })
     }
 
@@ -669,37 +671,23 @@ impl TantivySearchIndex {
 
     /// How one word can match, each way scored by match quality first and field second:
     /// exact 30, prefix 20, typo 10; plus title 3, director 2, genre 1. The best way counts.
-    fn word_query(
-        &self,
-        searcher: &Searcher,
-        word: &Word,
-        fields: &[(Field, f32)],
-    ) -> Result<Box<dyn Query>> {
-        let mut ways: Vec<(Score, Box<dyn Query>)> = Vec::new();
-        let term_query = |term| Box::new(TermQuery::new(term, IndexRecordOption::Basic)) as Box<dyn Query>;
+    fn word_ways(&self, searcher: &Searcher, word: &Word, fields: &[(Field, f32)]) -> Result<WordWays> {
+        let mut ways: Vec<(Score, Way)> = Vec::new();
         for &(field, weight) in fields {
             let term = Term::from_field_text(field, &word.text);
-            ways.push((30.0 + weight, term_query(term.clone())));
+            ways.push((30.0 + weight, Way::Term(term.clone())));
             if word.prefix {
                 for completion in self.completions(searcher, field, &word.text)? {
-                    ways.push((20.0 + weight, term_query(completion)));
+                    ways.push((20.0 + weight, Way::Term(completion)));
                 }
             }
             let budget = typo_budget(&word.text);
             // Genres are a small vocabulary of whole words: typos there cost more than they find.
             if budget > 0 && field != self.fields.genres {
-                ways.push((10.0 + weight, Box::new(FuzzyTermQuery::new(term, budget, true))));
+                ways.push((10.0 + weight, Way::Query(Box::new(FuzzyTermQuery::new(term, budget, true)))));
             }
         }
-        if word.common {
-            // An optional word ("the") is only looked up for the other words' matches: reading
-            // its millions of postings up front would cost more than it saves.
-            let ways = ways
-                .into_iter()
-                .map(|(score, way)| Box::new(ConstScoreQuery::new(way, score)) as Box<dyn Query>);
-            return Ok(Box::new(DisjunctionMaxQuery::new(ways.collect())));
-        }
-        Ok(Box::new(WordQuery::new(ways)))
+        Ok(WordWays { ways, required: !word.common })
     }
 
     /// The filters as query clauses and as checks on each match's columns. With words to match,
@@ -777,15 +765,13 @@ impl TantivySearchIndex {
         registry: &[String],
     ) -> Result<(Box<dyn Query>, PostFilter)> {
         let (mut clauses, post) = self.filters(filters, !words.is_empty(), registry);
-        for word in words {
-            let occur = if word.common { Occur::Should } else { Occur::Must };
-            clauses.push((occur, self.word_query(searcher, word, fields)?));
+        if !words.is_empty() {
+            let words = words.iter().map(|word| self.word_ways(searcher, word, fields));
+            let text = TextQuery::new(words.collect::<Result<_>>()?, self.dense.clone());
+            clauses.push((Occur::Must, Box::new(text)));
         }
         if clauses.is_empty() {
             return Ok((Box::new(AllQuery), post));
-        }
-        if clauses.iter().all(|(occur, _)| *occur == Occur::Should) {
-            clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(Box::new(AllQuery), 0.0))));
         }
         Ok((Box::new(BooleanQuery::new(clauses)), post))
     }

@@ -9,89 +9,261 @@
 //! five scorers: half of a two-word search's time at 5M movies. A bitset answers a seek by
 //! looking at one 64-bit bucket, and ways that overlap (an exact match is also within a typo)
 //! cost nothing more once read.
+//!
+//! Terms in a sixteenth or more of a segment's documents ("the" is in half the titles, "drama"
+//! in a third of the genres) would be read again by every search that names them: their bitsets
+//! are kept (`DenseTerms`), so such a word costs a lookup instead of millions of postings.
 
 use std::fmt;
+use std::sync::Arc;
 
-use tantivy::query::{EnableScoring, Explanation, Query, Scorer, Weight};
-use tantivy::{DocId, DocSet, Score, SegmentReader, TantivyError, COLLECT_BLOCK_BUFFER_LEN, TERMINATED};
+use tantivy::index::SegmentId;
+use tantivy::query::{EmptyScorer, EnableScoring, Explanation, Query, Scorer, Weight};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{
+    DocId, DocSet, Score, SegmentReader, TantivyError, Term, COLLECT_BLOCK_BUFFER_LEN, TERMINATED,
+};
 
-/// A word's ways to match, each with the score a match that way gets; a document that matches
-/// several ways gets the best of their scores.
-pub(crate) struct WordQuery {
-    ways: Vec<(Score, Box<dyn Query>)>,
-}
+/// A term is dense in a segment from this share of its documents (1/16): its bitset is then
+/// smaller than its postings, and reading them costs more than a millisecond at 5M movies.
+const DENSE_SHARE: u32 = 16;
+/// Memory the kept bitsets may take: about a hundred dense terms at 5M movies.
+const DENSE_BYTES: u64 = 64 << 20;
 
-impl WordQuery {
-    pub(crate) fn new(ways: Vec<(Score, Box<dyn Query>)>) -> Self {
-        Self { ways }
+type Bits = Arc<Vec<u64>>;
+
+/// The bitsets of dense terms, per segment, least recently used dropped first. Entries of
+/// segments merged away are never asked for again and age out.
+#[derive(Clone)]
+pub(crate) struct DenseTerms(moka::sync::Cache<(SegmentId, Term), Bits>);
+
+impl Default for DenseTerms {
+    fn default() -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(DENSE_BYTES)
+                .weigher(|_, bits: &Bits| u32::try_from(bits.len() * 8).unwrap_or(u32::MAX))
+                .build(),
+        )
     }
 }
 
-impl Clone for WordQuery {
+/// One way a word matches: a term's postings, or any query's matches (a typo's automaton).
+pub(crate) enum Way {
+    Term(Term),
+    Query(Box<dyn Query>),
+}
+
+/// A word's ways to match, each with the score a match that way gets (a document that
+/// matches several ways gets the best of their scores), and whether a match must have it.
+pub(crate) struct WordWays {
+    pub ways: Vec<(Score, Way)>,
+    pub required: bool,
+}
+
+/// The words of a query: a document matches if it has every required word; its score is the
+/// sum of the scores of the words it has, optional ones included.
+///
+/// Optional words ("the", "of") are only looked up for the required words' matches, a bit test
+/// each. As tantivy clauses they were a union, which walks every one of their documents (half
+/// the catalogue for "the") in windows around the matches it is asked about.
+pub(crate) struct TextQuery {
+    words: Vec<WordWays>,
+    dense: DenseTerms,
+}
+
+impl TextQuery {
+    pub(crate) fn new(words: Vec<WordWays>, dense: DenseTerms) -> Self {
+        Self { words, dense }
+    }
+}
+
+impl Clone for TextQuery {
     fn clone(&self) -> Self {
-        Self { ways: self.ways.iter().map(|(score, way)| (*score, way.box_clone())).collect() }
+        let words = self.words.iter().map(|word| {
+            let ways = word.ways.iter().map(|(score, way)| {
+                let way = match way {
+                    Way::Term(term) => Way::Term(term.clone()),
+                    Way::Query(query) => Way::Query(query.box_clone()),
+                };
+                (*score, way)
+            });
+            WordWays { ways: ways.collect(), required: word.required }
+        });
+        Self { words: words.collect(), dense: self.dense.clone() }
     }
 }
 
-impl fmt::Debug for WordQuery {
+impl fmt::Debug for TextQuery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.ways.iter().map(|(score, way)| (score, way))).finish()
+        let mut list = f.debug_list();
+        for word in &self.words {
+            let ways: Vec<String> = word
+                .ways
+                .iter()
+                .map(|(score, way)| match way {
+                    Way::Term(term) => format!("{score}: {term:?}"),
+                    Way::Query(query) => format!("{score}: {query:?}"),
+                })
+                .collect();
+            list.entry(&(word.required, ways));
+        }
+        list.finish()
     }
 }
 
-impl Query for WordQuery {
+enum WayWeight {
+    Term(Term),
+    Weight(Box<dyn Weight>),
+}
+
+/// A word's ways grouped by score, best first.
+type Levels = Vec<(Score, Vec<WayWeight>)>;
+
+impl Query for TextQuery {
     fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
         // The ways' own scores are never read: each way's score is its level's.
         let unscored = EnableScoring::Disabled { schema: scoring.schema(), searcher_opt: scoring.searcher() };
-        let mut levels: Vec<(Score, Vec<Box<dyn Weight>>)> = Vec::new();
-        let mut ways: Vec<&(Score, Box<dyn Query>)> = self.ways.iter().collect();
-        ways.sort_by(|a, b| b.0.total_cmp(&a.0));
-        for (score, way) in ways {
-            let weight = way.weight(unscored)?;
-            match levels.last_mut() {
-                Some((level, weights)) if level == score => weights.push(weight),
-                _ => levels.push((*score, vec![weight])),
+        let mut words = Vec::with_capacity(self.words.len());
+        for word in &self.words {
+            let mut levels: Levels = Vec::new();
+            let mut ways: Vec<&(Score, Way)> = word.ways.iter().collect();
+            ways.sort_by(|a, b| b.0.total_cmp(&a.0));
+            for (score, way) in ways {
+                let weight = match way {
+                    Way::Term(term) => WayWeight::Term(term.clone()),
+                    Way::Query(query) => WayWeight::Weight(query.weight(unscored)?),
+                };
+                match levels.last_mut() {
+                    Some((level, weights)) if level == score => weights.push(weight),
+                    _ => levels.push((*score, vec![weight])),
+                }
             }
+            words.push((levels, word.required));
         }
-        Ok(Box::new(WordWeight { levels }))
+        Ok(Box::new(TextWeight { words, dense: self.dense.clone() }))
     }
 }
 
-struct WordWeight {
-    /// Best score first, with the ways that give it.
-    levels: Vec<(Score, Vec<Box<dyn Weight>>)>,
+struct TextWeight {
+    words: Vec<(Levels, bool)>,
+    dense: DenseTerms,
 }
 
-impl Weight for WordWeight {
-    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+/// A level's bits as they are gathered: kept bitsets are shared until something is added.
+#[derive(Default)]
+struct Level {
+    shared: Vec<Bits>,
+    own: Option<Vec<u64>>,
+}
+
+impl Level {
+    fn own(&mut self, buckets: usize) -> &mut Vec<u64> {
+        self.own.get_or_insert_with(|| vec![0u64; buckets])
+    }
+
+    /// The union of the level's bits, or `None` if no way matched.
+    fn union(mut self, buckets: usize) -> Option<Bits> {
+        if self.own.is_none() && self.shared.len() <= 1 {
+            return self.shared.pop();
+        }
+        let mut own = self.own.unwrap_or_else(|| vec![0u64; buckets]);
+        for bits in &self.shared {
+            own.iter_mut().zip(bits.iter()).for_each(|(all, bits)| *all |= bits);
+        }
+        Some(Arc::new(own))
+    }
+}
+
+impl TextWeight {
+    /// Adds a term's documents to the level: from the kept bitsets if the term is dense here.
+    fn read_term(&self, reader: &SegmentReader, term: &Term, level: &mut Level) -> tantivy::Result<()> {
+        let inverted = reader.inverted_index(term.field())?;
+        let Some(info) = inverted.get_term_info(term)? else {
+            return Ok(());
+        };
+        let buckets = (reader.max_doc() as usize).div_ceil(64);
+        let read = |bits: &mut Vec<u64>| -> tantivy::Result<()> {
+            let mut postings = inverted.read_block_postings_from_terminfo(&info, IndexRecordOption::Basic)?;
+            while !postings.docs().is_empty() {
+                for &doc in postings.docs() {
+                    bits[doc as usize / 64] |= 1 << (doc % 64);
+                }
+                postings.advance();
+            }
+            Ok(())
+        };
+        if info.doc_freq.saturating_mul(DENSE_SHARE) < reader.max_doc() {
+            return read(level.own(buckets));
+        }
+        let key = (reader.segment_id(), term.clone());
+        let bits = self.dense.0.try_get_with(key, || -> tantivy::Result<Bits> {
+            let mut bits = vec![0u64; buckets];
+            read(&mut bits)?;
+            Ok(Arc::new(bits))
+        });
+        level.shared.push(bits.map_err(|e| TantivyError::InternalError(e.to_string()))?);
+        Ok(())
+    }
+
+    /// One word's matches in the segment, or `None` if it has none.
+    fn word(&self, reader: &SegmentReader, levels: &Levels) -> tantivy::Result<Option<WordBits>> {
         let buckets = (reader.max_doc() as usize).div_ceil(64);
         // Only levels with matches take memory (a title word is seldom a director's name).
-        let mut levels: Vec<(Score, Vec<u64>)> = Vec::with_capacity(self.levels.len());
-        for (score, weights) in &self.levels {
-            let mut level: Option<Vec<u64>> = None;
-            for weight in weights {
-                let mut docs = weight.scorer(reader, 1.0)?;
-                if docs.doc() != TERMINATED {
-                    read_into(docs.as_mut(), level.get_or_insert_with(|| vec![0u64; buckets]));
+        let mut found: Vec<(Score, Bits)> = Vec::with_capacity(levels.len());
+        for (score, ways) in levels {
+            let mut level = Level::default();
+            for way in ways {
+                match way {
+                    WayWeight::Term(term) => self.read_term(reader, term, &mut level)?,
+                    WayWeight::Weight(weight) => {
+                        let mut docs = weight.scorer(reader, 1.0)?;
+                        if docs.doc() != TERMINATED {
+                            read_into(docs.as_mut(), level.own(buckets));
+                        }
+                    }
                 }
             }
-            levels.extend(level.map(|bits| (score * boost, bits)));
+            found.extend(level.union(buckets).map(|bits| (*score, bits)));
         }
-        let mut matches = levels.first().map(|(_, bits)| bits.clone()).unwrap_or_default();
-        for (_, bits) in levels.iter().skip(1) {
-            matches.iter_mut().zip(bits).for_each(|(all, bits)| *all |= bits);
-        }
+        let all = Level { shared: found.iter().map(|(_, bits)| bits.clone()).collect(), own: None };
+        let Some(matches) = all.union(buckets) else {
+            return Ok(None);
+        };
         // A match in no level above the last is in the last: its bits are never looked at.
-        let last = levels.pop().map_or(0.0, |(score, _)| score);
-        Ok(Box::new(WordScorer::new(matches, levels, last)))
+        let last = found.pop().map_or(0.0, |(score, _)| score);
+        Ok(Some(WordBits { matches, levels: found, last }))
+    }
+}
+
+impl Weight for TextWeight {
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        let (mut required, mut optional) = (Vec::new(), Vec::new());
+        for (levels, must) in &self.words {
+            match (self.word(reader, levels)?, must) {
+                (Some(word), true) => required.push(word),
+                (Some(word), false) => optional.push(word),
+                (None, true) => return Ok(Box::new(EmptyScorer)),
+                (None, false) => {}
+            }
+        }
+        let mut sets = required.iter().map(|word| &word.matches);
+        let Some(first) = sets.next() else {
+            return Ok(Box::new(EmptyScorer));
+        };
+        let mut candidates = first.clone();
+        for bits in sets {
+            Arc::make_mut(&mut candidates).iter_mut().zip(bits.iter()).for_each(|(all, bits)| *all &= bits);
+        }
+        Ok(Box::new(TextScorer::new(candidates, required, optional, boost)))
     }
 
     fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
         let mut scorer = self.scorer(reader, 1.0)?;
         if scorer.seek(doc) != doc {
-            return Err(TantivyError::InvalidArgument(format!("document {doc} does not match the word")));
+            return Err(TantivyError::InvalidArgument(format!("document {doc} does not match the words")));
         }
-        Ok(Explanation::new("best way the word matches", scorer.score()))
+        Ok(Explanation::new("sum of the best way each word matches", scorer.score()))
     }
 }
 
@@ -109,11 +281,31 @@ fn read_into(docs: &mut dyn Scorer, bits: &mut [u64]) {
     }
 }
 
-struct WordScorer {
-    matches: Vec<u64>,
+fn has(bits: &[u64], doc: DocId) -> bool {
+    bits[doc as usize / 64] >> (doc % 64) & 1 == 1
+}
+
+/// One word's matches in a segment, and which level each took.
+struct WordBits {
+    matches: Bits,
     /// Every level but the last, best first.
-    levels: Vec<(Score, Vec<u64>)>,
+    levels: Vec<(Score, Bits)>,
     last: Score,
+}
+
+impl WordBits {
+    /// The score of a document the word matches.
+    fn score(&self, doc: DocId) -> Score {
+        self.levels.iter().find(|(_, bits)| has(bits, doc)).map_or(self.last, |(score, _)| *score)
+    }
+}
+
+/// Walks the documents with every required word, scoring each by all the words it has.
+struct TextScorer {
+    candidates: Bits,
+    required: Vec<WordBits>,
+    optional: Vec<WordBits>,
+    boost: Score,
     len: u32,
     bucket: usize,
     /// The bits of `bucket` past the current document.
@@ -121,21 +313,21 @@ struct WordScorer {
     doc: DocId,
 }
 
-impl WordScorer {
-    fn new(matches: Vec<u64>, levels: Vec<(Score, Vec<u64>)>, last: Score) -> Self {
-        let len = matches.iter().map(|bits| bits.count_ones()).sum();
-        let ahead = matches.first().copied().unwrap_or(0);
-        let mut scorer = Self { matches, levels, last, len, bucket: 0, ahead, doc: 0 };
+impl TextScorer {
+    fn new(candidates: Bits, required: Vec<WordBits>, optional: Vec<WordBits>, boost: Score) -> Self {
+        let len = candidates.iter().map(|bits| bits.count_ones()).sum();
+        let ahead = candidates.first().copied().unwrap_or(0);
+        let mut scorer = Self { candidates, required, optional, boost, len, bucket: 0, ahead, doc: 0 };
         scorer.advance();
         scorer
     }
 }
 
-impl DocSet for WordScorer {
+impl DocSet for TextScorer {
     fn advance(&mut self) -> DocId {
         while self.ahead == 0 {
             self.bucket += 1;
-            match self.matches.get(self.bucket) {
+            match self.candidates.get(self.bucket) {
                 Some(&bits) => self.ahead = bits,
                 None => {
                     self.doc = TERMINATED;
@@ -155,8 +347,8 @@ impl DocSet for WordScorer {
         }
         let bucket = target as usize / 64;
         if bucket > self.bucket {
-            let Some(&bits) = self.matches.get(bucket) else {
-                self.bucket = self.matches.len();
+            let Some(&bits) = self.candidates.get(bucket) else {
+                self.bucket = self.candidates.len();
                 self.doc = TERMINATED;
                 return TERMINATED;
             };
@@ -175,13 +367,13 @@ impl DocSet for WordScorer {
     }
 }
 
-impl Scorer for WordScorer {
+impl Scorer for TextScorer {
     fn score(&mut self) -> Score {
-        let (bucket, bit) = (self.doc as usize / 64, self.doc % 64);
-        self.levels
-            .iter()
-            .find(|(_, bits)| bits[bucket] >> bit & 1 == 1)
-            .map_or(self.last, |(score, _)| *score)
+        let doc = self.doc;
+        let required: Score = self.required.iter().map(|word| word.score(doc)).sum();
+        let optional: Score =
+            self.optional.iter().filter(|word| has(&word.matches, doc)).map(|word| word.score(doc)).sum();
+        (required + optional) * self.boost
     }
 }
 
@@ -189,7 +381,8 @@ impl Scorer for WordScorer {
 mod tests {
     use super::*;
 
-    fn scorer(docs: &[(DocId, Score)], max_doc: u32) -> WordScorer {
+    /// A word matching `docs`, each in the level of its score (a document may be in several).
+    fn word(docs: &[(DocId, Score)], max_doc: u32) -> WordBits {
         let buckets = (max_doc as usize).div_ceil(64);
         let mut scores: Vec<Score> = docs.iter().map(|(_, s)| *s).collect();
         scores.sort_by(|a, b| b.total_cmp(a));
@@ -202,32 +395,54 @@ mod tests {
             level.1[doc as usize / 64] |= 1 << (doc % 64);
         }
         let last = levels.pop().map_or(0.0, |(s, _)| s);
-        WordScorer::new(matches, levels, last)
+        let levels = levels.into_iter().map(|(s, bits)| (s, Arc::new(bits))).collect();
+        WordBits { matches: Arc::new(matches), levels, last }
+    }
+
+    fn scorer(required: Vec<WordBits>, optional: Vec<WordBits>) -> TextScorer {
+        let mut candidates = (*required[0].matches).clone();
+        for word in &required[1..] {
+            candidates.iter_mut().zip(word.matches.iter()).for_each(|(all, bits)| *all &= bits);
+        }
+        TextScorer::new(Arc::new(candidates), required, optional, 1.0)
+    }
+
+    fn walk(mut scorer: TextScorer) -> Vec<(DocId, Score)> {
+        let mut walked = Vec::new();
+        while scorer.doc() != TERMINATED {
+            walked.push((scorer.doc(), scorer.score()));
+            scorer.advance();
+        }
+        walked
     }
 
     #[test]
     fn a_word_walks_its_matches_in_order_with_the_best_score_of_each() {
-        let mut word = scorer(&[(3, 10.0), (3, 30.0), (64, 20.0), (200, 10.0), (199, 30.0)], 201);
-        let mut walked = Vec::new();
-        while word.doc() != TERMINATED {
-            walked.push((word.doc(), word.score()));
-            word.advance();
-        }
-        assert_eq!(walked, vec![(3, 30.0), (64, 20.0), (199, 30.0), (200, 10.0)]);
-        assert_eq!(word.size_hint(), 4);
+        let one = word(&[(3, 10.0), (3, 30.0), (64, 20.0), (200, 10.0), (199, 30.0)], 201);
+        let scorer = scorer(vec![one], vec![]);
+        assert_eq!(scorer.size_hint(), 4);
+        assert_eq!(walk(scorer), vec![(3, 30.0), (64, 20.0), (199, 30.0), (200, 10.0)]);
+    }
+
+    #[test]
+    fn documents_need_every_required_word_and_score_the_optional_ones_they_have() {
+        let river = word(&[(1, 33.0), (5, 13.0), (70, 33.0), (130, 33.0)], 192);
+        let storm = word(&[(5, 33.0), (70, 23.0), (130, 32.0), (131, 33.0)], 192);
+        let the = word(&[(0, 33.0), (5, 32.0), (130, 33.0)], 192);
+        let scorer = scorer(vec![river, storm], vec![the]);
+        assert_eq!(walk(scorer), vec![(5, 13.0 + 33.0 + 32.0), (70, 33.0 + 23.0), (130, 33.0 + 32.0 + 33.0)]);
     }
 
     #[test]
     fn seeking_lands_on_the_first_match_at_or_after_the_target() {
-        let mut word = scorer(&[(5, 1.0), (70, 1.0), (130, 1.0), (191, 1.0)], 192);
-        assert_eq!(word.seek(5), 5);
-        assert_eq!(word.seek(6), 70);
-        assert_eq!(word.seek(70), 70);
-        assert_eq!(word.seek(71), 130);
-        assert_eq!(word.seek(191), 191);
-        assert_eq!(word.seek(192), TERMINATED);
-        let empty = scorer(&[], 10);
-        assert_eq!(empty.doc(), TERMINATED);
-        assert_eq!(scorer(&[(0, 1.0)], 1).doc(), 0);
+        let mut scorer = scorer(vec![word(&[(5, 1.0), (70, 1.0), (130, 1.0), (191, 1.0)], 192)], vec![]);
+        assert_eq!(scorer.seek(5), 5);
+        assert_eq!(scorer.seek(6), 70);
+        assert_eq!(scorer.seek(70), 70);
+        assert_eq!(scorer.seek(71), 130);
+        assert_eq!(scorer.seek(191), 191);
+        assert_eq!(scorer.seek(192), TERMINATED);
+        assert_eq!(self::scorer(vec![word(&[], 10)], vec![]).doc(), TERMINATED);
+        assert_eq!(self::scorer(vec![word(&[(0, 1.0)], 1)], vec![]).doc(), 0);
     }
 }
