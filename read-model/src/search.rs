@@ -1629,17 +1629,14 @@ impl BestSegment {
         for (slot, (column, values)) in self.columns.iter().zip(&mut self.values).enumerate() {
             values.clear();
             values.resize(self.docs.len(), 0);
-            let source = match stood_for == Some(slot) {
-                true => self.small.as_ref().map(|(small, _)| small),
-                false => column.as_ref(),
-            };
-            match (&self.table, source) {
-                (Some(table), Some(_)) if stood_for == Some(slot) => values
+            let small = self.small.as_ref().filter(|(_, stands_for)| *stands_for == slot);
+            match (small, &self.table) {
+                (Some(_), Some(table)) => values
                     .iter_mut()
                     .zip(&self.docs)
                     .for_each(|(value, doc)| *value = table.small(slot, *doc)),
-                (_, Some(source)) => source.get_vals(&self.docs, values),
-                (_, None) => {}
+                (Some((small, _)), None) => small.get_vals(&self.docs, values),
+                (None, _) => column.iter().for_each(|column| column.get_vals(&self.docs, values)),
             }
         }
         let flip = |key: SortKey| (key.0 ^ self.flip, key.1 ^ self.flip, key.2 ^ self.flip);

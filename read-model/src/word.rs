@@ -1,8 +1,8 @@
-//! One query word as one docset. A word can match in several ways (exactly, as a prefix's
+//! A query's words as one docset. A word can match in several ways (exactly, as a prefix's
 //! completion, or with a typo, in each text field), and each way gives its own score. Per
 //! segment, every way's postings are read once into a bitset of the word's matches, with one
 //! bitset per score level to tell which way a match took (the lowest level needs none: it is
-//! what is left).
+//! what is left). The required words' bitsets are intersected by AND.
 //!
 //! The word used to be a union of its ways as tantivy scorers. Intersecting two such words seeks
 //! the second union once for every candidate of the first, and each of those seeks moves up to
@@ -14,7 +14,6 @@
 //! in a third of the genres) would be read again by every search that names them: their bitsets
 //! are kept (`DenseTerms`), so such a word costs a lookup instead of millions of postings.
 
-use std::fmt;
 use std::sync::Arc;
 
 use tantivy::index::SegmentId;
@@ -34,7 +33,7 @@ type Bits = Arc<Vec<u64>>;
 
 /// The bitsets of dense terms, per segment, least recently used dropped first. Entries of
 /// segments merged away are never asked for again and age out.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) struct DenseTerms(moka::sync::Cache<(SegmentId, Term), Bits>);
 
 impl Default for DenseTerms {
@@ -49,13 +48,24 @@ impl Default for DenseTerms {
 }
 
 /// One way a word matches: a term's postings, or any query's matches (a typo's automaton).
+#[derive(Debug)]
 pub(crate) enum Way {
     Term(Term),
     Query(Box<dyn Query>),
 }
 
+impl Clone for Way {
+    fn clone(&self) -> Self {
+        match self {
+            Way::Term(term) => Way::Term(term.clone()),
+            Way::Query(query) => Way::Query(query.box_clone()),
+        }
+    }
+}
+
 /// A word's ways to match, each with the score a match that way gets (a document that
 /// matches several ways gets the best of their scores), and whether a match must have it.
+#[derive(Clone, Debug)]
 pub(crate) struct WordWays {
     pub ways: Vec<(Score, Way)>,
     pub required: bool,
@@ -67,6 +77,7 @@ pub(crate) struct WordWays {
 /// Optional words ("the", "of") are only looked up for the required words' matches, a bit test
 /// each. As tantivy clauses they were a union, which walks every one of their documents (half
 /// the catalogue for "the") in windows around the matches it is asked about.
+#[derive(Clone, Debug)]
 pub(crate) struct TextQuery {
     words: Vec<WordWays>,
     dense: DenseTerms,
@@ -75,40 +86,6 @@ pub(crate) struct TextQuery {
 impl TextQuery {
     pub(crate) fn new(words: Vec<WordWays>, dense: DenseTerms) -> Self {
         Self { words, dense }
-    }
-}
-
-impl Clone for TextQuery {
-    fn clone(&self) -> Self {
-        let words = self.words.iter().map(|word| {
-            let ways = word.ways.iter().map(|(score, way)| {
-                let way = match way {
-                    Way::Term(term) => Way::Term(term.clone()),
-                    Way::Query(query) => Way::Query(query.box_clone()),
-                };
-                (*score, way)
-            });
-            WordWays { ways: ways.collect(), required: word.required }
-        });
-        Self { words: words.collect(), dense: self.dense.clone() }
-    }
-}
-
-impl fmt::Debug for TextQuery {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut list = f.debug_list();
-        for word in &self.words {
-            let ways: Vec<String> = word
-                .ways
-                .iter()
-                .map(|(score, way)| match way {
-                    Way::Term(term) => format!("{score}: {term:?}"),
-                    Way::Query(query) => format!("{score}: {query:?}"),
-                })
-                .collect();
-            list.entry(&(word.required, ways));
-        }
-        list.finish()
     }
 }
 
@@ -186,9 +163,7 @@ impl TextWeight {
         let read = |bits: &mut Vec<u64>| -> tantivy::Result<()> {
             let mut postings = inverted.read_block_postings_from_terminfo(&info, IndexRecordOption::Basic)?;
             while !postings.docs().is_empty() {
-                for &doc in postings.docs() {
-                    bits[doc as usize / 64] |= 1 << (doc % 64);
-                }
+                postings.docs().iter().for_each(|doc| insert(bits, *doc));
                 postings.advance();
             }
             Ok(())
@@ -272,13 +247,15 @@ fn read_into(docs: &mut dyn Scorer, bits: &mut [u64]) {
     let mut buffer = [0; COLLECT_BLOCK_BUFFER_LEN];
     loop {
         let filled = docs.fill_buffer(&mut buffer);
-        for &doc in &buffer[..filled] {
-            bits[doc as usize / 64] |= 1 << (doc % 64);
-        }
+        buffer[..filled].iter().for_each(|doc| insert(bits, *doc));
         if filled < buffer.len() {
             return;
         }
     }
+}
+
+fn insert(bits: &mut [u64], doc: DocId) {
+    bits[doc as usize / 64] |= 1 << (doc % 64);
 }
 
 fn has(bits: &[u64], doc: DocId) -> bool {
@@ -390,9 +367,9 @@ mod tests {
         let mut matches = vec![0u64; buckets];
         let mut levels: Vec<(Score, Vec<u64>)> = scores.iter().map(|s| (*s, vec![0u64; buckets])).collect();
         for &(doc, score) in docs {
-            matches[doc as usize / 64] |= 1 << (doc % 64);
+            insert(&mut matches, doc);
             let level = levels.iter_mut().find(|(s, _)| *s == score).expect("a level");
-            level.1[doc as usize / 64] |= 1 << (doc % 64);
+            insert(&mut level.1, doc);
         }
         let last = levels.pop().map_or(0.0, |(s, _)| s);
         let levels = levels.into_iter().map(|(s, bits)| (s, Arc::new(bits))).collect();
