@@ -7,6 +7,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod generate;
+pub mod http;
 pub mod ingest;
 pub mod replay;
 pub mod roles;
@@ -22,6 +23,7 @@ use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
+pub use http::HttpLimits;
 use indicatif::ProgressBar;
 use movies_command_api::{CommandApiDoc, CommandService, CommandState};
 use movies_events::Role;
@@ -61,6 +63,7 @@ pub struct Settings {
     pub seed: Seed,
     pub hasher: PasswordHasher,
     pub rate: RateLimits,
+    pub http: HttpLimits,
 }
 
 impl Settings {
@@ -75,6 +78,7 @@ impl Settings {
             seed: Seed::Nothing,
             hasher: PasswordHasher::cheap_for_tests(),
             rate: RateLimits::unlimited(),
+            http: HttpLimits::default(),
         }
     }
 }
@@ -138,6 +142,7 @@ pub async fn ensure_admin(
         password_hash: hasher.hash(&password),
         role: Role::Admin,
         created_at: Utc::now(),
+        disabled: false,
     };
     match accounts.create(&account).await {
         Ok(()) if generated => {
@@ -209,15 +214,18 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
             );
         }
     }
-    projector.catch_up().await.context("building the projections")?;
+    // The projections catch up in the background (`run`): the server answers at once, its
+    // reads saying how far the projections have got, `/health` saying it is catching up and
+    // `/ready` refusing until they have reached the log's head as it was at start.
+    let start_head = write.events.head().await?;
 
     let keys_for_limits = keys.clone();
-    let command = movies_command_api::router(CommandState {
+    let command = movies_command_api::router(CommandState::new(
         service,
-        accounts: write.accounts.clone(),
-        keys: keys.clone(),
-        hasher: settings.hasher.clone(),
-    });
+        write.accounts.clone(),
+        keys.clone(),
+        settings.hasher.clone(),
+    ));
     let query = movies_query_api::router(QueryState {
         read_store: cached.clone(),
         uncached: read_store.clone(),
@@ -233,8 +241,9 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
             let head = events.head().await.map_err(|e| ApiError::Unavailable(format!("event log: {e}")))?;
             let projected = *progress.borrow();
             let (read_store, search) = live.numbers();
+            let status = if lag(head, projected) <= HEALTHY_LAG { "ok" } else { "catching_up" };
             Ok::<_, ApiError>(Json(serde_json::json!({
-                "status": "ok", "log_head": head, "projected_position": projected, "projection_lag": head - projected,
+                "status": status, "log_head": head, "projected_position": projected, "projection_lag": head - projected,
                 "generations": { "read_store": read_store, "search": search },
             })))
         })
@@ -250,7 +259,15 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
                 movies_web::metrics::render()
             }
         });
-        (metrics, event_log_ready(write.events.clone()))
+        let (events, progress) = (write.events.clone(), projector.progress());
+        let ready = get(move || {
+            let (events, projected) = (events.clone(), *progress.borrow());
+            async move {
+                let caught_up = projected >= start_head;
+                readiness(&[("event log", events.head().await.is_ok()), ("projections", caught_up)])
+            }
+        });
+        (metrics, ready)
     };
     let router = Router::new()
         .merge(api)
@@ -268,6 +285,10 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
         settings: settings.clone(),
     })
 }
+
+/// The most events the projections may be behind the log while `/health` says "ok"; beyond it
+/// it says "catching_up" (after a restart with a backlog, or during a bulk load).
+pub const HEALTHY_LAG: i64 = 1_000;
 
 /// How far `at` is behind the log's `head`, in events (never negative: the two are read at
 /// different moments).
@@ -305,7 +326,7 @@ pub fn readiness(dependencies: &[(&str, bool)]) -> axum::response::Response {
         .collect();
     let down: Vec<&str> = dependencies.iter().filter(|(_, up)| !*up).map(|(name, _)| *name).collect();
     if !down.is_empty() {
-        return ApiError::Unavailable(format!("not ready: {} unreachable", down.join(", "))).into_response();
+        return ApiError::Unavailable(format!("not ready: waiting for {}", down.join(", "))).into_response();
     }
     Json(serde_json::json!({ "ready": true, "dependencies": states })).into_response()
 }
@@ -374,7 +395,8 @@ pub async fn run(
         Some(embedded.cache.clone()),
         shutdown.clone(),
     ));
-    roles::serve(listener, embedded.router, shutdown).await?;
+    let limits = embedded.settings.http;
+    http::serve(listener, embedded.router, limits, shutdown).await?;
     projector.await.context("stopping the projector")?;
     follower.await.context("stopping the generation follower")?;
     Ok(())

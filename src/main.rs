@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::ProgressBar;
 use movies::{roles, Seed, Settings};
 use movies_events::Role;
-use movies_store::{Account, AccountError};
+use movies_store::{Account, AccountChange, AccountError};
 use movies_web::{PasswordHasher, ACCESS_TOKEN_TTL_SECONDS};
 
 #[derive(Parser)]
@@ -49,6 +49,14 @@ struct Common {
     /// Log lines as text for people or JSON for collectors (each request's lines carry its id).
     #[arg(long, env = "MOVIES_LOG_FORMAT", value_enum, default_value = "text", global = true)]
     log_format: LogFormat,
+    /// HTTP connections open at once; further ones wait to be accepted.
+    #[arg(long, env = "MOVIES_MAX_CONNECTIONS", default_value_t = 4096, global = true)]
+    max_connections: usize,
+    /// Seconds a client may take to send a request's headers, from when its connection opens or
+    /// its last response ended (idle keep-alive connections close after it too).
+    #[arg(long, env = "MOVIES_HEADER_TIMEOUT", default_value_t = 20, global = true,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
     /// Proxies whose X-Forwarded-For is believed (comma-separated addresses).
     #[arg(long, env = "MOVIES_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
     trusted_proxies: Vec<std::net::IpAddr>,
@@ -113,6 +121,9 @@ enum Command {
         /// The JWT public key (PEM) tokens are verified with.
         #[arg(long, env = "MOVIES_JWT_PUBLIC_KEY")]
         jwt_public_key: Option<PathBuf>,
+        /// Retired JWT public keys (PEM, comma-separated) that still verify during a key rollover.
+        #[arg(long, env = "MOVIES_JWT_RETIRED_PUBLIC_KEYS", value_delimiter = ',')]
+        jwt_retired_public_keys: Vec<PathBuf>,
         /// Entries per in-process cache tier.
         #[arg(long, env = "MOVIES_L1_CAPACITY", default_value_t = 100_000)]
         l1_capacity: u64,
@@ -127,6 +138,10 @@ enum Command {
     Keygen {
         #[arg(long)]
         dir: PathBuf,
+        /// Replace the pair in --dir with a new one, keeping the old public key beside it as a
+        /// retired key that still verifies (remove it a token's lifetime, an hour, later).
+        #[arg(long)]
+        rotate: bool,
     },
     /// Append the movies of a data file (the assignment's format) through the command path.
     Ingest {
@@ -211,6 +226,9 @@ struct KeyPaths {
     /// The JWT public key (PEM) tokens are verified with.
     #[arg(long, env = "MOVIES_JWT_PUBLIC_KEY")]
     jwt_public_key: Option<PathBuf>,
+    /// Retired JWT public keys (PEM, comma-separated) that still verify during a key rollover.
+    #[arg(long, env = "MOVIES_JWT_RETIRED_PUBLIC_KEYS", value_delimiter = ',')]
+    jwt_retired_public_keys: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -237,9 +255,34 @@ struct KafkaArgs {
 enum UsersCommand {
     /// Create an account. The password comes from MOVIES_NEW_PASSWORD, or is generated and printed.
     Add {
+        /// The username (1 to 64 characters).
         name: String,
         #[arg(long, value_enum, default_value = "user")]
         role: CliRole,
+    },
+    /// Every account with its role and state.
+    List,
+    /// Set a new password (from MOVIES_NEW_PASSWORD, or generated and printed).
+    Password {
+        /// The username.
+        name: String,
+    },
+    /// Change an account's role; its tokens carry the new role on writes within seconds.
+    Role {
+        /// The username.
+        name: String,
+        #[arg(long, value_enum)]
+        role: CliRole,
+    },
+    /// Disable an account: it cannot sign in, and its tokens stop working on writes within seconds.
+    Disable {
+        /// The username.
+        name: String,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        /// The username.
+        name: String,
     },
 }
 
@@ -253,6 +296,77 @@ enum LogFormat {
 enum CliRole {
     User,
     Admin,
+}
+
+/// `movies users ...`: accounts as operators manage them.
+async fn users(settings: &Settings, command: UsersCommand) -> anyhow::Result<()> {
+    let write = movies::open_write_side(settings).await?;
+    let new_password = || match std::env::var("MOVIES_NEW_PASSWORD").ok().filter(|p| !p.is_empty()) {
+        Some(password) => (password, false),
+        None => (movies::generate_password(), true),
+    };
+    let (name, change, done, generated) = match command {
+        UsersCommand::List => {
+            println!("{:<24}  {:<6}  {:<9}  created", "username", "role", "state");
+            for account in write.accounts.list().await? {
+                let state = if account.disabled { "disabled" } else { "enabled" };
+                let created = account.created_at.format("%Y-%m-%d %H:%M:%S");
+                println!("{:<24}  {:<6}  {:<9}  {created}", account.username, account.role.as_str(), state);
+            }
+            return Ok(());
+        }
+        UsersCommand::Add { name, role } => {
+            let name = name.trim().to_owned();
+            anyhow::ensure!(!name.is_empty() && name.len() <= 64, "a username is 1 to 64 characters");
+            let (password, generated) = new_password();
+            let role = cli_role(role);
+            let account = Account {
+                username: name.clone(),
+                password_hash: settings.hasher.hash(&password),
+                role,
+                created_at: chrono::Utc::now(),
+                disabled: false,
+            };
+            match write.accounts.create(&account).await {
+                Err(AccountError::Exists(_)) => anyhow::bail!("an account named {name:?} already exists"),
+                other => other?,
+            }
+            println!("created {} account {name:?}", role.as_str());
+            if generated {
+                println!("password: {password}");
+            }
+            return Ok(());
+        }
+        UsersCommand::Password { name } => {
+            let (password, generated) = new_password();
+            let change =
+                AccountChange { password_hash: Some(settings.hasher.hash(&password)), ..Default::default() };
+            (name, change, "set a new password for", generated.then_some(password))
+        }
+        UsersCommand::Role { name, role } => {
+            let change = AccountChange { role: Some(cli_role(role)), ..Default::default() };
+            (name, change, "changed the role of", None)
+        }
+        UsersCommand::Disable { name } => {
+            (name, AccountChange { disabled: Some(true), ..Default::default() }, "disabled", None)
+        }
+        UsersCommand::Enable { name } => {
+            (name, AccountChange { disabled: Some(false), ..Default::default() }, "enabled", None)
+        }
+    };
+    anyhow::ensure!(write.accounts.update(&name, &change).await?, "no account is named {name:?}");
+    println!("{done} {name:?}");
+    if let Some(password) = generated {
+        println!("password: {password}");
+    }
+    Ok(())
+}
+
+fn cli_role(role: CliRole) -> Role {
+    match role {
+        CliRole::User => Role::User,
+        CliRole::Admin => Role::Admin,
+    }
 }
 
 fn settings(cli: &Cli) -> Settings {
@@ -271,6 +385,10 @@ fn settings(cli: &Cli) -> Settings {
             anonymous_per_minute: cli.common.rate_anonymous,
             user_per_minute: cli.common.rate_user,
             trusted_proxies: cli.common.trusted_proxies.clone(),
+        },
+        http: movies::HttpLimits {
+            max_connections: cli.common.max_connections,
+            header_timeout: std::time::Duration::from_secs(cli.common.header_timeout),
         },
     }
 }
@@ -351,9 +469,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 database_url,
                 private_key,
                 public_key,
+                retired_public_keys: keys.jwt_retired_public_keys,
                 admin_password: settings.admin_password.clone(),
                 hasher: settings.hasher.clone(),
                 rate: settings.rate.clone(),
+                http: settings.http,
             };
             roles::command_api(role, shutdown_signal()).await
         }
@@ -395,6 +515,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             redis,
             index_dir,
             jwt_public_key,
+            jwt_retired_public_keys,
             l1_capacity,
             l1_ttl_ms,
             topic,
@@ -414,18 +535,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 redis_namespace: redis.redis_namespace,
                 index_dir,
                 public_key,
+                retired_public_keys: jwt_retired_public_keys,
                 l1: movies_cache::L1Settings {
                     capacity: l1_capacity,
                     ttl: std::time::Duration::from_millis(l1_ttl_ms),
                 },
                 topic,
                 rate: settings.rate.clone(),
+                http: settings.http,
             };
             roles::query_api(role, shutdown_signal()).await
         }
-        Some(Command::Keygen { dir }) => {
+        Some(Command::Keygen { dir, rotate: false }) => {
             let (private, public) = roles::keygen(&dir)?;
             println!("wrote {} and {}", private.display(), public.display());
+            Ok(())
+        }
+        Some(Command::Keygen { dir, rotate: true }) => {
+            let retired = movies_web::JwtKeys::rotate(&dir).context("rotating the key pair")?;
+            println!(
+                "wrote a new key pair in {}; the old public key is now {} (it verifies until removed)",
+                dir.display(),
+                retired.display()
+            );
             Ok(())
         }
         Some(Command::Ingest { file }) => {
@@ -447,35 +579,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Some(Command::Users { command: UsersCommand::Add { name, role } }) => {
-            let name = name.trim().to_owned();
-            anyhow::ensure!(!name.is_empty() && name.len() <= 64, "a username is 1 to 64 characters");
-            let write = movies::open_write_side(&settings).await?;
-            let (password, generated) =
-                match std::env::var("MOVIES_NEW_PASSWORD").ok().filter(|p| !p.is_empty()) {
-                    Some(password) => (password, false),
-                    None => (movies::generate_password(), true),
-                };
-            let role = match role {
-                CliRole::User => Role::User,
-                CliRole::Admin => Role::Admin,
-            };
-            let account = Account {
-                username: name.clone(),
-                password_hash: settings.hasher.hash(&password),
-                role,
-                created_at: chrono::Utc::now(),
-            };
-            match write.accounts.create(&account).await {
-                Err(AccountError::Exists(_)) => anyhow::bail!("an account named {name:?} already exists"),
-                other => other?,
-            }
-            println!("created {} account {name:?}", role.as_str());
-            if generated {
-                println!("password: {password}");
-            }
-            Ok(())
-        }
+        Some(Command::Users { command }) => users(&settings, command).await,
         Some(Command::Audit { movie, actor, event_type, since, until, limit, json }) => {
             anyhow::ensure!(limit > 0, "--limit must be positive");
             let write = movies::open_write_side(&settings).await?;

@@ -28,6 +28,8 @@ use sqlx::postgres::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::http::{serve, HttpLimits};
+
 /// The Postgres URL a distributed role needs (the event log lives there).
 pub fn require_postgres(url: Option<&str>) -> anyhow::Result<&str> {
     match url {
@@ -79,6 +81,10 @@ fn read_key(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading the JWT {what} key {}", path.display()))
 }
 
+fn retired_keys(paths: &[PathBuf]) -> Result<Vec<Vec<u8>>, movies_web::AuthError> {
+    paths.iter().map(|path| std::fs::read(path).map_err(movies_web::AuthError::from)).collect()
+}
+
 /// Writes a new signing key pair into `dir` (the private key readable by its owner only) and
 /// returns the private and public key paths.
 pub fn keygen(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
@@ -86,21 +92,6 @@ pub fn keygen(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     anyhow::ensure!(!private.exists(), "{} already holds a key pair", dir.display());
     JwtKeys::load_or_create(dir).context("writing the key pair")?;
     Ok((private, public))
-}
-
-/// Serves `router` on `listener` (with each connection's peer address, for rate limits) until
-/// `shutdown` turns true, finishing requests in flight.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    router: Router,
-    mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await
-        .context("serving HTTP")
 }
 
 async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -114,9 +105,12 @@ pub struct CommandApiSettings {
     pub database_url: String,
     pub private_key: PathBuf,
     pub public_key: PathBuf,
+    /// Retired public keys that still verify during a key rollover.
+    pub retired_public_keys: Vec<PathBuf>,
     pub admin_password: Option<String>,
     pub hasher: PasswordHasher,
     pub rate: RateLimits,
+    pub http: HttpLimits,
 }
 
 pub async fn command_api(
@@ -128,6 +122,7 @@ pub async fn command_api(
             &read_key(&settings.private_key, "private")?,
             &read_key(&settings.public_key, "public")?,
         )
+        .and_then(|keys| keys.also_verifying(&retired_keys(&settings.retired_public_keys)?))
         .context("loading the JWT key pair")?,
     );
     let listener = bind(settings.listen).await?;
@@ -136,12 +131,12 @@ pub async fn command_api(
     let events: Arc<dyn EventStore> = store.clone();
     let ready_events = events.clone();
     let limiter = RateLimiter::new(settings.rate.clone(), keys.clone(), None);
-    let router = movies_command_api::router(CommandState {
-        service: Arc::new(CommandService::new(events.clone())),
-        accounts: store,
+    let router = movies_command_api::router(CommandState::new(
+        Arc::new(CommandService::new(events.clone())),
+        store,
         keys,
-        hasher: settings.hasher,
-    })
+        settings.hasher,
+    ))
     .route(
         "/health",
         get(move || {
@@ -162,7 +157,7 @@ pub async fn command_api(
     let router = router
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/api/v1/openapi.json", crate::openapi()));
     tracing::info!(listen = %listener.local_addr()?, "command-api serving");
-    serve(listener, crate::layers(router, limiter), shutdown).await
+    serve(listener, crate::layers(router, limiter), settings.http, shutdown).await
 }
 
 // ---- relay ----
@@ -200,7 +195,7 @@ where
             }),
         );
     tokio::spawn(async move {
-        if let Err(error) = serve(listener, router, shutdown).await {
+        if let Err(error) = serve(listener, router, HttpLimits::default(), shutdown).await {
             tracing::warn!(error = format!("{error:#}"), "the health endpoint stopped");
         }
     });
@@ -363,14 +358,18 @@ pub struct QueryApiSettings {
     pub redis_namespace: String,
     pub index_dir: PathBuf,
     pub public_key: PathBuf,
+    /// Retired public keys that still verify during a key rollover.
+    pub retired_public_keys: Vec<PathBuf>,
     pub l1: L1Settings,
     pub topic: String,
     pub rate: RateLimits,
+    pub http: HttpLimits,
 }
 
 pub async fn query_api(settings: QueryApiSettings, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let keys = Arc::new(
         JwtKeys::verify_only(&read_key(&settings.public_key, "public")?)
+            .and_then(|keys| keys.also_verifying(&retired_keys(&settings.retired_public_keys)?))
             .context("loading the JWT public key")?,
     );
     let listener = bind(settings.listen).await?;
@@ -453,7 +452,7 @@ pub async fn query_api(settings: QueryApiSettings, shutdown: watch::Receiver<boo
     .route("/metrics", metrics)
     .route("/ready", ready);
     tracing::info!(listen = %listener.local_addr()?, "query-api serving");
-    serve(listener, crate::layers(router, limiter), shutdown).await
+    serve(listener, crate::layers(router, limiter), settings.http, shutdown).await
 }
 
 /// The search index a co-located search projector writes: waits for it to exist (the projector

@@ -8,51 +8,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-const BIN: &str = env!("CARGO_BIN_EXE_movies");
-
-fn movies(data_dir: &Path) -> Command {
-    let mut command = Command::new(BIN);
-    command.arg("--data-dir").arg(data_dir).env_remove("DATABASE_URL").env("RUST_LOG", "warn");
-    command
-}
-
-async fn run(command: &mut Command) -> String {
-    let output = command.output().await.unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap()
-}
-
-/// Starts the server on a free port and returns it with its base URL, read from what it prints.
-async fn serve(data_dir: &Path) -> (Child, String, Vec<String>) {
-    let mut child = movies(data_dir)
-        .args(["--listen", "127.0.0.1:0"])
-        .env("MOVIES_ADMIN_PASSWORD", "cli-test-admin")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut printed = Vec::new();
-    let base = tokio::time::timeout(Duration::from_secs(120), async {
-        let mut base = None;
-        while let Some(line) = lines.next_line().await.unwrap() {
-            printed.push(line.clone());
-            if let Some(rest) = line.strip_prefix("movies is serving on ") {
-                base = Some(rest.split_whitespace().next().unwrap().to_owned());
-            }
-            if line.starts_with("Press Ctrl-C") {
-                return base.expect("the address comes first");
-            }
-        }
-        panic!("the server exited before printing its address: {printed:?}");
-    })
-    .await
-    .expect("the server printed its address");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, base, printed)
-}
+#[path = "support/process.rs"]
+mod process;
+use process::{movies, run, serve};
 
 async fn interrupt(mut child: Child) {
     let pid = child.id().unwrap().to_string();
@@ -277,4 +237,60 @@ async fn json_logs_carry_each_requests_id() {
     let parsed: Value = serde_json::from_str(&line).expect("the line is JSON");
     assert_eq!(parsed["request_id"], "log-check-42", "{line}");
     assert_eq!(parsed["fields"]["path"], "/api/v1/genres", "{line}");
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_logs_and_the_files_holding_them_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log_path = dir.path().join("server.log");
+    let password = "correct-horse-battery-staple-42";
+    let mut command = movies(&data);
+    command
+        .env("RUST_LOG", "debug")
+        .env("MOVIES_ADMIN_PASSWORD", password)
+        .stderr(std::fs::File::create(&log_path).unwrap());
+    let (child, base, printed) = process::serve_with(command).await;
+    let http = reqwest::Client::new();
+    let login = |password: &str| {
+        http.post(format!("{base}/api/v1/auth/token"))
+            .json(&serde_json::json!({ "username": "admin", "password": password }))
+            .send()
+    };
+    let wrong = login("not-the-password").await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let body: Value = login(password).await.unwrap().json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let created = http
+        .post(format!("{base}/api/v1/movies"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "name": "Logged", "director": "D", "popularity": 1, "imdb_score": 1, "genres": ["Drama"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let forged =
+        http.get(format!("{base}/api/v1/genres")).bearer_auth(format!("{token}x")).send().await.unwrap();
+    assert_eq!(forged.status(), 401);
+    interrupt(child).await;
+
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(logs.contains("request finished"), "debug logs were written: {logs:.400}");
+    let printed = printed.join("\n");
+    for (what, secret) in [("password", password), ("token", token.as_str()), ("hash", "$argon2")] {
+        assert!(!logs.contains(secret), "the {what} is in the logs");
+        assert!(!printed.contains(secret), "the {what} was printed");
+    }
+    let token_signature = token.rsplit('.').next().unwrap();
+    assert!(!logs.contains(token_signature), "part of the token is in the logs");
+
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.contains(".db") || name == movies_web::PRIVATE_KEY_FILE {
+            let mode = entry.metadata().unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{name} is readable by others: {mode:o}");
+        }
+    }
 }

@@ -3,13 +3,14 @@
 //!
 //! Sees the stores only through ports (`EventStore`, `AccountStore`); never reads projections.
 
+mod accounts;
 pub mod audit;
 mod service;
 
 use std::sync::Arc;
 
 use axum::extract::Query;
-use axum::extract::{FromRef, Path, State};
+use axum::extract::{Extension, FromRef, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -20,10 +21,18 @@ use movies_events::{
 };
 use movies_read_model::{CompatMovie, GenreName, MovieDoc};
 use movies_store::AccountStore;
-use movies_web::{Admin, ApiError, JwtKeys, PasswordHasher, Principal, ACCESS_TOKEN_TTL_SECONDS, REQUEST_ID};
+use movies_web::{
+    Admin, ApiError, ClientAddress, JwtKeys, PasswordHasher, Principal, StrictJson, Subjects,
+    ACCESS_TOKEN_TTL_SECONDS, REQUEST_ID,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
+
+pub use crate::accounts::{
+    AccountSubjects, SignInThrottle, ACCOUNT_STATE_TTL, FAILURES_PER_ADDRESS, FAILURES_PER_USERNAME,
+    FAILURE_WINDOW,
+};
 
 pub use service::{fold, CommandContext, CommandError, CommandService, Outcome};
 
@@ -36,6 +45,21 @@ pub struct CommandState {
     pub accounts: Arc<dyn AccountStore>,
     pub keys: Arc<JwtKeys>,
     pub hasher: PasswordHasher,
+    /// The accounts as admins' tokens are checked against on every write (cached).
+    subjects: Arc<dyn Subjects>,
+    throttle: Arc<SignInThrottle>,
+}
+
+impl CommandState {
+    pub fn new(
+        service: Arc<CommandService>,
+        accounts: Arc<dyn AccountStore>,
+        keys: Arc<JwtKeys>,
+        hasher: PasswordHasher,
+    ) -> Self {
+        let subjects = Arc::new(AccountSubjects::new(accounts.clone()));
+        Self { service, accounts, keys, hasher, subjects, throttle: Default::default() }
+    }
 }
 
 impl FromRef<CommandState> for Arc<JwtKeys> {
@@ -44,9 +68,16 @@ impl FromRef<CommandState> for Arc<JwtKeys> {
     }
 }
 
+impl FromRef<CommandState> for Arc<dyn Subjects> {
+    fn from_ref(state: &CommandState) -> Self {
+        state.subjects.clone()
+    }
+}
+
 pub fn router(state: CommandState) -> Router {
     Router::new()
         .route("/api/v1/auth/token", post(issue_token))
+        .route("/.well-known/jwks.json", get(jwks))
         .route("/api/v1/movies", post(create_movie))
         .route("/api/v1/movies/{id}", put(replace_movie).patch(patch_movie).delete(delete_movie))
         .route("/api/v1/movies/{id}/restore", post(restore_movie))
@@ -61,6 +92,7 @@ pub fn router(state: CommandState) -> Router {
 #[openapi(
     paths(
         issue_token,
+        jwks,
         restore_movie,
         movie_history,
         event_log,
@@ -131,13 +163,38 @@ pub struct TokenResponse {
     pub expires_in: i64,
 }
 
-/// Exchange a username and password for a signed access token.
+/// The public keys tokens are signed with (RFC 7517), each named by the `kid` in a token's
+/// header: the current key first, then any retired one still verifying during a rollover.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
+    responses((status = 200, description = "A JWK set", body = Object)))]
+async fn jwks(State(state): State<CommandState>) -> Response {
+    let cache = (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    ([cache], Json(state.keys.jwks())).into_response()
+}
+
+/// The longest username an account may have (the CLI refuses longer ones).
+pub const MAX_USERNAME_CHARS: usize = 64;
+
+/// Exchange a username and password for a signed access token. Failed attempts are throttled
+/// per username and per client address.
 #[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth", request_body = TokenRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, description = "Unknown user or wrong password")))]
+    responses((status = 200, body = TokenResponse),
+        (status = 401, description = "Unknown user, disabled account or wrong password"),
+        (status = 429, description = "Too many failed sign-ins for this username or from this address; see Retry-After")))]
 async fn issue_token(
     State(state): State<CommandState>,
+    client: Option<Extension<ClientAddress>>,
     Json(request): Json<TokenRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
+    let address = client.map(|Extension(ClientAddress(address))| address);
+    let wrong = || ApiError::Unauthorized("wrong username or password".into());
+    if request.username.chars().count() > MAX_USERNAME_CHARS {
+        // No account has such a name; only the address is counted (the name would cost memory).
+        state.throttle.check("", address)?;
+        state.throttle.failed("", address);
+        return Err(wrong());
+    }
+    state.throttle.check(&request.username, address)?;
     let account = state.accounts.find(&request.username).await.map_err(|e| ApiError::Internal(e.into()))?;
     let hasher = state.hasher.clone();
     let hash = account.as_ref().map(|a| a.password_hash.clone());
@@ -146,9 +203,10 @@ async fn issue_token(
     let valid = tokio::task::spawn_blocking(move || hasher.verify(hash.as_deref(), &password))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    let account = account
-        .filter(|_| valid)
-        .ok_or_else(|| ApiError::Unauthorized("wrong username or password".into()))?;
+    let Some(account) = account.filter(|a| valid && !a.disabled) else {
+        state.throttle.failed(&request.username, address);
+        return Err(wrong());
+    };
     let now = chrono::Utc::now().timestamp();
     let token = state
         .keys
@@ -163,8 +221,9 @@ async fn issue_token(
 
 // ---- v1 movies ----
 
-/// A movie as clients send it.
+/// A movie as clients send it. Unknown fields (`id`, `version`) are refused, not ignored.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MovieBody {
     pub name: String,
     pub director: String,
@@ -291,7 +350,7 @@ async fn create_movie(
     State(state): State<CommandState>,
     Admin(admin): Admin,
     headers: HeaderMap,
-    Json(body): Json<MovieBody>,
+    StrictJson(body): StrictJson<MovieBody>,
 ) -> Result<Response, ApiError> {
     let outcome = create(&state, &admin, &headers, body.into()).await?;
     Ok(movie_response(StatusCode::CREATED, outcome, |m| Json(m).into_response()))
@@ -306,7 +365,7 @@ async fn replace_movie(
     Admin(admin): Admin,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
-    Json(body): Json<MovieBody>,
+    StrictJson(body): StrictJson<MovieBody>,
 ) -> Result<Response, ApiError> {
     let draft = MovieDraft::parse(body.into()).map_err(ApiError::Invalid)?;
     let outcome = command(&state, &admin, id, &headers, MovieCommand::Replace(draft)).await?;
@@ -360,7 +419,7 @@ async fn patch_movie(
     Admin(admin): Admin,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
-    Json(body): Json<Value>,
+    StrictJson(body): StrictJson<Value>,
 ) -> Result<Response, ApiError> {
     let patch = MoviePatch::parse(merge_patch(body)?).map_err(ApiError::Invalid)?;
     let outcome = command(&state, &admin, id, &headers, MovieCommand::Patch(patch)).await?;
@@ -485,6 +544,7 @@ async fn event_log(
 
 /// A movie in the assignment's shape. `99popularity`, the data file's key, is accepted too.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CompatMovieBody {
     pub name: String,
     pub director: String,
@@ -517,7 +577,7 @@ async fn compat_create(
     State(state): State<CommandState>,
     Admin(admin): Admin,
     headers: HeaderMap,
-    Json(body): Json<CompatMovieBody>,
+    StrictJson(body): StrictJson<CompatMovieBody>,
 ) -> Result<Response, ApiError> {
     let outcome = create(&state, &admin, &headers, body.into()).await?;
     Ok(movie_response(StatusCode::CREATED, outcome, compat_json))
@@ -531,7 +591,7 @@ async fn compat_replace(
     Admin(admin): Admin,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
-    Json(body): Json<CompatMovieBody>,
+    StrictJson(body): StrictJson<CompatMovieBody>,
 ) -> Result<Response, ApiError> {
     let draft = MovieDraft::parse(body.into()).map_err(ApiError::Invalid)?;
     let outcome = command(&state, &admin, id, &headers, MovieCommand::Replace(draft)).await?;

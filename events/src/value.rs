@@ -76,9 +76,20 @@ pub fn genre_key(genre: &str) -> String {
     genre.trim().to_lowercase()
 }
 
+/// Characters that show nothing and are not whitespace to `str::trim`: zero-width spaces and
+/// joiners, word joiners and invisible operators, the byte-order mark, the soft hyphen, the
+/// Mongolian vowel separator, Hangul fillers and the blank Braille pattern.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{2800}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}')
+}
+
 fn text(field: &str, raw: &str, max: usize, errors: &mut ValidationErrors) -> String {
     let trimmed = raw.trim();
-    if trimmed.is_empty() {
+    if trimmed.chars().all(|c| c.is_whitespace() || invisible(c)) {
         errors.push(field, "must not be blank");
     } else if trimmed.chars().count() > max {
         errors.push(field, format!("must be at most {max} characters"));
@@ -204,6 +215,19 @@ mod tests {
         let bad = MovieInput { name: "Al\u{0}ien".into(), genres: vec!["Dra\nma".into()], ..input() };
         let fields: Vec<_> = MovieDraft::parse(bad).unwrap_err().0.into_iter().map(|e| e.field).collect();
         assert_eq!(fields, ["name", "genres[0]"]);
+    }
+
+    #[test]
+    fn text_of_only_invisible_characters_is_blank() {
+        for blank in ["\u{200B}", " \u{200B}\u{FEFF} ", "\u{00A0}", "\u{2060}\u{3164}", "\u{00AD}\u{200D}"] {
+            let bad = MovieInput { name: blank.into(), director: blank.into(), ..input() };
+            let errors = MovieDraft::parse(bad).unwrap_err().0;
+            assert_eq!(errors.len(), 2, "{blank:?}: {errors:?}");
+            assert!(errors.iter().all(|e| e.message == "must not be blank"), "{blank:?}");
+        }
+        // Invisible characters inside visible text are left to it (a zero-width joiner in an emoji).
+        let joined = MovieInput { name: "Alien\u{200D}s".into(), ..input() };
+        assert!(MovieDraft::parse(joined).is_ok());
     }
 
     #[test]

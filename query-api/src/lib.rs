@@ -16,9 +16,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use movies_events::Position;
 use movies_read_model::{
-    fold_doc, CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, Highlight, JsonDoc,
-    ListQuery, Live, MovieDoc, Order, ReadStore, SearchCursor, SearchFilters, SearchPage, SearchQuery,
-    SearchSort, SortField, TantivySearchIndex,
+    check_query_text, fold_doc, CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, Highlight,
+    JsonDoc, ListQuery, Live, MovieDoc, Order, ReadStore, SearchCursor, SearchFilters, SearchPage,
+    SearchQuery, SearchSort, SortField, TantivySearchIndex,
 };
 use movies_store::EventStore;
 use movies_web::{ApiError, Caller, JwtKeys};
@@ -334,13 +334,15 @@ pub struct MovieParams {
     /// Wait (up to 2 s) until the projections have applied this log position.
     pub min_position: Option<Position>,
     /// The movie as it was at this instant (RFC 3339), folded from the event log; 404 if it did
-    /// not exist (or was deleted) then.
+    /// not exist (or was deleted) then. The history of a movie deleted now is for admins only.
     pub as_of: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// A movie as the event log says it was at `at`.
+/// A movie as the event log says it was at `at`. A movie deleted now is not found for anyone but
+/// an admin: deleting a movie takes it, history included, from public view.
 async fn as_of(
     state: &QueryState,
+    caller: &Caller,
     id: Uuid,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<MovieDoc, ApiError> {
@@ -349,6 +351,10 @@ async fn as_of(
         .as_ref()
         .ok_or_else(|| ApiError::NotImplemented("this replica cannot read the event log".into()))?;
     let events = history.load(id).await.map_err(|e| ApiError::Internal(e.into()))?;
+    let admin = caller.0.as_ref().is_some_and(|p| p.role == movies_events::Role::Admin);
+    if !admin && fold_doc(id, &events).is_none() {
+        return Err(ApiError::NotFound(format!("no movie with id {id}")));
+    }
     let until: Vec<_> = events.into_iter().take_while(|e| e.recorded_at <= at).collect();
     fold_doc(id, &until)
         .ok_or_else(|| ApiError::NotFound(format!("movie {id} did not exist at {}", at.to_rfc3339())))
@@ -360,14 +366,14 @@ async fn as_of(
     responses((status = 200, body = MovieDoc), (status = 304), (status = 404)))]
 async fn get_movie(
     State(state): State<Shared>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<Uuid>,
     Query(params): Query<MovieParams>,
     cached: IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let (position, store) = state.reached(params.min_position).await;
     let movie = match params.as_of {
-        Some(at) => JsonDoc::from(&as_of(&state, id, at).await?),
+        Some(at) => JsonDoc::from(&as_of(&state, &caller, id, at).await?),
         // Served as the bytes the cache keeps, not serialized per request.
         None => store
             .get_json(id)
@@ -463,10 +469,11 @@ impl SearchParams {
         check_range("score", self.min_score, self.max_score, 10.0)?;
         check_range("popularity", self.min_popularity, self.max_popularity, 100.0)?;
         let text = self.q.clone().unwrap_or_default();
+        check_query("q", &text)?;
         if let Some(director) = &self.director {
             check_text("director", director)?;
         }
-        Ok(SearchQuery {
+        let mut query = SearchQuery {
             text,
             filters: SearchFilters {
                 genre_any: genre_list("genre", &self.genre)?,
@@ -486,16 +493,15 @@ impl SearchParams {
             order: self.order,
             limit,
             offset: 0,
-            after: self
-                .cursor
-                .as_deref()
-                .map(|raw| {
-                    SearchCursor::decode(raw)
-                        .ok_or_else(|| ApiError::BadRequest("the cursor is not one this API issued".into()))
-                })
-                .transpose()?,
+            after: None,
             facets: self.facets.unwrap_or(true),
-        })
+        };
+        if let Some(raw) = &self.cursor {
+            let cursor =
+                SearchCursor::decode(raw, &query).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            query.after = Some(cursor);
+        }
+        Ok(query)
     }
 }
 
@@ -523,9 +529,28 @@ pub struct SearchResults {
     pub facets: Option<Facets>,
 }
 
+/// Refuses a search text past the engine's limits (length, words, a word's length) with a 400
+/// naming the limit, before any search work.
+fn check_query(name: &str, text: &str) -> Result<(), ApiError> {
+    check_query_text(text).map_err(|refused| ApiError::BadRequest(format!("{name}: {refused}")))
+}
+
+/// The index work that may run at once: four per core. Each holds a blocking thread and up to a
+/// few tens of MB while it runs (typo automata, per-word bitsets), so a flood of searches waits
+/// here, costing a queued future each, instead of growing with the blocking pool's 512 threads.
+fn search_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(4 * cores)
+    })
+}
+
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> movies_read_model::ProjectionResult<T> + Send + 'static,
 ) -> Result<T, ApiError> {
+    // The semaphore is never closed.
+    let _slot = search_slots().acquire().await.expect("the search slots stay open");
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
@@ -580,8 +605,8 @@ async fn search_movies(
     let query = params.query()?;
     let facets = query.facets;
     let (position, store) = state.reached(params.min_position).await;
-    let (items, page) = run_search(&state, store.as_ref(), query).await?;
-    let next_cursor = page.next.map(|cursor| cursor.encode());
+    let (items, page) = run_search(&state, store.as_ref(), query.clone()).await?;
+    let next_cursor = page.next.map(|cursor| cursor.encode(&query));
     let link = next_cursor.as_deref().map(|cursor| {
         let next = SearchParams { cursor: Some(cursor.to_owned()), min_position: None, ..params.clone() };
         // Plain strings and numbers always encode.
@@ -635,9 +660,7 @@ async fn suggest(
         return Err(ApiError::BadRequest(format!("limit must be between 1 and 10, not {limit}")));
     }
     let text = params.q.unwrap_or_default();
-    if text.chars().count() > 300 {
-        return Err(ApiError::BadRequest("q must be at most 300 characters".into()));
-    }
+    check_query("q", &text)?;
     let index = state.search.get();
     let hits = blocking(move || index.suggest(&text, limit)).await?;
     let items = hits
@@ -703,15 +726,22 @@ async fn compat_list(
         Some(n) if n >= 1 => Some(n),
         Some(n) => return Err(ApiError::BadRequest(format!("page must be 1 or more, not {n}"))),
     };
+    // A page is walked to (keyset reads, one per page before it): deep pages are refused rather
+    // than let one request walk the whole catalogue.
+    if page.is_some_and(|n| (n - 1).saturating_mul(page_size) > MAX_SEARCH_OFFSET as i64) {
+        return Err(ApiError::BadRequest(format!(
+            "pages end at movie {MAX_SEARCH_OFFSET}: ask /api/v1/movies (cursor pages) for deeper ones"
+        )));
+    }
+    if let Some(text) = &params.search {
+        check_query("search", text)?;
+    }
     let (_, store) = state.reached(params.min_position).await;
     if let Some(text) = params.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         let (limit, offset) = match page {
             Some(n) => (page_size as usize, ((n - 1) * page_size) as usize),
             None => (MAX_SEARCH_OFFSET, 0),
         };
-        if offset > MAX_SEARCH_OFFSET {
-            return Ok(Json(Vec::<CompatMovie>::new()).into_response());
-        }
         let query = SearchQuery { text: text.to_owned(), limit, offset, ..SearchQuery::default() };
         let (items, _) = run_search(&state, store.as_ref(), query).await?;
         return Ok(
@@ -719,19 +749,21 @@ async fn compat_list(
         );
     }
     if let Some(n) = page {
-        // Walk by cursor to the page: keyset reads, never an OFFSET scan.
-        let mut query = ListQuery { limit: page_size, ..ListQuery::default() };
-        let mut items = Vec::new();
-        for walked in 1..=n {
-            let page = store.list(&query).await.map_err(|e| ApiError::Internal(e.into()))?;
-            if walked == n {
-                items = page.items;
-            } else if let Some(next) = page.next {
-                query.after = Some(next);
-            } else {
-                break;
-            }
+        // Walk by cursor to the page, the largest pages at a time: keyset reads, never an
+        // OFFSET scan, and at most a hundred of them.
+        let mut skip = (n - 1) * page_size;
+        let mut query = ListQuery { limit: MAX_LIMIT, ..ListQuery::default() };
+        while skip > 0 {
+            query.limit = skip.min(MAX_LIMIT);
+            let walked = store.list(&query).await.map_err(|e| ApiError::Internal(e.into()))?;
+            let Some(next) = walked.next else {
+                return Ok(Json(Vec::<CompatMovie>::new()).into_response());
+            };
+            query.after = Some(next);
+            skip -= query.limit;
         }
+        query.limit = page_size;
+        let items = store.list(&query).await.map_err(|e| ApiError::Internal(e.into()))?.items;
         return Ok(Json(items.iter().map(CompatMovie::from).collect::<Vec<_>>()).into_response());
     }
     Ok(stream_catalogue(store))

@@ -17,7 +17,8 @@ pub use doc::{
 };
 pub use live::Live;
 pub use search::{
-    Delivered, Highlight, PartitionMark, SearchCursor, SearchFilters, SearchHit, SearchPage, SearchQuery,
-    SearchSort, TantivySearchIndex,
+    check_query_text, Delivered, Highlight, PartitionMark, QueryTooLarge, SearchCursor, SearchCursorError,
+    SearchFilters, SearchHit, SearchPage, SearchQuery, SearchSort, TantivySearchIndex, MAX_QUERY_CHARS,
+    MAX_QUERY_WORDS, MAX_TYPO_WORD_CHARS, MAX_WORD_CHARS,
 };
 pub use store::{PgReadStore, ProjectionError, ReadStore, Result as ProjectionResult, SqliteReadStore};

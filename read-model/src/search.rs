@@ -118,12 +118,58 @@ fn name_sort_key(name: &str) -> (u64, u64) {
     )
 }
 
-/// The edits a word of this length may carry and still match: 1 from 5 characters, 2 from 9.
+/// The longest query text a search takes, in characters (a movie's name is at most as long).
+pub const MAX_QUERY_CHARS: usize = movies_events::MAX_NAME_CHARS;
+/// The most words a query may have: a long title pasted whole fits, a flood of words does not.
+pub const MAX_QUERY_WORDS: usize = 16;
+/// The longest word a query may have, in characters.
+pub const MAX_WORD_CHARS: usize = 100;
+/// Words longer than this match exactly or as a prefix, never with typos: a typo automaton costs
+/// about 28 KB of memory per letter at two edits (0.7 MB at this length, but 280 MB at 10,000
+/// letters, which is what one anonymous search could make the server build before the limits).
+pub const MAX_TYPO_WORD_CHARS: usize = 24;
+
+/// Why a query text is refused: each names the limit it passed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryTooLarge {
+    #[error("the query must be at most {MAX_QUERY_CHARS} characters, not {0}")]
+    Text(usize),
+    #[error("the query must have at most {MAX_QUERY_WORDS} words, not {0}")]
+    Words(usize),
+    #[error("each query word must be at most {MAX_WORD_CHARS} characters; one has {0}")]
+    Word(usize),
+}
+
+/// Checks a query text against the limits every search applies, splitting words the way the
+/// index's tokenizer does (on anything not alphanumeric). Requests are refused with this before
+/// any search work; the engine also bounds what it builds on its own (`SearchIndex::words`).
+pub fn check_query_text(text: &str) -> std::result::Result<(), QueryTooLarge> {
+    let chars = text.chars().count();
+    if chars > MAX_QUERY_CHARS {
+        return Err(QueryTooLarge::Text(chars));
+    }
+    let mut words = 0;
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        words += 1;
+        let letters = word.chars().count();
+        if letters > MAX_WORD_CHARS {
+            return Err(QueryTooLarge::Word(letters));
+        }
+    }
+    if words > MAX_QUERY_WORDS {
+        return Err(QueryTooLarge::Words(words));
+    }
+    Ok(())
+}
+
+/// The edits a word of this length may carry and still match: 1 from 5 characters, 2 from 9,
+/// none past `MAX_TYPO_WORD_CHARS`.
 fn typo_budget(word: &str) -> u8 {
     match word.chars().count() {
         0..=4 => 0,
         5..=8 => 1,
-        _ => 2,
+        9..=MAX_TYPO_WORD_CHARS => 2,
+        _ => 0,
     }
 }
 
@@ -622,11 +668,18 @@ impl TantivySearchIndex {
     }
 
     /// The query's words. Syntax characters are not special: they separate words like spaces.
+    /// Whatever the caller checked, the engine builds no more than `MAX_QUERY_WORDS` words of at
+    /// most `MAX_WORD_CHARS` characters from the first `MAX_QUERY_CHARS` of the text.
     fn words(&self, text: &str) -> Result<Vec<Word>> {
+        let text = match text.char_indices().nth(MAX_QUERY_CHARS) {
+            Some((end, _)) => &text[..end],
+            None => text,
+        };
         let mut words: Vec<Word> = self
             .tokens(text)?
             .into_iter()
-            .take(32)
+            .filter(|(word, ..)| word.chars().count() <= MAX_WORD_CHARS)
+            .take(MAX_QUERY_WORDS)
             .map(|(text, ..)| Word { common: COMMON_WORDS.contains(&text.as_str()), text, prefix: false })
             .collect();
         let still_typing = !text.ends_with(char::is_whitespace);
@@ -1486,20 +1539,48 @@ fn flip(ascending: bool) -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SearchCursor(SortKey);
 
+/// Why a client's search cursor is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SearchCursorError {
+    #[error("the cursor is not one this API issued")]
+    Malformed,
+    #[error("the cursor was issued for another query, sort or filter: start again without it")]
+    OtherQuery,
+}
+
 impl SearchCursor {
-    pub fn encode(&self) -> String {
+    /// The cursor as a client holds it, bound to the query that made it (its text, filters,
+    /// sort and order; not its page size): a key means nothing in another order or result set.
+    pub fn encode(&self, query: &SearchQuery) -> String {
         use base64::Engine;
         let (a, b, c) = self.0;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("k:{a:x}:{b:x}:{c:x}"))
+        let bound = query.fingerprint();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("k:{a:x}:{b:x}:{c:x}:{bound:x}"))
     }
 
-    pub fn decode(raw: &str) -> Option<Self> {
+    /// A client's cursor for `query`, refused if it is malformed or was made for another query.
+    pub fn decode(raw: &str, query: &SearchQuery) -> std::result::Result<Self, SearchCursorError> {
         use base64::Engine;
-        let text =
-            String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
-        let mut parts = text.strip_prefix("k:")?.split(':').map(|p| u64::from_str_radix(p, 16).ok());
-        let key = (parts.next()??, parts.next()??, parts.next()??);
-        parts.next().is_none().then_some(SearchCursor(key))
+        let parse = || {
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).ok()?;
+            let text = String::from_utf8(bytes).ok()?;
+            let mut parts = text.strip_prefix("k:")?.split(':').map(|p| u64::from_str_radix(p, 16).ok());
+            let parsed = ((parts.next()??, parts.next()??, parts.next()??), parts.next()??);
+            parts.next().is_none().then_some(parsed)
+        };
+        let (key, bound) = parse().ok_or(SearchCursorError::Malformed)?;
+        if bound != u64::from(query.fingerprint()) {
+            return Err(SearchCursorError::OtherQuery);
+        }
+        Ok(SearchCursor(key))
+    }
+}
+
+impl SearchQuery {
+    /// What a cursor is bound to: everything that decides the result set and its order.
+    fn fingerprint(&self) -> u32 {
+        let described = format!("{:?}|{:?}|{:?}|{:?}", self.text, self.filters, self.sort, self.order);
+        crc32fast::hash(described.as_bytes())
     }
 }
 

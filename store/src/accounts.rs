@@ -9,6 +9,16 @@ pub struct Account {
     pub password_hash: String,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+    /// A disabled account cannot sign in, and its tokens stop working on writes.
+    pub disabled: bool,
+}
+
+/// What an operator changes of an account; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountChange {
+    pub password_hash: Option<String>,
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,4 +43,8 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn create(&self, account: &Account) -> Result<(), AccountError>;
     async fn find(&self, username: &str) -> Result<Option<Account>, AccountError>;
     async fn count_admins(&self) -> Result<i64, AccountError>;
+    /// Every account, by name.
+    async fn list(&self) -> Result<Vec<Account>, AccountError>;
+    /// Applies `change` to the account; false if there is no such account.
+    async fn update(&self, username: &str, change: &AccountChange) -> Result<bool, AccountError>;
 }

@@ -19,7 +19,7 @@ use sqlx::{QueryBuilder, Row};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::accounts::{Account, AccountError, AccountStore, GenerationStore};
+use crate::accounts::{Account, AccountChange, AccountError, AccountStore, GenerationStore};
 use crate::copy::{copy_in, CopyRows};
 use crate::port::{Appended, EventFilter, EventStore, Result, StoreError};
 
@@ -78,7 +78,11 @@ pub struct SqliteFile {
     pub reader: SqlitePool,
 }
 
+/// Opens (creating if missing) a SQLite file readable by its owner only: the event log's file
+/// holds the accounts' password hashes. SQLite gives its `-wal` and `-shm` files the database
+/// file's mode.
 pub async fn open_sqlite(path: &Path) -> Result<SqliteFile, sqlx::Error> {
+    owner_only(path).map_err(sqlx::Error::Io)?;
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -93,6 +97,33 @@ pub async fn open_sqlite(path: &Path) -> Result<SqliteFile, sqlx::Error> {
         .await?;
     let reader = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
     Ok(SqliteFile { writer, reader })
+}
+
+/// Creates `path` empty with mode 0600 if it is missing, and takes group and other access away
+/// from one that exists (files made by earlier releases were 0644).
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            for file in [path.to_path_buf(), suffixed(path, "-wal"), suffixed(path, "-shm")] {
+                match std::fs::metadata(&file) {
+                    Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+fn suffixed(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
 }
 
 fn migrator(mut migrator: sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
@@ -493,16 +524,26 @@ macro_rules! sql_event_store {
                     .bind(username)
                     .fetch_optional(self.reader())
                     .await?;
-                row.map(|row| {
-                    let role: String = row.try_get("role")?;
-                    Ok(Account {
-                        username: row.try_get("username")?,
-                        password_hash: row.try_get("password_hash")?,
-                        role: Role::parse(&role).unwrap_or(Role::User),
-                        created_at: row.try_get("created_at")?,
-                    })
-                })
-                .transpose()
+                Ok(row.map(|row| account_row(&row)).transpose()?)
+            }
+
+            async fn list(&self) -> Result<Vec<Account>, AccountError> {
+                let rows = sqlx::query("SELECT * FROM accounts ORDER BY username").fetch_all(self.reader()).await?;
+                Ok(rows.iter().map(account_row).collect::<Result<_, sqlx::Error>>()?)
+            }
+
+            async fn update(&self, username: &str, change: &AccountChange) -> Result<bool, AccountError> {
+                let updated = sqlx::query(
+                    "UPDATE accounts SET password_hash = COALESCE($2, password_hash), \
+                     role = COALESCE($3, role), disabled = COALESCE($4, disabled) WHERE username = $1",
+                )
+                .bind(username)
+                .bind(change.password_hash.as_deref())
+                .bind(change.role.map(|r| r.as_str()))
+                .bind(change.disabled)
+                .execute(self.writer())
+                .await?;
+                Ok(updated.rows_affected() > 0)
             }
 
             async fn count_admins(&self) -> Result<i64, AccountError> {
@@ -518,6 +559,23 @@ sql_event_store!(PgEventStore, sqlx::Postgres, lock: Some(PG_APPEND_LOCK), notif
     insert_rows: |tx, rows| { copy_events(tx, rows).await?; });
 sql_event_store!(SqliteEventStore, sqlx::Sqlite, lock: None::<&'static str>, notify: None::<&'static str>,
     insert_rows: |tx, rows| { insert_values(tx, rows).await?; });
+
+fn account_row<R: sqlx::Row>(row: &R) -> Result<Account, sqlx::Error>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> chrono::DateTime<chrono::Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let role: String = row.try_get("role")?;
+    Ok(Account {
+        username: row.try_get("username")?,
+        password_hash: row.try_get("password_hash")?,
+        role: Role::parse(&role).unwrap_or(Role::User),
+        created_at: row.try_get("created_at")?,
+        disabled: row.try_get("disabled")?,
+    })
+}
 
 /// The log's last position (0 when empty).
 const HEAD: &str = "SELECT COALESCE(MAX(position), 0) FROM events";

@@ -7,7 +7,7 @@ use movies_events::{Actor, EventMetadata, MovieChanges, MovieEvent, MovieFields,
 use uuid::Uuid;
 
 use crate::testing::Fixture;
-use crate::{Account, AccountError, EventFilter, StoreError};
+use crate::{Account, AccountChange, AccountError, EventFilter, StoreError};
 
 pub fn created(name: &str) -> MovieEvent {
     MovieEvent::Created(MovieFields {
@@ -237,6 +237,7 @@ pub async fn accounts_are_created_once_and_found_by_name(f: Fixture) {
         password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
         role: Role::Admin,
         created_at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
+        disabled: false,
     };
     assert_eq!(f.accounts.count_admins().await.unwrap(), 0);
     f.accounts.create(&account).await.unwrap();
@@ -246,6 +247,29 @@ pub async fn accounts_are_created_once_and_found_by_name(f: Fixture) {
     assert!(matches!(f.accounts.create(&again).await, Err(AccountError::Exists(_))));
     assert_eq!(f.accounts.find("alice").await.unwrap(), Some(account));
     assert_eq!(f.accounts.count_admins().await.unwrap(), 1);
+}
+
+pub async fn an_account_update_changes_only_what_it_names(f: Fixture) {
+    let account = Account {
+        username: "carol".into(),
+        password_hash: "first".into(),
+        role: Role::Admin,
+        created_at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
+        disabled: false,
+    };
+    f.accounts.create(&account).await.unwrap();
+    let disable = AccountChange { disabled: Some(true), ..Default::default() };
+    assert!(f.accounts.update("carol", &disable).await.unwrap());
+    let demote =
+        AccountChange { role: Some(Role::User), password_hash: Some("second".into()), ..Default::default() };
+    assert!(f.accounts.update("carol", &demote).await.unwrap());
+    let now = f.accounts.find("carol").await.unwrap().unwrap();
+    let expected =
+        Account { password_hash: "second".into(), role: Role::User, disabled: true, ..account.clone() };
+    assert_eq!(now, expected);
+    assert!(!f.accounts.update("nobody", &disable).await.unwrap());
+    let names: Vec<String> = f.accounts.list().await.unwrap().into_iter().map(|a| a.username).collect();
+    assert_eq!(names, ["carol"]);
 }
 
 /// Expands to one `#[tokio::test]` per contract case, each with a fresh fixture from `$fixture`.
@@ -265,6 +289,7 @@ macro_rules! event_store_contract {
             stream_versions_name_each_existing_stream_and_leave_out_the_rest,
             a_batch_keeps_text_that_looks_like_syntax_exactly,
             accounts_are_created_once_and_found_by_name,
+            an_account_update_changes_only_what_it_names,
         );
     };
     (@cases $fixture:path; $($case:ident),* $(,)?) => {

@@ -14,7 +14,7 @@ pub mod contract;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use accounts::{Account, AccountError, AccountStore, GenerationStore};
+pub use accounts::{Account, AccountChange, AccountError, AccountStore, GenerationStore};
 pub use adapters::{
     connect_postgres, connect_postgres_schema, drop_postgres_schema, open_sqlite, PgEventStore,
     SqliteEventStore, SqliteFile,

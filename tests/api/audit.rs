@@ -141,11 +141,37 @@ async fn as_of_reads_a_movie_as_it_was_then() {
 
     let at =
         |t: chrono::DateTime<chrono::Utc>| format!("{path}?as_of={}", t.format("%Y-%m-%dT%H:%M:%S%.6fZ"));
-    let then = app.get_json(&at(between)).await;
+    let as_admin = |path: String| app.http.get(app.url(&path)).bearer_auth(&token).send();
+    let then: Value = as_admin(at(between)).await.unwrap().json().await.unwrap();
     assert_eq!((then["name"].as_str(), then["version"].as_i64()), (Some("Alien"), Some(1)));
-    assert_problem(app.get(&at(before_creation)).await, StatusCode::NOT_FOUND).await;
-    assert_problem(app.get(&at(chrono::Utc::now())).await, StatusCode::NOT_FOUND).await;
+    assert_problem(as_admin(at(before_creation)).await.unwrap(), StatusCode::NOT_FOUND).await;
+    assert_problem(as_admin(at(chrono::Utc::now())).await.unwrap(), StatusCode::NOT_FOUND).await;
     assert_problem(app.get(&format!("{path}?as_of=last-tuesday")).await, StatusCode::BAD_REQUEST).await;
+    // The movie is deleted now: its history is for admins only, not anonymous or user readers.
+    assert_problem(app.get(&at(between)).await, StatusCode::NOT_FOUND).await;
+    let user = app.user_token().await;
+    let read = app.http.get(app.url(&at(between))).bearer_auth(&user).send().await.unwrap();
+    assert_problem(read, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn anyone_reads_the_past_of_a_movie_that_still_exists() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    let created = app.created(&token, &movie("Alien")).await;
+    let path = format!("/api/v1/movies/{}", created["id"].as_str().unwrap());
+    let between = chrono::Utc::now();
+    let patch = app
+        .http
+        .patch(app.url(&path))
+        .bearer_auth(&token)
+        .json(&json!({ "name": "Aliens" }))
+        .send()
+        .await
+        .unwrap();
+    app.wait_for(position(&patch)).await;
+    let then = app.get_json(&format!("{path}?as_of={}", between.format("%Y-%m-%dT%H:%M:%S%.6fZ"))).await;
+    assert_eq!(then["name"], "Alien");
 }
 
 #[tokio::test]

@@ -167,3 +167,103 @@ async fn malformed_headers_and_paths_get_400() {
     assert_problem(token_body, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(app.snapshot().await, before);
 }
+
+/// Sends `body` as raw bytes with the admin token and the given extra header.
+async fn send_raw(
+    app: &TestApp,
+    token: &str,
+    method: &str,
+    target: &str,
+    body: Vec<u8>,
+    header: Option<(&str, &str)>,
+) -> reqwest::Response {
+    let mut request = app
+        .http
+        .request(method.parse().unwrap(), app.url(target))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some((name, value)) = header {
+        request = request.header(name, value);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn unknown_fields_in_full_bodies_are_refused_on_v1_and_the_compatibility_routes() {
+    let (app, token, path) = app_with_a_movie().await;
+    let id = path.rsplit('/').next().unwrap().to_owned();
+    let before = app.snapshot().await;
+    let mut v1 = movie("Heat");
+    v1["id"] = json!(uuid::Uuid::now_v7());
+    v1["version"] = json!(7);
+    let compat = json!({ "name": "Heat", "director": "M", "popularity": 1, "imdb_score": 1,
+        "genre": [{ "name": "Crime" }], "id": 3 });
+    for (method, target, body) in [
+        ("POST", "/api/v1/movies".to_owned(), &v1),
+        ("PUT", path.clone(), &v1),
+        ("POST", "/api/movies/".to_owned(), &compat),
+        ("PUT", format!("/api/movie/{id}/"), &compat),
+    ] {
+        let response = send_raw(&app, &token, method, &target, serde_json::to_vec(body).unwrap(), None).await;
+        let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert!(
+            problem["detail"].as_str().unwrap().contains("unknown field"),
+            "{method} {target}: {problem}"
+        );
+    }
+    assert_eq!(app.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn duplicate_keys_a_byte_order_mark_and_an_undecoded_content_encoding_are_refused() {
+    let (app, token, path) = app_with_a_movie().await;
+    let before = app.snapshot().await;
+    let duplicated = br#"{"name": "Heat", "name": "Ronin", "director": "M", "popularity": 1, "imdb_score": 1, "genres": ["A"]}"#;
+    for (method, target) in [("POST", "/api/v1/movies"), ("PUT", path.as_str()), ("PATCH", path.as_str())] {
+        let response = send_raw(&app, &token, method, target, duplicated.to_vec(), None).await;
+        let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
+        assert!(problem["detail"].as_str().unwrap().contains("appears twice"), "{method}: {problem}");
+    }
+    let mut with_bom = b"\xEF\xBB\xBF".to_vec();
+    with_bom.extend(serde_json::to_vec(&movie("Heat")).unwrap());
+    let response = send_raw(&app, &token, "POST", "/api/v1/movies", with_bom, None).await;
+    let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
+    assert!(problem["detail"].as_str().unwrap().contains("byte-order mark"), "{problem}");
+    let plain = serde_json::to_vec(&movie("Heat")).unwrap();
+    for encoding in ["gzip", "br", "deflate"] {
+        let response = send_raw(
+            &app,
+            &token,
+            "POST",
+            "/api/v1/movies",
+            plain.clone(),
+            Some(("content-encoding", encoding)),
+        )
+        .await;
+        assert_problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    }
+    assert_eq!(app.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn names_of_only_invisible_characters_are_refused_on_every_write_route() {
+    let (app, token, path) = app_with_a_movie().await;
+    let id = path.rsplit('/').next().unwrap().to_owned();
+    let before = app.snapshot().await;
+    let invisible = "\u{200B}\u{2060}";
+    let v1 = json!({ "name": invisible, "director": "M", "popularity": 1, "imdb_score": 1, "genres": ["A"] });
+    let compat = json!({ "name": invisible, "director": "M", "popularity": 1, "imdb_score": 1, "genre": [{ "name": "A" }] });
+    for (method, target, body) in [
+        ("POST", "/api/v1/movies".to_owned(), &v1),
+        ("PUT", path.clone(), &v1),
+        ("PATCH", path.clone(), &json!({ "name": invisible })),
+        ("POST", "/api/movies/".to_owned(), &compat),
+        ("PUT", format!("/api/movie/{id}/"), &compat),
+    ] {
+        let response = send_raw(&app, &token, method, &target, serde_json::to_vec(body).unwrap(), None).await;
+        let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(problem["errors"][0]["field"], "name", "{method} {target}: {problem}");
+    }
+    assert_eq!(app.snapshot().await, before);
+}

@@ -32,6 +32,7 @@ pub fn settings(data_dir: PathBuf, seed: Seed) -> Settings {
         seed,
         hasher: PasswordHasher::cheap_for_tests(),
         rate: movies_web::RateLimits::unlimited(),
+        http: movies::HttpLimits::default(),
     }
 }
 
@@ -51,7 +52,20 @@ pub async fn spawn_seeded() -> TestApp {
     app
 }
 
+/// Starts the server and waits until it is ready (its projections have caught up with the log),
+/// as a load balancer would before sending it readers.
 pub async fn spawn_with(settings: Settings) -> TestApp {
+    let app = start(settings).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while app.get("/ready").await.status() != StatusCode::OK {
+        assert!(tokio::time::Instant::now() < deadline, "the server never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app
+}
+
+/// Starts the server and returns as soon as it listens, ready or not.
+pub async fn start(settings: Settings) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, shutdown) = watch::channel(false);
@@ -95,6 +109,7 @@ impl TestApp {
             password_hash: self.settings.hasher.hash("reader-password"),
             role: Role::User,
             created_at: chrono::Utc::now(),
+            disabled: false,
         };
         let _ = write.accounts.create(&account).await;
         let response = self.token("reader", "reader-password").await;

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{movie, settings, spawn_seeded, spawn_with};
+use crate::helpers::{movie, settings, spawn_seeded, spawn_with, start};
 
 #[tokio::test]
 async fn a_restart_keeps_every_movie_and_ingests_nothing_twice() {
@@ -60,4 +60,38 @@ async fn the_api_works_the_same_on_postgres() {
     assert_eq!(read, created);
     let found = app.get_json("/api/movies/?search=alien").await;
     assert!(found.as_array().unwrap().iter().any(|m| m["name"] == "Alien"));
+}
+
+#[tokio::test]
+async fn a_server_with_a_backlog_answers_at_once_and_says_it_is_catching_up_until_it_has() {
+    // A log of 30,000 movies that no projection has applied yet (as after `movies ingest`).
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(dir.path().to_path_buf(), movies::Seed::Nothing);
+    let mut file = Vec::new();
+    movies::generate::write(&mut file, 30_000, 7).unwrap();
+    let write = movies::open_write_side(&settings).await.unwrap();
+    let service = movies_command_api::CommandService::new(write.events);
+    movies::ingest::ingest(&service, &file, &indicatif::ProgressBar::hidden()).await.unwrap();
+
+    let app = start(settings).await;
+    let health = app.get_json("/health").await;
+    let lag = health["projection_lag"].as_i64().unwrap();
+    assert!(lag > movies::HEALTHY_LAG, "the first health check came after catching up: {health}");
+    assert_eq!(health["status"], "catching_up", "{health}");
+    let ready = app.get("/ready").await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(ready.text().await.unwrap().contains("projections"));
+    // Reads are served meanwhile, saying how far the projections have got.
+    let list = app.get("/api/v1/movies?limit=1").await;
+    assert_eq!(list.status(), StatusCode::OK);
+    assert!(list.headers().contains_key("movies-projected-position"));
+
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
+    while app.get("/ready").await.status() != StatusCode::OK {
+        assert!(tokio::time::Instant::now() < deadline, "never caught up");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let health = app.get_json("/health").await;
+    assert_eq!((health["status"].as_str(), health["projection_lag"].as_i64()), (Some("ok"), Some(0)));
+    assert_eq!(app.get_json("/api/v1/search?q=&limit=1").await["total"], 30_000);
 }

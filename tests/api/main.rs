@@ -9,6 +9,7 @@ mod errors;
 mod helpers;
 mod ingest;
 mod lifecycle;
+mod limits;
 mod observability;
 mod queries;
 mod rate_limits;

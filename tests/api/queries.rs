@@ -161,7 +161,8 @@ async fn search_treats_query_syntax_as_text() {
         "-",
         "%22%22",
         "~2^3",
-        &"x".repeat(5000),
+        // The longest word a query may have (longer ones are refused: `limits.rs`).
+        &"x".repeat(movies_read_model::MAX_WORD_CHARS),
     ] {
         let response = app.get(&format!("/api/v1/search?q={q}")).await;
         assert_eq!(response.status(), StatusCode::OK, "q={q}");
@@ -298,6 +299,29 @@ async fn search_cursors_page_through_every_match_exactly_once_in_every_sort() {
         }
     }
     assert_problem(app.get("/api/v1/search?q=the&cursor=bm9wZQ").await, StatusCode::BAD_REQUEST).await;
+}
+
+#[tokio::test]
+async fn a_search_cursor_made_for_one_query_sort_or_filter_is_refused_for_another() {
+    let app = spawn_seeded().await;
+    let first = app.get_json("/api/v1/search?q=the&sort=popularity&limit=3").await;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let next = app.get_json(&format!("/api/v1/search?q=the&sort=popularity&limit=5&cursor={cursor}")).await;
+    assert_eq!(next["items"].as_array().unwrap().len(), 5, "another page size keeps the cursor");
+    for other in [
+        "q=the&sort=name",
+        "q=the&sort=popularity&order=asc",
+        "q=star&sort=popularity",
+        "q=the&sort=popularity&genre=drama",
+        "q=the&sort=popularity&min_score=8",
+    ] {
+        let body = assert_problem(
+            app.get(&format!("/api/v1/search?{other}&cursor={cursor}")).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert!(body["detail"].as_str().unwrap().contains("another query"), "{other}: {body}");
+    }
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use movies_events::Role;
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,9 @@ pub struct Claims {
     pub iss: String,
     pub aud: String,
     pub iat: i64,
+    /// Not valid before (tokens issued before this field existed have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     pub exp: i64,
 }
 
@@ -44,17 +48,48 @@ pub enum AuthError {
     Io(#[from] std::io::Error),
 }
 
-/// The keys tokens are signed and verified with.
+/// One public key tokens may be signed with, under its key id (its RFC 7638 thumbprint).
+#[derive(Clone)]
+struct Verifying {
+    kid: String,
+    key: DecodingKey,
+    jwk: Jwk,
+}
+
+impl Verifying {
+    fn from_pem(public_pem: &[u8]) -> Result<Self, AuthError> {
+        use ed25519_dalek::pkcs8::DecodePublicKey;
+        let text = std::str::from_utf8(public_pem).map_err(|e| AuthError::Key(e.to_string()))?;
+        let public = ed25519_dalek::VerifyingKey::from_public_key_pem(text)
+            .map_err(|e| AuthError::Key(e.to_string()))?;
+        let x = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, public.as_bytes());
+        let described =
+            serde_json::json!({ "kty": "OKP", "crv": "Ed25519", "x": x, "alg": "EdDSA", "use": "sig" });
+        let mut jwk: Jwk = serde_json::from_value(described).map_err(|e| AuthError::Key(e.to_string()))?;
+        let kid = jwk.thumbprint(ThumbprintHash::SHA256);
+        jwk.common.key_id = Some(kid.clone());
+        let key = DecodingKey::from_ed_components(&x).map_err(|e| AuthError::Key(e.to_string()))?;
+        Ok(Self { kid, key, jwk })
+    }
+}
+
+/// The keys tokens are signed and verified with: one signing key (on the command side) and every
+/// public key a token may still carry a signature of (the current one, and during a rollover
+/// the retired ones), each named by the `kid` a token's header gives.
 #[derive(Clone)]
 pub struct JwtKeys {
-    encoding: Option<EncodingKey>,
-    decoding: DecodingKey,
+    signing: Option<(String, EncodingKey)>,
+    verifying: Vec<Verifying>,
     validation: Validation,
 }
 
 impl std::fmt::Debug for JwtKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtKeys").field("can_issue", &self.encoding.is_some()).finish_non_exhaustive()
+        let kids: Vec<&str> = self.verifying.iter().map(|v| v.kid.as_str()).collect();
+        f.debug_struct("JwtKeys")
+            .field("can_issue", &self.signing.is_some())
+            .field("kids", &kids)
+            .finish_non_exhaustive()
     }
 }
 
@@ -70,27 +105,39 @@ impl JwtKeys {
         Ok((private.to_string(), public))
     }
 
-    /// Keys that can sign and verify.
+    /// Keys that can sign (with the private key) and verify (with its public key).
     pub fn from_pem(private_pem: &[u8], public_pem: &[u8]) -> Result<Self, AuthError> {
         let mut keys = Self::verify_only(public_pem)?;
-        keys.encoding =
-            Some(EncodingKey::from_ed_pem(private_pem).map_err(|e| AuthError::Key(e.to_string()))?);
+        let encoding = EncodingKey::from_ed_pem(private_pem).map_err(|e| AuthError::Key(e.to_string()))?;
+        keys.signing = Some((keys.verifying[0].kid.clone(), encoding));
         Ok(keys)
     }
 
     /// Keys that can only verify: what a query-api replica holds.
     pub fn verify_only(public_pem: &[u8]) -> Result<Self, AuthError> {
-        let decoding = DecodingKey::from_ed_pem(public_pem).map_err(|e| AuthError::Key(e.to_string()))?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
         validation.leeway = 5;
-        Ok(Self { encoding: None, decoding, validation })
+        Ok(Self { signing: None, verifying: vec![Verifying::from_pem(public_pem)?], validation })
+    }
+
+    /// Also accepts tokens signed with these (retired) keys: during a rollover, tokens issued
+    /// before it stay valid until they expire.
+    pub fn also_verifying(mut self, retired_pems: &[Vec<u8>]) -> Result<Self, AuthError> {
+        for pem in retired_pems {
+            let key = Verifying::from_pem(pem)?;
+            if !self.verifying.iter().any(|v| v.kid == key.kid) {
+                self.verifying.push(key);
+            }
+        }
+        Ok(self)
     }
 
     /// Loads the key pair from `dir`, creating it (private key readable by the owner only) on
-    /// first use.
+    /// first use, with every retired public key there (`RETIRED_PREFIX*.pem`).
     pub fn load_or_create(dir: &Path) -> Result<Self, AuthError> {
         let (private_path, public_path) = (dir.join(PRIVATE_KEY_FILE), dir.join(PUBLIC_KEY_FILE));
         if !private_path.exists() {
@@ -99,28 +146,76 @@ impl JwtKeys {
             write_private(&private_path, private.as_bytes())?;
             std::fs::write(&public_path, public)?;
         }
-        Self::from_pem(&std::fs::read(private_path)?, &std::fs::read(public_path)?)
+        Self::from_pem(&std::fs::read(private_path)?, &std::fs::read(public_path)?)?
+            .also_verifying(&retired_keys(dir)?)
+    }
+
+    /// Replaces the key pair in `dir` with a new one; the old public key stays beside it as a
+    /// retired key (still verifying) until an operator removes it, a token's lifetime later.
+    /// Returns the retired key's file.
+    pub fn rotate(dir: &Path) -> Result<std::path::PathBuf, AuthError> {
+        let (private_path, public_path) = (dir.join(PRIVATE_KEY_FILE), dir.join(PUBLIC_KEY_FILE));
+        let old = Verifying::from_pem(&std::fs::read(&public_path)?)?;
+        let retired = dir.join(format!("{RETIRED_PREFIX}{}.pem", old.kid));
+        std::fs::rename(&public_path, &retired)?;
+        let (private, public) = Self::generate_pem()?;
+        let staged = dir.join(format!("{PRIVATE_KEY_FILE}.new"));
+        let _ = std::fs::remove_file(&staged);
+        write_private(&staged, private.as_bytes())?;
+        std::fs::write(&public_path, public)?;
+        std::fs::rename(&staged, &private_path)?;
+        Ok(retired)
     }
 
     pub fn issue(&self, subject: &str, role: Role, now: i64, ttl_seconds: i64) -> Result<String, AuthError> {
-        let key = self.encoding.as_ref().ok_or(AuthError::CannotIssue)?;
+        let (kid, key) = self.signing.as_ref().ok_or(AuthError::CannotIssue)?;
         let claims = Claims {
             sub: subject.to_owned(),
             role,
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
             iat: now,
+            nbf: Some(now),
             exp: now + ttl_seconds,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, key)
-            .map_err(|e| AuthError::Key(e.to_string()))
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.clone());
+        jsonwebtoken::encode(&header, &claims, key).map_err(|e| AuthError::Key(e.to_string()))
     }
 
-    /// Checks signature, algorithm (EdDSA only: `none` and HMAC tokens are refused), issuer,
-    /// audience and expiry.
+    /// Checks signature (with the key its `kid` names; a token without one is tried against
+    /// each key), algorithm (EdDSA only: `none` and HMAC tokens are refused), issuer, audience,
+    /// expiry and not-before.
     pub fn verify(&self, token: &str) -> Option<Claims> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok().map(|data| data.claims)
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        let decode = |v: &Verifying| jsonwebtoken::decode::<Claims>(token, &v.key, &self.validation).ok();
+        match header.kid {
+            Some(kid) => decode(self.verifying.iter().find(|v| v.kid == kid)?),
+            None => self.verifying.iter().find_map(decode),
+        }
+        .map(|data| data.claims)
     }
+
+    /// The public keys as a JWKS document (RFC 7517), current first.
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet { keys: self.verifying.iter().map(|v| v.jwk.clone()).collect() }
+    }
+}
+
+/// Retired public keys in a key directory start with this.
+pub const RETIRED_PREFIX: &str = "jwt-ed25519.retired-";
+
+fn retired_keys(dir: &Path) -> Result<Vec<Vec<u8>>, AuthError> {
+    let mut pems = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(RETIRED_PREFIX) && name.ends_with(".pem") {
+            pems.push(std::fs::read(entry.path())?);
+        }
+    }
+    Ok(pems)
 }
 
 #[cfg(unix)]
@@ -197,9 +292,19 @@ pub struct Principal {
 #[derive(Debug, Clone)]
 pub struct Caller(pub Option<Principal>);
 
-/// An admin caller: 401 without a valid token, 403 with a non-admin one.
+/// An admin caller: 401 without a valid token (or with one whose account is gone or disabled),
+/// 403 with a non-admin one (or one whose account is no longer an admin's). The token's subject
+/// is checked against the accounts as they are now (`Subjects`), so a token does not outlive its
+/// account's removal, disabling or demotion by its hour.
 #[derive(Debug, Clone)]
 pub struct Admin(pub Principal);
+
+/// The accounts as they are now, as the `Admin` extractor checks them.
+#[async_trait::async_trait]
+pub trait Subjects: Send + Sync + 'static {
+    /// The subject's role now: `None` if it has no account, or its account is disabled.
+    async fn role_now(&self, subject: &str) -> Result<Option<Role>, ApiError>;
+}
 
 fn bearer(parts: &Parts, keys: &JwtKeys) -> Result<Option<Principal>, ApiError> {
     // Verified once per request: the rate limiter leaves what it verified here.
@@ -244,15 +349,21 @@ where
 impl<S> FromRequestParts<S> for Admin
 where
     Arc<JwtKeys>: FromRef<S>,
+    Arc<dyn Subjects>: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match bearer(parts, &Arc::<JwtKeys>::from_ref(state))? {
-            None => Err(ApiError::Unauthorized("this endpoint needs an admin's Bearer token".into())),
-            Some(p) if p.role == Role::Admin => Ok(Admin(p)),
-            Some(_) => Err(ApiError::Forbidden("this endpoint is for admins only".into())),
+        let principal = match bearer(parts, &Arc::<JwtKeys>::from_ref(state))? {
+            None => return Err(ApiError::Unauthorized("this endpoint needs an admin's Bearer token".into())),
+            Some(p) if p.role == Role::Admin => p,
+            Some(_) => return Err(ApiError::Forbidden("this endpoint is for admins only".into())),
+        };
+        match Arc::<dyn Subjects>::from_ref(state).role_now(&principal.subject).await? {
+            Some(Role::Admin) => Ok(Admin(principal)),
+            Some(_) => Err(ApiError::Forbidden("this account is no longer an admin's".into())),
+            None => Err(ApiError::Unauthorized("the token's account does not exist or is disabled".into())),
         }
     }
 }
@@ -284,6 +395,62 @@ mod tests {
         let now = chrono::Utc::now().timestamp();
         assert!(mine.verify(&mine.issue("a", Role::User, now - 120, 60).unwrap()).is_none());
         assert!(mine.verify(&theirs.issue("a", Role::User, now, 60).unwrap()).is_none());
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_is_refused() {
+        let (private, public) = JwtKeys::generate_pem().unwrap();
+        let keys = JwtKeys::from_pem(private.as_bytes(), public.as_bytes()).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let sign = |nbf: i64| {
+            let claims = Claims {
+                sub: "a".into(),
+                role: Role::Admin,
+                iss: ISSUER.into(),
+                aud: AUDIENCE.into(),
+                iat: now,
+                nbf: Some(nbf),
+                exp: now + 3600,
+            };
+            let key = EncodingKey::from_ed_pem(private.as_bytes()).unwrap();
+            jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &key).unwrap()
+        };
+        assert!(keys.verify(&sign(now + 600)).is_none(), "a token valid only in ten minutes verified");
+        assert!(keys.verify(&sign(now - 1)).is_some());
+    }
+
+    #[test]
+    fn after_a_rotation_old_and_new_tokens_verify_and_the_jwks_lists_both_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = JwtKeys::load_or_create(dir.path()).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let old_token = before.issue("alice", Role::Admin, now, 60).unwrap();
+        let retired = JwtKeys::rotate(dir.path()).unwrap();
+        assert!(retired.file_name().unwrap().to_string_lossy().starts_with(RETIRED_PREFIX));
+        let after = JwtKeys::load_or_create(dir.path()).unwrap();
+        let new_token = after.issue("bob", Role::User, now, 60).unwrap();
+        assert_eq!(after.verify(&old_token).unwrap().sub, "alice");
+        assert_eq!(after.verify(&new_token).unwrap().sub, "bob");
+        assert!(before.verify(&new_token).is_none(), "the old keys know nothing of the new one");
+        let kids: Vec<String> = after.jwks().keys.iter().map(|k| k.common.key_id.clone().unwrap()).collect();
+        assert_eq!(kids.len(), 2);
+        assert_eq!(jsonwebtoken::decode_header(&new_token).unwrap().kid.as_deref(), Some(kids[0].as_str()));
+        assert_eq!(jsonwebtoken::decode_header(&old_token).unwrap().kid.as_deref(), Some(kids[1].as_str()));
+        // Once the retired key is removed, its tokens stop verifying.
+        std::fs::remove_file(retired).unwrap();
+        assert!(JwtKeys::load_or_create(dir.path()).unwrap().verify(&old_token).is_none());
+    }
+
+    #[test]
+    fn a_token_naming_an_unknown_key_is_refused() {
+        let keys = keys();
+        let now = chrono::Utc::now().timestamp();
+        let token = keys.issue("a", Role::User, now, 60).unwrap();
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let header = serde_json::json!({ "alg": "EdDSA", "typ": "JWT", "kid": "someone-else" });
+        parts[0] =
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header.to_string());
+        assert!(keys.verify(&parts.join(".")).is_none());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! What every request passes through, as one layer: its id (the client's `x-request-id` when it
 //! is sensible, else a new one) on every log line it causes and echoed in the response, a panic
-//! turned into a 500 problem, any error response not yet problem+json made one, and the request
-//! counted and timed by route and status (`/metrics`).
+//! turned into a 500 problem, any error response not yet problem+json made one, a URL or headers
+//! past their limits and bodies in an encoding it does not decode refused (414, 431, 415) before
+//! any handler runs, and the request counted and timed by method, route and status (`/metrics`),
+//! each label from a fixed set.
 //!
 //! One layer, not a stack of them: each layer of the usual kind costs a cached read about 5 % of
 //! its throughput (an allocation, a clone of the service beneath, a future to poll), and a
@@ -23,6 +25,10 @@ use crate::{logs, metrics, problem_layer, Problem, REQUEST_ID};
 
 /// The longest client-sent request id kept; longer (or non-printable) ones are replaced.
 const MAX_REQUEST_ID: usize = 128;
+/// The longest URL (path and query) a request may have, in bytes.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// The most bytes a request's header names and values may take together.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EdgeLayer;
@@ -73,7 +79,10 @@ where
         // Every log line of the request carries its id (also stored with the events it causes).
         Box::pin(logs::scope(id.clone(), async move {
             let started = Instant::now();
-            let outcome = AssertUnwindSafe(inner.call(request)).catch_unwind().await;
+            let outcome = match refused(&request) {
+                Some(refused) => Ok(Ok(refused.into_response())),
+                None => AssertUnwindSafe(inner.call(request)).catch_unwind().await,
+            };
             let response = match outcome {
                 Ok(Ok(response)) => problem_layer(response).await,
                 Ok(Err(never)) => match never {},
@@ -104,6 +113,30 @@ where
     }
 }
 
+/// The problem for a request refused before any handler: its URL or headers past their limits,
+/// or a body in a `Content-Encoding` the server does not decode (it would be read as garbage).
+fn refused(request: &Request) -> Option<Problem> {
+    let uri = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri > MAX_URI_BYTES {
+        let detail = format!("the URL must be at most {MAX_URI_BYTES} bytes, not {uri}");
+        return Some(Problem::new(StatusCode::URI_TOO_LONG, "uri-too-long", detail));
+    }
+    let headers: usize =
+        request.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    if headers > MAX_HEADER_BYTES {
+        let detail = format!("the request's headers must be at most {MAX_HEADER_BYTES} bytes, not {headers}");
+        return Some(Problem::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers-too-large", detail));
+    }
+    if let Some(encoding) = request.headers().get(axum::http::header::CONTENT_ENCODING) {
+        if !encoding.as_bytes().eq_ignore_ascii_case(b"identity") {
+            let detail =
+                "the server does not decode a Content-Encoding: send the body uncompressed".to_owned();
+            return Some(Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", detail));
+        }
+    }
+    None
+}
+
 /// Whether a client's request id is worth keeping: short and printable.
 fn sensible(id: &HeaderValue) -> bool {
     let bytes = id.as_bytes();
@@ -113,6 +146,7 @@ fn sensible(id: &HeaderValue) -> bool {
 #[cfg(test)]
 mod tests {
     use axum::body::Body;
+    use axum::http::Method;
     use axum::routing::get;
     use axum::Router;
     use tower::ServiceExt;
@@ -175,6 +209,38 @@ mod tests {
         assert_eq!(response.status(), StatusCode::IM_A_TEAPOT);
         assert_eq!(response.headers()["content-type"], crate::PROBLEM_JSON);
         assert_eq!(json(response).await["detail"], "short and stout");
+    }
+
+    #[tokio::test]
+    async fn a_long_url_or_large_headers_are_refused_with_a_problem_naming_the_limit() {
+        let long = format!("/ok?q={}", "a".repeat(MAX_URI_BYTES));
+        let response = call(&long, None).await;
+        assert_eq!(response.status(), StatusCode::URI_TOO_LONG);
+        assert!(json(response).await["detail"].as_str().unwrap().contains(&MAX_URI_BYTES.to_string()));
+
+        let mut request = Request::builder().uri("/ok");
+        for n in 0..20 {
+            request = request.header(format!("x-filler-{n}"), "b".repeat(1000));
+        }
+        let response = app().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert_eq!(response.headers()["content-type"], crate::PROBLEM_JSON);
+        assert!(json(response).await["detail"].as_str().unwrap().contains(&MAX_HEADER_BYTES.to_string()));
+
+        let within = format!("/ok?q={}", "a".repeat(MAX_URI_BYTES - 10));
+        assert_eq!(call(&within, None).await.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn unknown_methods_share_one_metrics_label_so_the_registry_stays_bounded() {
+        for n in 0..50 {
+            let method = Method::from_bytes(format!("WEIRD{n}{}", "X".repeat(2000)).as_bytes()).unwrap();
+            let request = Request::builder().method(method).uri("/nowhere").body(Body::empty()).unwrap();
+            app().oneshot(request).await.unwrap();
+        }
+        let text = crate::metrics::registry().render();
+        assert!(!text.contains("WEIRD"), "a client's method became a label");
+        assert!(text.contains("method=\"other\""), "{text}");
     }
 
     #[tokio::test]

@@ -6,18 +6,22 @@
 
 mod auth;
 mod edge;
+mod json;
 pub mod logs;
 pub mod metrics;
 mod problem;
 mod rate_limit;
 
 pub use auth::{
-    Admin, AuthError, Caller, Claims, JwtKeys, PasswordHasher, Principal, ACCESS_TOKEN_TTL_SECONDS,
-    PRIVATE_KEY_FILE, PUBLIC_KEY_FILE,
+    Admin, AuthError, Caller, Claims, JwtKeys, PasswordHasher, Principal, Subjects, ACCESS_TOKEN_TTL_SECONDS,
+    PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, RETIRED_PREFIX,
 };
-pub use edge::{Edge, EdgeLayer};
+pub use edge::{Edge, EdgeLayer, MAX_HEADER_BYTES, MAX_URI_BYTES};
+pub use json::StrictJson;
 pub use problem::{problem_layer, ApiError, FieldProblem, Problem, PROBLEM_JSON};
-pub use rate_limit::{HitCounter, LocalCounter, RateLimitLayer, RateLimited, RateLimiter, RateLimits};
+pub use rate_limit::{
+    ClientAddress, HitCounter, LocalCounter, RateLimitLayer, RateLimited, RateLimiter, RateLimits,
+};
 
 /// The header carrying a request's id: taken from the client if sent, else generated; echoed in
 /// every response and recorded in the metadata of the events a request causes.

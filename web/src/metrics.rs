@@ -41,24 +41,40 @@ pub fn registry() -> &'static PrometheusHandle {
 
 type Series = (metrics::Counter, metrics::Histogram);
 /// Series by method and status, then by route (looked up by `&str`, without allocating).
-type SeriesMap = HashMap<(Method, StatusCode), HashMap<String, Series>>;
+type SeriesMap = HashMap<(&'static str, StatusCode), HashMap<String, Series>>;
+
+/// A method's label: the methods of HTTP's own, and "other" for every other token a client may
+/// send (each would otherwise become a series of its own, growing `/metrics` without bound).
+fn method_label(method: &Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "other",
+    }
+}
 
 /// The request count and duration handles of one method, route and status: looked up in the
 /// registry once, then kept (a registry lookup per request costs more than the request's work
-/// on a cached read).
+/// on a cached read). Routes are the router's own patterns or "unmatched", so every label comes
+/// from a fixed set.
 pub(crate) fn series(method: &Method, route: &str, status: StatusCode) -> Series {
     static SERIES: OnceLock<RwLock<SeriesMap>> = OnceLock::new();
     let all = SERIES.get_or_init(Default::default);
-    let key = (method.clone(), status);
+    let method = method_label(method);
+    let key = (method, status);
     if let Some(found) = all.read().unwrap_or_else(|p| p.into_inner()).get(&key).and_then(|r| r.get(route)) {
         return found.clone();
     }
     registry();
-    let labels = [
-        ("method", method.to_string()),
-        ("route", route.to_owned()),
-        ("status", status.as_u16().to_string()),
-    ];
+    let labels =
+        [("method", method.to_owned()), ("route", route.to_owned()), ("status", status.as_u16().to_string())];
     let series = (
         metrics::counter!("http_requests_total", &labels),
         metrics::histogram!("http_request_duration_seconds", &labels),

@@ -51,6 +51,11 @@ impl Default for RateLimits {
     }
 }
 
+/// The client's address as the rate limits see it (through trusted proxies), left in each API
+/// request's extensions for handlers that count per client (sign-in throttling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub IpAddr);
+
 /// Counts hits per key and window.
 #[async_trait]
 pub trait HitCounter: Send + Sync + 'static {
@@ -180,6 +185,10 @@ where
         }
         let limiter = &self.limiter;
         let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(p)| p.ip());
+        if let Some(peer) = peer {
+            let client = ClientAddress(limiter.client(request.headers(), peer));
+            request.extensions_mut().insert(client);
+        }
         // A token that does not verify counts as anonymous here (the endpoint then refuses it);
         // one that does is handed on, so the endpoint does not verify it again.
         let caller = verified(request.headers(), &limiter.keys).ok().flatten();
