@@ -82,6 +82,10 @@ enum Command {
         /// Replication factor of the topic when the relay creates it.
         #[arg(long, env = "MOVIES_KAFKA_REPLICATION", default_value_t = 1)]
         replication: i32,
+        /// Milliseconds the producer tries to deliver an event before the relay starts over.
+        #[arg(long, env = "MOVIES_KAFKA_MESSAGE_TIMEOUT_MS", default_value_t = 15_000,
+            value_parser = clap::value_parser!(u64).range(100..))]
+        message_timeout_ms: u64,
         /// Where /health answers (published position and lag).
         #[arg(long, env = "MOVIES_HEALTH_LISTEN", default_value = "0.0.0.0:9090")]
         health_listen: SocketAddr,
@@ -477,10 +481,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             roles::command_api(role, shutdown_signal()).await
         }
-        Some(Command::Relay { kafka, partitions, replication, health_listen }) => {
+        Some(Command::Relay { kafka, partitions, replication, message_timeout_ms, health_listen }) => {
             let database_url = roles::require_postgres(database_url)?;
             let brokers = roles::require(kafka.kafka_brokers.as_deref(), "KAFKA_BROKERS")?.to_owned();
-            let relay = movies_kafka::RelaySettings { brokers, topic: kafka.topic, partitions, replication };
+            let message_timeout = std::time::Duration::from_millis(message_timeout_ms);
+            let relay = movies_kafka::RelaySettings {
+                brokers,
+                topic: kafka.topic,
+                partitions,
+                replication,
+                message_timeout,
+            };
             roles::relay(database_url, relay, health_listen, shutdown_signal()).await
         }
         Some(Command::Projector { kafka, group, redis, search_only, index_dir, health_listen }) => {

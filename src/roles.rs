@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use movies_cache::{CacheWriter, CachedReadStore, L1Settings, Redis, RedisCounter};
 use movies_command_api::{CommandService, CommandState};
 use movies_events::Position;
-use movies_kafka::{ConsumerSettings, Relay, RelaySettings};
+use movies_kafka::{ConsumerSettings, Relay, RelaySettings, RelayState};
 use movies_query_api::QueryState;
 use movies_read_model::{Live, ReadStore, TantivySearchIndex};
 use movies_store::{connect_postgres, EventStore, GenerationStore, PgEventStore};
@@ -162,8 +162,12 @@ pub async fn command_api(
 
 // ---- relay ----
 
+/// The `status` of a role's health report that is answered with 503: the role is running but
+/// cannot do its work.
+const FAILING: &str = "failing";
+
 /// Serves `/health` for a role without an API (relay, projector), for orchestrators and
-/// operators: `report` says where the role stands.
+/// operators: `report` says where the role stands (503 when its status is `FAILING`).
 async fn health_server<F, Fut>(
     listen: SocketAddr,
     report: F,
@@ -180,7 +184,15 @@ where
             "/health",
             get(move || {
                 let report = report.clone();
-                async move { Json(report().await) }
+                async move {
+                    let report = report().await;
+                    let status = if report["status"] == FAILING {
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        axum::http::StatusCode::OK
+                    };
+                    (status, Json(report))
+                }
             }),
         )
         .route(
@@ -211,19 +223,25 @@ pub async fn relay(
     anyhow::ensure!(settings.partitions > 0, "--partitions must be at least 1");
     let (pool, store) = event_store(database_url).await?;
     let relay = Relay::new(pool, store.clone(), settings);
-    let published = relay.published();
+    let (published, state) = (relay.published(), relay.state());
     health_server(
         health,
         move || {
-            let (store, published) = (store.clone(), *published.borrow());
+            let (store, published, state) = (store.clone(), *published.borrow(), state.borrow().clone());
             async move {
                 let head = store.head().await.ok();
                 if let Some(head) = head {
                     metrics::gauge!("movies_relay_lag_events").set(crate::lag(head, published) as f64);
                 }
+                let (status, error) = match state {
+                    RelayState::Starting => ("starting", None),
+                    RelayState::StandingBy => ("standing_by", None),
+                    RelayState::Publishing => ("ok", None),
+                    RelayState::Failing(error) => (FAILING, Some(error)),
+                };
                 serde_json::json!({
-                    "status": "ok", "role": "relay", "log_head": head, "published_position": published,
-                    "relay_lag": head.map(|h| crate::lag(h, published)),
+                    "status": status, "role": "relay", "log_head": head, "published_position": published,
+                    "relay_lag": head.map(|h| crate::lag(h, published)), "error": error,
                 })
             }
         },

@@ -219,7 +219,14 @@ mod tests {
 
     #[test]
     fn text_of_only_invisible_characters_is_blank() {
-        for blank in ["\u{200B}", " \u{200B}\u{FEFF} ", "\u{00A0}", "\u{2060}\u{3164}", "\u{00AD}\u{200D}"] {
+        for blank in [
+            "\u{200B}\u{2060}",
+            "\u{200B}",
+            " \u{200B}\u{FEFF} ",
+            "\u{00A0}",
+            "\u{2060}\u{3164}",
+            "\u{00AD}\u{200D}",
+        ] {
             let bad = MovieInput { name: blank.into(), director: blank.into(), ..input() };
             let errors = MovieDraft::parse(bad).unwrap_err().0;
             assert_eq!(errors.len(), 2, "{blank:?}: {errors:?}");

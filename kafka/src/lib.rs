@@ -10,7 +10,7 @@ mod relay;
 mod wire;
 
 pub use consume::{project_read_store, project_search, ConsumerSettings};
-pub use relay::{published_position, Relay, RelaySettings, RELAY_LOCK};
+pub use relay::{published_position, Relay, RelaySettings, RelayState, RELAY_LOCK};
 pub use wire::{decode, encode, WireError};
 
 /// The topic every event is published to.

@@ -3,6 +3,11 @@
 //! lock elects the leader; others stand by), so the topic receives the log in order. A broker
 //! outage only delays publishing: the relay retries the same events, in order, until they are
 //! acknowledged; the command API never waits on it.
+//!
+//! The lock is held on a connection of its own, taken out of the pool: whenever leading ends (a
+//! failure, a shutdown) that connection is closed, and the lock with it, so the next attempt (this
+//! relay's or another's) can take it at once. The position is written on the same connection,
+//! and only forwards: a relay that lost its session cannot write, and none can move it back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +20,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
-use sqlx::postgres::{PgListener, PgPool};
+use sqlx::postgres::{PgConnection, PgListener, PgPool};
+use sqlx::Connection;
 use tokio::sync::watch;
 
 use crate::wire::encode;
@@ -35,6 +41,19 @@ pub struct RelaySettings {
     pub topic: String,
     pub partitions: i32,
     pub replication: i32,
+    /// How long the producer tries to deliver an event before leading fails and starts over.
+    pub message_timeout: Duration,
+}
+
+/// What the relay is doing, for its health report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayState {
+    Starting,
+    /// Another relay holds the lock and publishes.
+    StandingBy,
+    Publishing,
+    /// Leading failed (the broker or Postgres unreachable): retrying, with the last error.
+    Failing(String),
 }
 
 pub struct Relay {
@@ -42,12 +61,19 @@ pub struct Relay {
     events: Arc<dyn EventStore>,
     settings: RelaySettings,
     published: watch::Sender<Position>,
+    state: watch::Sender<RelayState>,
 }
 
 impl Relay {
     /// `pool` is the event log's database (its migrations create `relay_positions`).
     pub fn new(pool: PgPool, events: Arc<dyn EventStore>, settings: RelaySettings) -> Self {
-        Self { pool, events, settings, published: watch::Sender::new(0) }
+        let state = watch::Sender::new(RelayState::Starting);
+        Self { pool, events, settings, published: watch::Sender::new(0), state }
+    }
+
+    /// What the relay is doing now.
+    pub fn state(&self) -> watch::Receiver<RelayState> {
+        self.state.subscribe()
     }
 
     /// The log position up to which every event is acknowledged by the broker.
@@ -63,7 +89,9 @@ impl Relay {
             match self.lead(shutdown.clone()).await {
                 Ok(()) => return,
                 Err(error) => {
-                    tracing::warn!(error = format!("{error:#}"), retry_in = ?backoff, "the relay stopped publishing; retrying");
+                    let error = format!("{error:#}");
+                    tracing::warn!(error, retry_in = ?backoff, "the relay stopped publishing; retrying");
+                    self.state.send_replace(RelayState::Failing(error));
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.changed() => {}
@@ -74,9 +102,22 @@ impl Relay {
         }
     }
 
-    /// Waits to become the leader, then publishes until shutdown or a failure.
-    async fn lead(&self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let mut lock = self.pool.acquire().await.context("connecting to Postgres")?;
+    /// Waits to become the leader, then publishes until shutdown or a failure. The lock's
+    /// connection is closed however this ends, releasing the lock.
+    async fn lead(&self, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let mut lock = self.pool.acquire().await.context("connecting to Postgres")?.detach();
+        let outcome = self.publish(&mut lock, shutdown).await;
+        // A graceful goodbye ends the session (and the lock) at once; if Postgres cannot be
+        // reached to say it, dropping the connection closes its socket, which ends it too.
+        let _ = tokio::time::timeout(Duration::from_secs(2), lock.close()).await;
+        outcome
+    }
+
+    async fn publish(
+        &self,
+        lock: &mut PgConnection,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
         loop {
             let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(RELAY_LOCK)
@@ -86,7 +127,10 @@ impl Relay {
             if leader {
                 break;
             }
-            tracing::info!("another relay is publishing; standing by");
+            if *self.state.borrow() != RelayState::StandingBy {
+                tracing::info!("another relay is publishing; standing by");
+                self.state.send_replace(RelayState::StandingBy);
+            }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.changed() => return Ok(()),
@@ -97,8 +141,9 @@ impl Relay {
         listener.listen(CHANNEL).await.context("listening for commits")?;
         self.ensure_topic().await?;
         let producer = self.producer()?;
-        let mut position = self.position().await?;
+        let mut position = self.position(&mut *lock).await?;
         self.published.send_replace(position);
+        self.state.send_replace(RelayState::Publishing);
         loop {
             if *shutdown.borrow() {
                 producer.flush(Duration::from_secs(5)).ok();
@@ -132,26 +177,33 @@ impl Relay {
                     Err(_) => anyhow::bail!("the producer went away before acknowledging an event"),
                 }
             }
+            // On the lock's own session (a relay that lost it cannot write here), and never
+            // backwards.
             sqlx::query(
                 "INSERT INTO relay_positions (topic, position) VALUES ($1, $2) \
-                 ON CONFLICT (topic) DO UPDATE SET position = excluded.position",
+                 ON CONFLICT (topic) DO UPDATE SET position = GREATEST(relay_positions.position, excluded.position)",
             )
             .bind(&self.settings.topic)
             .bind(last)
-            .execute(&self.pool)
+            .execute(&mut *lock)
             .await
             .context("recording the relay position")?;
             position = last;
             self.published.send_replace(position);
+            self.state.send_if_modified(|state| {
+                let changed = *state != RelayState::Publishing;
+                *state = RelayState::Publishing;
+                changed
+            });
             tracing::debug!(position, events = batch.len(), "published");
         }
     }
 
-    async fn position(&self) -> anyhow::Result<Position> {
+    async fn position(&self, lock: &mut PgConnection) -> anyhow::Result<Position> {
         let stored: Option<Position> =
             sqlx::query_scalar("SELECT position FROM relay_positions WHERE topic = $1")
                 .bind(&self.settings.topic)
-                .fetch_optional(&self.pool)
+                .fetch_optional(lock)
                 .await
                 .context("reading the relay position")?;
         Ok(stored.unwrap_or(0))
@@ -165,7 +217,7 @@ impl Relay {
             // Java's partitioner: the same key lands in the same partition whoever produces it.
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "1")
-            .set("message.timeout.ms", "15000")
+            .set("message.timeout.ms", self.settings.message_timeout.as_millis().to_string())
             .create()
             .context("creating the Kafka producer")
     }
@@ -180,7 +232,11 @@ impl Relay {
             self.settings.partitions,
             TopicReplication::Fixed(self.settings.replication),
         );
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        // Bounded both ways: without a broker the request would wait for one indefinitely,
+        // holding the leader's lock all the while.
+        let options = AdminOptions::new()
+            .operation_timeout(Some(Duration::from_secs(10)))
+            .request_timeout(Some(Duration::from_secs(10)));
         for result in admin.create_topics(&[topic], &options).await.context("creating the topic")? {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}

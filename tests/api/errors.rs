@@ -262,6 +262,7 @@ async fn names_of_only_invisible_characters_are_refused_on_every_write_route() {
         ("PUT", format!("/api/movie/{id}/"), &compat),
     ] {
         let response = send_raw(&app, &token, method, &target, serde_json::to_vec(body).unwrap(), None).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{method} {target}");
         let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
         assert_eq!(problem["errors"][0]["field"], "name", "{method} {target}: {problem}");
     }

@@ -89,6 +89,62 @@ async fn with_kafka_down_commands_are_accepted_and_become_visible_after_recovery
 }
 
 #[tokio::test]
+async fn a_broker_frozen_past_the_delivery_timeout_delays_publishing_and_the_relay_says_so() {
+    let mut cluster = Cluster::new().await;
+    let broker = Server::broker(&cluster.dir.0).await;
+    cluster.kafka = format!("127.0.0.1:{}", broker.port);
+    // Deliveries give up after 1.5 s; the broker stays frozen four times as long.
+    cluster.relay_env = vec![("MOVIES_KAFKA_MESSAGE_TIMEOUT_MS".into(), "1500".into())];
+    let (command, replicas) = cluster.full().await;
+    let token = cluster.admin_token(&command).await;
+    let first = cluster.create(&command, &token, "Before The Freeze").await;
+    cluster.visible(&replicas[0], &first, Some("Before The Freeze")).await;
+
+    broker.pause(true);
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        ids.push(cluster.create(&command, &token, &format!("Frozen {n}")).await);
+    }
+    let report = eventually(Duration::from_secs(20), "the relay to report it cannot publish", || async {
+        let (status, report) = cluster.role_health("relay").await?;
+        (status == 503 && report["status"] == "failing").then_some(report)
+    })
+    .await;
+    assert!(report["error"].as_str().is_some_and(|e| !e.is_empty()), "{report}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    broker.pause(false);
+    // Publishing resumes once the broker is back (`visible` waits up to a minute), not when the
+    // pool retires the connection that held the leader's lock (half an hour later).
+    for (n, id) in ids.iter().enumerate() {
+        cluster.visible(&replicas[0], id, Some(&format!("Frozen {n}"))).await;
+    }
+    let (status, report) = cluster.role_health("relay").await.unwrap();
+    assert_eq!((status, report["status"].as_str()), (200, Some("ok")), "{report}\n{}", cluster.log("relay"));
+}
+
+#[tokio::test]
+async fn a_relay_that_fails_to_lead_leaves_no_lock_behind_for_another_relay() {
+    let mut cluster = Cluster::new().await;
+    let command = cluster.command_api(&[]).await;
+    cluster.projector(&[]);
+    let replica = cluster.replica("replica-a", &[]).await;
+    // This relay takes the leader's lock, then fails: its broker is not there.
+    let nowhere = format!("127.0.0.1:{}", crate::harness::free_port());
+    cluster.spawn("relay-stranded", &["relay", "--partitions", "3"], &[("KAFKA_BROKERS", &nowhere)]);
+    eventually(Duration::from_secs(60), "the stranded relay to fail", || async {
+        let (status, report) = cluster.role_health("relay-stranded").await?;
+        (status == 503 && report["status"] == "failing").then_some(())
+    })
+    .await;
+    // A healthy relay must get the lock between the stranded one's attempts and publish.
+    cluster.relay();
+    let token = cluster.admin_token(&command).await;
+    let id = cluster.create(&command, &token, "Published By The Other Relay").await;
+    cluster.visible(&replica, &id, Some("Published By The Other Relay")).await;
+}
+
+#[tokio::test]
 async fn with_the_projector_stopped_reads_are_served_stale_and_lag_is_reported() {
     let mut cluster = Cluster::new().await;
     let (command, replicas) = cluster.full().await;

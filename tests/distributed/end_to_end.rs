@@ -236,3 +236,32 @@ async fn a_replay_rebuilds_the_read_store_while_the_roles_serve_and_they_follow_
         .await;
     assert!(clean, "{report}");
 }
+
+#[tokio::test]
+async fn the_relay_never_moves_its_stored_position_backwards() {
+    let mut cluster = Cluster::new().await;
+    let (command, replicas) = cluster.full().await;
+    let token = cluster.admin_token(&command).await;
+    let first = cluster.create(&command, &token, "Published First").await;
+    cluster.visible(&replicas[0], &first, Some("Published First")).await;
+    // Another leader (one this relay cannot see) has recorded a position further on.
+    let pool = movies_store::connect_postgres(&cluster.database_url, 1).await.unwrap();
+    let ahead: i64 =
+        sqlx::query_scalar("UPDATE relay_positions SET position = position + 1000 RETURNING position")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    // This relay publishes one more event and records its own, smaller, position.
+    let second = cluster.create(&command, &token, "Published Second").await;
+    cluster.visible(&replicas[0], &second, Some("Published Second")).await;
+    let (head, _) = cluster.positions().await;
+    eventually(Duration::from_secs(20), "the relay to have published the log", || async {
+        let (_, report) = cluster.role_health("relay").await?;
+        (report["published_position"].as_i64()? >= head).then_some(())
+    })
+    .await;
+    let stored: i64 =
+        sqlx::query_scalar("SELECT position FROM relay_positions").fetch_one(&pool).await.unwrap();
+    assert_eq!(stored, ahead, "the stored position went back from {ahead} to {stored}");
+    pool.close().await;
+}

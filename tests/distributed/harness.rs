@@ -69,7 +69,11 @@ pub struct Cluster {
     pub group: String,
     pub redis_url: String,
     pub namespace: String,
+    /// Extra environment for the relay `full()` starts.
+    pub relay_env: Vec<(String, String)>,
     processes: HashMap<String, Child>,
+    /// Each relay's and projector's `/health` base URL, by process name.
+    health: HashMap<String, String>,
     pub http: reqwest::Client,
     _permit: SemaphorePermit<'static>,
 }
@@ -95,7 +99,9 @@ impl Cluster {
             redis_url: env("MOVIES_TEST_REDIS"),
             namespace: format!("movies-{tag}"),
             dir,
+            relay_env: Vec::new(),
             processes: HashMap::new(),
+            health: HashMap::new(),
             http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
             _permit: permit,
         }
@@ -129,7 +135,9 @@ impl Cluster {
     pub fn spawn(&mut self, name: &str, args: &[&str], extra_env: &[(&str, &str)]) {
         let mut command = self.command(args);
         // Relays and projectors answer /health on a port of their own.
-        command.env("MOVIES_HEALTH_LISTEN", format!("127.0.0.1:{}", free_port()));
+        let health = format!("127.0.0.1:{}", free_port());
+        command.env("MOVIES_HEALTH_LISTEN", &health);
+        self.health.insert(name.to_owned(), format!("http://{health}"));
         for (key, value) in extra_env {
             command.env(key, value);
         }
@@ -152,16 +160,36 @@ impl Cluster {
     }
 
     pub async fn command_api(&mut self, extra_env: &[(&str, &str)]) -> String {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        self.spawn("command-api", &["command-api", "--listen", &listen], extra_env);
-        let base = format!("http://{listen}");
-        self.healthy(&base, "command-api").await;
-        base
+        self.serve("command-api", &["command-api"], extra_env).await
+    }
+
+    /// Starts an HTTP role on a free port and waits until it is healthy; returns its base URL. A
+    /// port taken between choosing and binding it (by another test's process) is chosen again.
+    async fn serve(&mut self, name: &str, args: &[&str], extra_env: &[(&str, &str)]) -> String {
+        for _ in 0..5 {
+            let listen = format!("127.0.0.1:{}", free_port());
+            let args: Vec<&str> = args.iter().copied().chain(["--listen", listen.as_str()]).collect();
+            self.spawn(name, &args, extra_env);
+            let base = format!("http://{listen}");
+            if self.healthy(&base, name).await {
+                return base;
+            }
+            self.processes.remove(name);
+        }
+        panic!("{name} found no free port:\n{}", self.log(name))
     }
 
     pub fn relay(&mut self) {
-        self.spawn("relay", &["relay", "--partitions", "3"], &[]);
+        let env = self.relay_env.clone();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.spawn("relay", &["relay", "--partitions", "3"], &env);
+    }
+
+    /// A relay's or projector's `/health` report: its HTTP status and body.
+    pub async fn role_health(&self, name: &str) -> Option<(u16, Value)> {
+        let base = self.health.get(name)?;
+        let response = self.http.get(format!("{base}/health")).send().await.ok()?;
+        Some((response.status().as_u16(), response.json().await.ok()?))
     }
 
     pub fn projector(&mut self, extra_env: &[(&str, &str)]) {
@@ -181,21 +209,23 @@ impl Cluster {
             &["projector", "--search-only", "--index-dir", &index, "--group", &group],
             &[],
         );
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        self.spawn(name, &["query-api", "--listen", &listen, "--index-dir", &index], extra_env);
-        let base = format!("http://{listen}");
-        self.healthy(&base, name).await;
-        base
+        self.serve(name, &["query-api", "--index-dir", &index], extra_env).await
     }
 
-    async fn healthy(&self, base: &str, name: &str) {
+    /// Waits until `name` answers `/health` at `base`; false if it exited because its port was
+    /// taken.
+    async fn healthy(&mut self, base: &str, name: &str) -> bool {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
         loop {
             if let Ok(response) = self.http.get(format!("{base}/health")).send().await {
                 if response.status().is_success() {
-                    return;
+                    return true;
                 }
+            }
+            let exited =
+                self.processes.get_mut(name).is_some_and(|child| child.try_wait().ok().flatten().is_some());
+            if exited && self.log(name).contains("Address already in use") {
+                return false;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
