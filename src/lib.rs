@@ -9,6 +9,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub mod generate;
 pub mod http;
 pub mod ingest;
+mod openapi;
 pub mod replay;
 pub mod roles;
 
@@ -25,10 +26,10 @@ use axum::{Json, Router};
 use chrono::Utc;
 pub use http::HttpLimits;
 use indicatif::ProgressBar;
-use movies_command_api::{CommandApiDoc, CommandService, CommandState};
+use movies_command_api::{CommandService, CommandState};
 use movies_events::Role;
 use movies_projector::Projector;
-use movies_query_api::{QueryApiDoc, QueryState};
+use movies_query_api::QueryState;
 use movies_read_model::ReadStore;
 use movies_store::{
     connect_postgres, open_sqlite, Account, AccountError, AccountStore, EventStore, GenerationStore,
@@ -37,9 +38,9 @@ use movies_store::{
 use movies_web::{
     ApiError, EdgeLayer, JwtKeys, PasswordHasher, RateLimitLayer, RateLimiter, RateLimits, MAX_BODY_BYTES,
 };
+pub use openapi::openapi;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use utoipa::OpenApi;
 
 /// The assignment's data set, bundled so a fresh start is seeded wherever it runs.
 pub const BUNDLED_SEED: &[u8] = include_bytes!("../data/imdb.json");
@@ -342,34 +343,6 @@ pub fn layers(router: Router, limiter: Arc<RateLimiter>) -> Router {
         .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED.into_response() })
         // One layer call: one boxed service per route to clone per request, not one a layer.
         .layer(stack)
-}
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build();
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
-    }
-}
-
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "movies", description = "A movie catalogue: CQRS and event-sourced. Reads are anonymous; \
-        writes need an admin token from POST /api/v1/auth/token. Errors are application/problem+json."),
-    modifiers(&BearerAuth)
-)]
-struct AppDoc;
-
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = AppDoc::openapi();
-    doc.merge(CommandApiDoc::openapi());
-    doc.merge(QueryApiDoc::openapi());
-    doc
 }
 
 /// Serves the embedded all-in-one process on `listener` until `shutdown` turns true.

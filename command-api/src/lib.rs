@@ -105,6 +105,11 @@ pub fn router(state: CommandState) -> Router {
         compat_delete
     ),
     components(schemas(
+        NameText,
+        DirectorText,
+        MoviePatchBody,
+        GenreText,
+        CompatGenreBody,
         audit::AuditEvent,
         audit::FieldChange,
         audit::AuditActor,
@@ -225,15 +230,60 @@ async fn issue_token(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MovieBody {
+    /// 1 to 300 characters, something visible among them, no control characters.
+    #[schema(value_type = NameText)]
     pub name: String,
+    /// 1 to 200 characters, something visible among them, no control characters.
+    #[schema(value_type = DirectorText)]
     pub director: String,
     /// 0 to 100.
+    #[schema(minimum = 0, maximum = 100)]
     pub popularity: f64,
     /// 0 to 10.
+    #[schema(minimum = 0, maximum = 10)]
     pub imdb_score: f64,
     /// 1 to 20 genres; duplicates (ignoring case) are dropped.
+    #[schema(value_type = Vec<GenreText>, min_items = 1, max_items = 20)]
     pub genres: Vec<String>,
 }
+
+/// Text with something visible in it and no control characters, as the domain accepts it (a
+/// JSON Schema pattern: the same rule as `movies_events`' text fields).
+const VISIBLE_TEXT: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180B-\u180F\u200B-\u200F\u202A-\u202E\u2060-\u206F\u2800\u3164\uFE00-\uFE0F\uFEFF\uFFA0][^\u0000-\u001F\u007F-\u009F]*$";
+
+/// A text field's description in the API: visible text of 1 to `max` characters.
+macro_rules! visible_text {
+    ($name:ident, $max:expr, $doc:literal) => {
+        #[doc = $doc]
+        pub struct $name;
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                use utoipa::openapi::schema::{ObjectBuilder, Type};
+                let text = ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some($max))
+                    .pattern(Some(VISIBLE_TEXT));
+                text.into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+    };
+}
+
+visible_text!(
+    NameText,
+    movies_events::MAX_NAME_CHARS,
+    "A movie's name: 1 to 300 characters of visible text."
+);
+visible_text!(
+    DirectorText,
+    movies_events::MAX_DIRECTOR_CHARS,
+    "A director: 1 to 200 characters of visible text."
+);
+visible_text!(GenreText, movies_events::MAX_GENRE_CHARS, "A genre: 1 to 50 characters of visible text.");
 
 impl From<MovieBody> for MovieInput {
     fn from(b: MovieBody) -> Self {
@@ -343,7 +393,8 @@ async fn create(
 
 /// Create a movie. Send `Idempotency-Key` to make retries safe: a retry returns the same movie.
 #[utoipa::path(post, path = "/api/v1/movies", tag = "movies", request_body = MovieBody, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried create return the first result")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[\x21-\x7E]([\x20-\x7E]{0,253}[\x21-\x7E])?$",
+        description = "Makes a retried create return the first result: 1 to 255 visible ASCII characters")),
     responses((status = 201, body = MovieDoc, description = "Created; `ETag` is the version, `Movies-Position` the event's log position"),
         (status = 401), (status = 403), (status = 422, description = "Validation failed; `errors` lists the fields")))]
 async fn create_movie(
@@ -358,7 +409,8 @@ async fn create_movie(
 
 /// Replace a movie. `If-Match: "<version>"` makes it conditional (412 when the movie moved on).
 #[utoipa::path(put, path = "/api/v1/movies/{id}", tag = "movies", request_body = MovieBody, security(("bearer" = [])),
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?"?[0-9]{1,18}"?)$"#,
+        description = "The version the change is based on, as `\"3\"`; `*` for any")),
     responses((status = 200, body = MovieDoc), (status = 404), (status = 409), (status = 412), (status = 422)))]
 async fn replace_movie(
     State(state): State<CommandState>,
@@ -370,6 +422,32 @@ async fn replace_movie(
     let draft = MovieDraft::parse(body.into()).map_err(ApiError::Invalid)?;
     let outcome = command(&state, &admin, id, &headers, MovieCommand::Replace(draft)).await?;
     Ok(movie_response(StatusCode::OK, outcome, |m| Json(m).into_response()))
+}
+
+/// A JSON merge patch (RFC 7396) of a movie, as the API describes it: any of its fields, none
+/// removable (`null` is refused). `merge_patch` reads the body itself, key by key.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct MoviePatchBody {
+    #[serde(default)]
+    #[schema(value_type = NameText)]
+    name: String,
+    #[serde(default)]
+    #[schema(value_type = DirectorText)]
+    director: String,
+    /// 0 to 100.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 100)]
+    popularity: f64,
+    /// 0 to 10.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 10)]
+    imdb_score: f64,
+    /// 1 to 20 genres.
+    #[serde(default)]
+    #[schema(value_type = Vec<GenreText>, min_items = 1, max_items = 20)]
+    genres: Vec<String>,
 }
 
 /// A JSON merge patch (RFC 7396) as a domain patch: every key must be a movie field, and no
@@ -411,8 +489,9 @@ fn merge_patch(body: Value) -> Result<MoviePatchInput, ApiError> {
 
 /// Change some fields (JSON merge patch). Honours `If-Match` like PUT.
 #[utoipa::path(patch, path = "/api/v1/movies/{id}", tag = "movies", security(("bearer" = [])),
-    request_body(content = Object, content_type = "application/merge-patch+json"),
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    request_body(content = MoviePatchBody, content_type = "application/merge-patch+json"),
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?"?[0-9]{1,18}"?)$"#,
+        description = "The version the change is based on, as `\"3\"`; `*` for any")),
     responses((status = 200, body = MovieDoc), (status = 404), (status = 409), (status = 412), (status = 422)))]
 async fn patch_movie(
     State(state): State<CommandState>,
@@ -428,7 +507,8 @@ async fn patch_movie(
 
 /// Delete a movie. Its history stays in the log.
 #[utoipa::path(delete, path = "/api/v1/movies/{id}", tag = "movies", security(("bearer" = [])),
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?"?[0-9]{1,18}"?)$"#,
+        description = "The version the change is based on, as `\"3\"`; `*` for any")),
     responses((status = 204, description = "Deleted; `Movies-Position` is the event's log position"), (status = 404), (status = 409), (status = 412)))]
 async fn delete_movie(
     State(state): State<CommandState>,
@@ -442,7 +522,8 @@ async fn delete_movie(
 
 /// Bring back a deleted movie as it was when deleted. Its history stays whole.
 #[utoipa::path(post, path = "/api/v1/movies/{id}/restore", tag = "movies", security(("bearer" = [])),
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?"?[0-9]{1,18}"?)$"#,
+        description = "The version the change is based on, as `\"3\"`; `*` for any")),
     responses((status = 200, body = MovieDoc), (status = 404), (status = 409, description = "Not deleted")))]
 async fn restore_movie(
     State(state): State<CommandState>,
@@ -546,12 +627,28 @@ async fn event_log(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompatMovieBody {
+    #[schema(value_type = NameText)]
     pub name: String,
+    #[schema(value_type = DirectorText)]
     pub director: String,
+    /// 0 to 100.
     #[serde(alias = "99popularity")]
+    #[schema(minimum = 0, maximum = 100)]
     pub popularity: f64,
+    /// 0 to 10.
+    #[schema(minimum = 0, maximum = 10)]
     pub imdb_score: f64,
-    pub genre: Vec<GenreName>,
+    /// 1 to 20 genres.
+    #[schema(min_items = 1, max_items = 20)]
+    pub genre: Vec<CompatGenreBody>,
+}
+
+/// A genre in the assignment's shape.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompatGenreBody {
+    #[schema(value_type = GenreText)]
+    pub name: String,
 }
 
 impl From<CompatMovieBody> for MovieInput {

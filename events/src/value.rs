@@ -91,7 +91,7 @@ fn text(field: &str, raw: &str, max: usize, errors: &mut ValidationErrors) -> St
     let trimmed = raw.trim();
     if trimmed.chars().all(|c| c.is_whitespace() || invisible(c)) {
         errors.push(field, "must not be blank");
-    } else if trimmed.chars().count() > max {
+    } else if raw.chars().count() > max {
         errors.push(field, format!("must be at most {max} characters"));
     } else if trimmed.chars().any(char::is_control) {
         errors.push(field, "must not contain control characters");

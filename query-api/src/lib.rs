@@ -34,6 +34,8 @@ pub const MAX_WAIT: Duration = Duration::from_secs(2);
 pub const PROJECTED_HEADER: &str = "movies-projected-position";
 /// Deep search pages stop here; refine the query instead.
 const MAX_SEARCH_OFFSET: usize = 10_000;
+/// The deepest page of the compatibility list (100 pages of at most 100 movies).
+const MAX_COMPAT_PAGE: i64 = 100;
 /// The compatibility list streams the catalogue in pages of this size.
 const COMPAT_PAGE: i64 = 500;
 
@@ -115,14 +117,17 @@ pub struct QueryApiDoc;
 impl QueryState {
     /// Waits until the projections reach `position` or `MAX_WAIT` passes; returns the position
     /// they had reached and the store to read: past any cache when a position was asked for.
-    async fn reached(&self, position: Option<Position>) -> (Position, Arc<dyn ReadStore>) {
+    async fn reached(&self, position: Option<Position>) -> Result<(Position, Arc<dyn ReadStore>), ApiError> {
         let Some(wanted) = position else {
-            return (*self.progress.borrow(), self.read_store.clone());
+            return Ok((*self.progress.borrow(), self.read_store.clone()));
         };
+        if wanted < 0 {
+            return Err(ApiError::BadRequest(format!("min_position must be 0 or more, not {wanted}")));
+        }
         let mut progress = self.progress.clone();
         let _ = tokio::time::timeout(MAX_WAIT, progress.wait_for(|p| *p >= wanted)).await;
         let reached = *progress.borrow();
-        (reached, self.uncached.clone())
+        Ok((reached, self.uncached.clone()))
     }
 }
 
@@ -137,20 +142,27 @@ fn projected(position: Position) -> (header::HeaderName, HeaderValue) {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// `name` (default), `popularity` or `imdb_score`.
+    #[param(pattern = "^(name|popularity|imdb_score)$")]
     pub sort: Option<String>,
     /// `asc` or `desc` (default: asc for name, desc otherwise).
     pub order: Option<Order>,
     /// Only movies of this genre (any case).
+    #[param(max_length = 300, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub genre: Option<String>,
     /// Only movies by this director (exact name, any case).
+    #[param(max_length = 300, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub director: Option<String>,
+    #[param(minimum = 0, maximum = 10)]
     pub min_score: Option<f64>,
+    #[param(minimum = 0, maximum = 10)]
     pub max_score: Option<f64>,
     /// Wait (up to 2 s) until the projections have applied this log position.
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub min_position: Option<Position>,
 }
 
@@ -272,7 +284,7 @@ async fn list_movies(
         .transpose()
         .map_err(|e: CursorError| ApiError::BadRequest(e.to_string()))?;
     let query = ListQuery { sort, order, filters: params.filters()?, limit: params.limit()?, after };
-    let (position, store) = state.reached(params.min_position).await;
+    let (position, store) = state.reached(params.min_position).await?;
     // The items come as the bytes the cache serialized once.
     let page = store.list_json(&query).await.map_err(|e| ApiError::Internal(e.into()))?;
     let next_cursor = page.next.map(|c| c.encode());
@@ -285,6 +297,7 @@ async fn list_movies(
 #[into_params(parameter_in = Query)]
 pub struct ReadParams {
     /// Wait (up to 2 s) until the projections have applied this log position.
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub min_position: Option<Position>,
 }
 
@@ -332,6 +345,7 @@ async fn find(store: &dyn ReadStore, id: Uuid) -> Result<MovieDoc, ApiError> {
 #[into_params(parameter_in = Query)]
 pub struct MovieParams {
     /// Wait (up to 2 s) until the projections have applied this log position.
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub min_position: Option<Position>,
     /// The movie as it was at this instant (RFC 3339), folded from the event log; 404 if it did
     /// not exist (or was deleted) then. The history of a movie deleted now is for admins only.
@@ -371,7 +385,7 @@ async fn get_movie(
     Query(params): Query<MovieParams>,
     cached: IfNoneMatch,
 ) -> Result<Response, ApiError> {
-    let (position, store) = state.reached(params.min_position).await;
+    let (position, store) = state.reached(params.min_position).await?;
     let movie = match params.as_of {
         Some(at) => JsonDoc::from(&as_of(&state, &caller, id, at).await?),
         // Served as the bytes the cache keeps, not serialized per request.
@@ -397,29 +411,41 @@ async fn get_movie(
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
     /// Words to find in titles, directors and genres; the last word also matches as a prefix,
-    /// longer words tolerate typos. Query syntax characters are treated as plain text.
+    /// longer words tolerate typos. Query syntax characters are treated as plain text. At most
+    /// 300 characters, 16 words and 100 characters a word.
+    #[param(max_length = 300)]
     pub q: Option<String>,
     /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (of the same query, sort and filters).
     pub cursor: Option<String>,
     /// `relevance` (default), `popularity`, `imdb_score` or `name`.
+    #[param(pattern = "^(relevance|name|popularity|imdb_score)$")]
     pub sort: Option<String>,
     /// `asc` or `desc` (default: asc for name, desc otherwise).
     pub order: Option<Order>,
     /// Comma-separated genres: movies with any of them.
+    #[param(max_length = 300, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub genre: Option<String>,
     /// Comma-separated genres: movies with all of them.
+    #[param(max_length = 300, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub genre_all: Option<String>,
     /// Only movies by this director (exact name, any case).
+    #[param(max_length = 300, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub director: Option<String>,
+    #[param(minimum = 0, maximum = 10)]
     pub min_score: Option<f64>,
+    #[param(minimum = 0, maximum = 10)]
     pub max_score: Option<f64>,
+    #[param(minimum = 0, maximum = 100)]
     pub min_popularity: Option<f64>,
+    #[param(minimum = 0, maximum = 100)]
     pub max_popularity: Option<f64>,
     /// Include genre counts over all matches (default true).
     pub facets: Option<bool>,
     /// Wait (up to 2 s) until the projections have applied this log position.
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub min_position: Option<Position>,
 }
 
@@ -604,7 +630,7 @@ async fn search_movies(
 ) -> Result<Response, ApiError> {
     let query = params.query()?;
     let facets = query.facets;
-    let (position, store) = state.reached(params.min_position).await;
+    let (position, store) = state.reached(params.min_position).await?;
     let (items, page) = run_search(&state, store.as_ref(), query.clone()).await?;
     let next_cursor = page.next.map(|cursor| cursor.encode(&query));
     let link = next_cursor.as_deref().map(|cursor| {
@@ -628,9 +654,11 @@ async fn search_movies(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SuggestParams {
-    /// What the user has typed so far.
+    /// What the user has typed so far (at most 300 characters, 16 words, 100 a word).
+    #[param(max_length = 300)]
     pub q: Option<String>,
     /// 1 to 10 (default 10).
+    #[param(minimum = 1, maximum = 10)]
     pub limit: Option<usize>,
 }
 
@@ -686,7 +714,7 @@ async fn list_genres(
     _caller: Caller,
     Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
-    let (position, store) = state.reached(params.min_position).await;
+    let (position, store) = state.reached(params.min_position).await?;
     let items = store.genres().await.map_err(|e| ApiError::Internal(e.into()))?;
     Ok(page_response(Json(GenreList { items }), None, position))
 }
@@ -696,13 +724,18 @@ async fn list_genres(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CompatParams {
-    /// Movies whose name, director or genre match these words.
+    /// Movies whose name, director or genre match these words (at most 300 characters, 16
+    /// words, 100 a word).
+    #[param(max_length = 300)]
     pub search: Option<String>,
-    /// A 1-based page of `page_size` movies; without it, the whole list.
+    /// A 1-based page of `page_size` movies, 1 to 100; without it, the whole list.
+    #[param(minimum = 1, maximum = 100)]
     pub page: Option<i64>,
     /// 1 to 100, default 20; only with `page`.
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<i64>,
     /// Wait (up to 2 s) until the projections have applied this log position.
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub min_position: Option<Position>,
 }
 
@@ -721,22 +754,22 @@ async fn compat_list(
             return Err(ApiError::BadRequest(format!("page_size must be between 1 and {MAX_LIMIT}, not {n}")))
         }
     };
+    // A page is walked to (keyset reads of the movies before it): deep pages are refused rather
+    // than let one request walk the whole catalogue.
     let page = match params.page {
         None => None,
-        Some(n) if n >= 1 => Some(n),
-        Some(n) => return Err(ApiError::BadRequest(format!("page must be 1 or more, not {n}"))),
+        Some(n) if (1..=MAX_COMPAT_PAGE).contains(&n) => Some(n),
+        Some(n) => {
+            return Err(ApiError::BadRequest(format!(
+                "page must be between 1 and {MAX_COMPAT_PAGE}, not {n}: ask /api/v1/movies (cursor pages) \
+                 for deeper ones"
+            )))
+        }
     };
-    // A page is walked to (keyset reads, one per page before it): deep pages are refused rather
-    // than let one request walk the whole catalogue.
-    if page.is_some_and(|n| (n - 1).saturating_mul(page_size) > MAX_SEARCH_OFFSET as i64) {
-        return Err(ApiError::BadRequest(format!(
-            "pages end at movie {MAX_SEARCH_OFFSET}: ask /api/v1/movies (cursor pages) for deeper ones"
-        )));
-    }
     if let Some(text) = &params.search {
         check_query("search", text)?;
     }
-    let (_, store) = state.reached(params.min_position).await;
+    let (_, store) = state.reached(params.min_position).await?;
     if let Some(text) = params.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         let (limit, offset) = match page {
             Some(n) => (page_size as usize, ((n - 1) * page_size) as usize),
@@ -809,16 +842,19 @@ fn stream_catalogue(store: Arc<dyn ReadStore>) -> Response {
     ([json_type()], Body::from_stream(chunks)).into_response()
 }
 
-/// The assignment's detail.
+/// The assignment's detail. `min_position` waits for a write like the v1 detail does.
 #[utoipa::path(get, path = "/api/movie/{id}/", tag = "compatibility", params(("id" = Uuid, Path), ReadParams),
     responses((status = 200, body = CompatMovie), (status = 404)))]
 async fn compat_get(
     State(state): State<Shared>,
     _caller: Caller,
     Path(id): Path<Uuid>,
+    Query(params): Query<ReadParams>,
 ) -> Result<Response, ApiError> {
-    let movie = find(state.read_store.as_ref(), id).await?;
-    Ok(([(header::ETAG, etag(movie.version))], Json(CompatMovie::from(&movie))).into_response())
+    let (position, store) = state.reached(params.min_position).await?;
+    let movie = find(store.as_ref(), id).await?;
+    let headers = [(header::ETAG, etag(movie.version)), projected(position)];
+    Ok((headers, Json(CompatMovie::from(&movie))).into_response())
 }
 
 #[cfg(test)]
