@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_seeded};
+use crate::helpers::{assert_problem, spawn_app, spawn_seeded};
 
 fn names(list: &Value) -> Vec<&str> {
     list.as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect()
@@ -91,4 +91,20 @@ async fn detail_update_and_delete_work_by_id_with_an_admin_token() {
     app.wait_for(at).await;
     assert_problem(app.get(&path).await, StatusCode::NOT_FOUND).await;
     assert_eq!(app.get_json("/api/movies/").await.as_array().unwrap().len(), 248);
+}
+
+#[tokio::test]
+async fn the_compatibility_detail_waits_for_min_position_right_after_a_create() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    for n in 0..20 {
+        let response = app.create(&token, &crate::helpers::movie(&format!("Fresh {n}"))).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let at = crate::helpers::position(&response);
+        let id = response.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+        let read = app.get(&format!("/api/movie/{id}/?min_position={at}")).await;
+        assert_eq!(read.status(), StatusCode::OK, "read {n} right after its create");
+        let projected: i64 = read.headers()["movies-projected-position"].to_str().unwrap().parse().unwrap();
+        assert!(projected >= at);
+    }
 }
