@@ -321,7 +321,11 @@ async fn users(settings: &Settings, command: UsersCommand) -> anyhow::Result<()>
         }
         UsersCommand::Add { name, role } => {
             let name = name.trim().to_owned();
-            anyhow::ensure!(!name.is_empty() && name.len() <= 64, "a username is 1 to 64 characters");
+            anyhow::ensure!(
+                !name.is_empty() && name.len() <= movies_command_api::MAX_USERNAME_CHARS,
+                "a username is 1 to {} characters",
+                movies_command_api::MAX_USERNAME_CHARS
+            );
             let (password, generated) = new_password();
             let role = cli_role(role);
             let account = Account {

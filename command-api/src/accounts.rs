@@ -92,9 +92,10 @@ impl Default for SignInThrottle {
 }
 
 impl SignInThrottle {
-    /// Refuses a sign-in for `username` from `address` while either has failed too often.
-    pub fn check(&self, username: &str, address: Option<IpAddr>) -> Result<(), ApiError> {
-        let by_name = self.names.get(username).and_then(|f| f.blocked(FAILURES_PER_USERNAME));
+    /// Refuses a sign-in for `username` from `address` while either has failed too often. A
+    /// name no account can have is `None`: only its address is looked at.
+    pub fn check(&self, username: Option<&str>, address: Option<IpAddr>) -> Result<(), ApiError> {
+        let by_name = username.and_then(|u| self.names.get(u)).and_then(|f| f.blocked(FAILURES_PER_USERNAME));
         let by_address =
             address.and_then(|a| self.addresses.get(&a)).and_then(|f| f.blocked(FAILURES_PER_ADDRESS));
         match by_name.max(by_address) {
@@ -106,9 +107,11 @@ impl SignInThrottle {
         }
     }
 
-    /// Counts a failed sign-in against `username` and `address`.
-    pub fn failed(&self, username: &str, address: Option<IpAddr>) {
-        self.names.get_with(username.to_owned(), Failures::new).count.fetch_add(1, Ordering::Relaxed);
+    /// Counts a failed sign-in against `username` (unless `None`: it is not kept) and `address`.
+    pub fn failed(&self, username: Option<&str>, address: Option<IpAddr>) {
+        if let Some(username) = username {
+            self.names.get_with(username.to_owned(), Failures::new).count.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(address) = address {
             self.addresses.get_with(address, Failures::new).count.fetch_add(1, Ordering::Relaxed);
         }
@@ -124,14 +127,14 @@ mod tests {
         let throttle = SignInThrottle::default();
         let here = Some(IpAddr::from([10, 0, 0, 1]));
         for _ in 0..FAILURES_PER_USERNAME {
-            assert!(throttle.check("admin", here).is_ok());
-            throttle.failed("admin", here);
+            assert!(throttle.check(Some("admin"), here).is_ok());
+            throttle.failed(Some("admin"), here);
         }
-        let Err(ApiError::TooManyRequests { retry_after, .. }) = throttle.check("admin", here) else {
+        let Err(ApiError::TooManyRequests { retry_after, .. }) = throttle.check(Some("admin"), here) else {
             panic!("the name was not throttled");
         };
         assert!((1..=FAILURE_WINDOW.as_secs()).contains(&retry_after));
-        assert!(throttle.check("alice", here).is_ok(), "another name from the same address");
+        assert!(throttle.check(Some("alice"), here).is_ok(), "another name from the same address");
     }
 
     #[test]
@@ -139,9 +142,14 @@ mod tests {
         let throttle = SignInThrottle::default();
         let here = Some(IpAddr::from([10, 0, 0, 2]));
         for n in 0..FAILURES_PER_ADDRESS {
-            throttle.failed(&format!("name-{n}"), here);
+            throttle.failed(Some(&format!("name-{n}")), here);
         }
-        assert!(throttle.check("fresh-name", here).is_err());
-        assert!(throttle.check("fresh-name", Some(IpAddr::from([10, 0, 0, 3]))).is_ok());
+        assert!(throttle.check(Some("fresh-name"), here).is_err());
+        assert!(throttle.check(Some("fresh-name"), Some(IpAddr::from([10, 0, 0, 3]))).is_ok());
+        // Names no account can have are not kept, so none of them is ever throttled by name.
+        for _ in 0..FAILURES_PER_USERNAME {
+            throttle.failed(None, None);
+        }
+        assert!(throttle.check(Some(""), None).is_ok());
     }
 }

@@ -193,13 +193,15 @@ async fn issue_token(
 ) -> Result<Json<TokenResponse>, ApiError> {
     let address = client.map(|Extension(ClientAddress(address))| address);
     let wrong = || ApiError::Unauthorized("wrong username or password".into());
-    if request.username.chars().count() > MAX_USERNAME_CHARS {
-        // No account has such a name; only the address is counted (the name would cost memory).
-        state.throttle.check("", address)?;
-        state.throttle.failed("", address);
+    // No account has a longer name: only the address is counted (keeping the name would cost
+    // memory), and no store or hash is consulted.
+    let username =
+        (request.username.chars().count() <= MAX_USERNAME_CHARS).then_some(request.username.as_str());
+    state.throttle.check(username, address)?;
+    if username.is_none() {
+        state.throttle.failed(None, address);
         return Err(wrong());
     }
-    state.throttle.check(&request.username, address)?;
     let account = state.accounts.find(&request.username).await.map_err(|e| ApiError::Internal(e.into()))?;
     let hasher = state.hasher.clone();
     let hash = account.as_ref().map(|a| a.password_hash.clone());
@@ -209,7 +211,7 @@ async fn issue_token(
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     let Some(account) = account.filter(|a| valid && !a.disabled) else {
-        state.throttle.failed(&request.username, address);
+        state.throttle.failed(Some(&request.username), address);
         return Err(wrong());
     };
     let now = chrono::Utc::now().timestamp();

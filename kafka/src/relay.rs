@@ -190,11 +190,6 @@ impl Relay {
             .context("recording the relay position")?;
             position = last;
             self.published.send_replace(position);
-            self.state.send_if_modified(|state| {
-                let changed = *state != RelayState::Publishing;
-                *state = RelayState::Publishing;
-                changed
-            });
             tracing::debug!(position, events = batch.len(), "published");
         }
     }

@@ -231,14 +231,19 @@ pub async fn a_batch_keeps_text_that_looks_like_syntax_exactly(f: Fixture) {
     );
 }
 
-pub async fn accounts_are_created_once_and_found_by_name(f: Fixture) {
-    let account = Account {
-        username: "alice".into(),
-        password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+/// An enabled admin account with a fixed creation time.
+fn admin(username: &str, password_hash: &str) -> Account {
+    Account {
+        username: username.into(),
+        password_hash: password_hash.into(),
         role: Role::Admin,
         created_at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
         disabled: false,
-    };
+    }
+}
+
+pub async fn accounts_are_created_once_and_found_by_name(f: Fixture) {
+    let account = admin("alice", "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA");
     assert_eq!(f.accounts.count_admins().await.unwrap(), 0);
     f.accounts.create(&account).await.unwrap();
     assert_eq!(f.accounts.find("alice").await.unwrap(), Some(account.clone()));
@@ -250,13 +255,7 @@ pub async fn accounts_are_created_once_and_found_by_name(f: Fixture) {
 }
 
 pub async fn an_account_update_changes_only_what_it_names(f: Fixture) {
-    let account = Account {
-        username: "carol".into(),
-        password_hash: "first".into(),
-        role: Role::Admin,
-        created_at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
-        disabled: false,
-    };
+    let account = admin("carol", "first");
     f.accounts.create(&account).await.unwrap();
     let disable = AccountChange { disabled: Some(true), ..Default::default() };
     assert!(f.accounts.update("carol", &disable).await.unwrap());
