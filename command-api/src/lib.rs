@@ -177,6 +177,15 @@ async fn jwks(State(state): State<CommandState>) -> Response {
     ([cache], Json(state.keys.jwks())).into_response()
 }
 
+/// The password checks that may run at once: two per core.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(2 * cores)
+    })
+}
+
 /// The longest username an account may have (the CLI refuses longer ones).
 pub const MAX_USERNAME_CHARS: usize = 64;
 
@@ -206,7 +215,10 @@ async fn issue_token(
     let hasher = state.hasher.clone();
     let hash = account.as_ref().map(|a| a.password_hash.clone());
     let password = request.password;
-    // argon2 is deliberately slow: keep it off the async workers.
+    // argon2 is deliberately slow and takes 19 MiB a check: keep it off the async workers, and
+    // run at most two per core at once (sign-ins from many addresses would otherwise grow with
+    // the blocking pool's 512 threads, to gigabytes).
+    let _slot = hashing_slots().acquire().await.expect("the hashing slots stay open");
     let valid = tokio::task::spawn_blocking(move || hasher.verify(hash.as_deref(), &password))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
