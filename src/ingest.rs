@@ -3,8 +3,8 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 use movies_command_api::{system_actor, CommandContext, CommandError, CommandService};
+use movies_events::record::{parse_record, read_records};
 use movies_events::{EventMetadata, Movie, MovieCommand, MovieDraft, MovieInput};
-use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
@@ -13,30 +13,7 @@ const BULK: usize = 10_000;
 /// Namespaces the ids derived from records, so they never collide with other derived ids.
 const INGEST_NAMESPACE: Uuid = Uuid::from_u128(0x6d6f_7669_6573_2d69_6e67_6573_742d_7631);
 
-/// One record of the assignment's format (note the odd `99popularity` key): what ingest reads
-/// and `movies generate` writes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Record {
-    #[serde(rename = "99popularity")]
-    pub popularity: f64,
-    pub director: String,
-    pub genre: Vec<String>,
-    pub imdb_score: f64,
-    pub name: String,
-}
-
-impl From<Record> for MovieInput {
-    fn from(r: Record) -> Self {
-        MovieInput {
-            name: r.name,
-            director: r.director,
-            popularity: r.popularity,
-            imdb_score: r.imdb_score,
-            genres: r.genre,
-        }
-    }
-}
+pub use movies_events::record::Record;
 
 #[derive(Debug, Default, PartialEq)]
 pub struct IngestReport {
@@ -92,7 +69,7 @@ pub async fn ingest(
     bytes: &[u8],
     progress: &ProgressBar,
 ) -> Result<IngestReport, IngestError> {
-    let records: Vec<Box<RawValue>> = serde_json::from_slice(bytes).map_err(IngestError::Malformed)?;
+    let records = read_records(bytes).map_err(IngestError::Malformed)?;
     progress.set_length(records.len() as u64);
     progress.set_style(
         ProgressStyle::with_template("{spinner} ingesting [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
@@ -121,10 +98,10 @@ fn prepare(records: Vec<Box<RawValue>>, chunks: tokio::sync::mpsc::Sender<Chunk>
     let mut seen = std::collections::HashMap::new();
     let (mut valid, mut rejected) = (Vec::with_capacity(BULK), Vec::new());
     for (index, raw) in records.into_iter().enumerate() {
-        let record = match serde_json::from_str::<Record>(raw.get()) {
+        let record = match parse_record(&raw) {
             Ok(record) => record,
             Err(error) => {
-                rejected.push((index, without_position(&error)));
+                rejected.push((index, error));
                 continue;
             }
         };
@@ -153,14 +130,6 @@ fn prepare(records: Vec<Box<RawValue>>, chunks: tokio::sync::mpsc::Sender<Chunk>
         }
     }
     let _ = chunks.blocking_send((valid, rejected));
-}
-
-/// What is wrong with a record, without serde's position: that is within the record's own
-/// text, not the file's (the record's index says where it is).
-fn without_position(error: &serde_json::Error) -> String {
-    let text = error.to_string();
-    let suffix = format!(" at line {} column {}", error.line(), error.column());
-    text.strip_suffix(&suffix).map(str::to_owned).unwrap_or(text)
 }
 
 /// Appends one chunk of prepared records, counting each outcome in `report`.

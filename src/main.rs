@@ -666,13 +666,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     let redis =
                         movies_cache::Redis::connect(&url, &redis_namespace).await.context("REDIS_URL")?;
                     let writer = movies_cache::CacheWriter::new(redis);
+                    // The projector refreshes the cache after each batch it applies to the read
+                    // store: an entry older than the store's checkpoint read here is drift
+                    // (unless a refresh was in flight), a newer one a write not applied yet.
+                    let from = read_store.checkpoint().await?;
                     let documents = writer.documents().await.context("Redis is unreachable")?;
-                    Some(
+                    Some((
+                        from,
                         documents
                             .into_iter()
                             .map(|(id, doc)| (id, doc.map(|d| (d.fields(), d.version))))
                             .collect(),
-                    )
+                    ))
                 }
                 None => None,
             };

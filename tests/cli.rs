@@ -196,6 +196,69 @@ async fn verify_finds_no_drift_in_healthy_projections_and_names_every_difference
     assert!(report.trim().ends_with("2 differences"), "{report}");
 }
 
+/// `movies verify` beside a server that is being written to compares each projection with the
+/// log as of what it may have applied: writes not projected yet are lag, not drift.
+#[tokio::test]
+async fn verify_beside_a_server_taking_writes_reports_no_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, base, _) = serve(dir.path()).await;
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .post(format!("{base}/api/v1/auth/token"))
+        .json(&serde_json::json!({"username": "admin", "password": "cli-test-admin"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = tokio::spawn({
+        let (writing, http, base) = (writing.clone(), http.clone(), base.clone());
+        async move {
+            let mut written = 0;
+            while writing.load(std::sync::atomic::Ordering::SeqCst) {
+                let body = serde_json::json!({"name": format!("Lagging {written}"), "director": "Someone",
+                    "popularity": 50, "imdb_score": 5, "genres": ["Drama", format!("Genre {}", written % 3)]});
+                let created: Value = http
+                    .post(format!("{base}/api/v1/movies"))
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let patched = http
+                    .patch(format!("{base}/api/v1/movies/{}", created["id"].as_str().unwrap()))
+                    .bearer_auth(&token)
+                    .header("content-type", "application/merge-patch+json")
+                    .body(r#"{"genres": ["Comedy"], "imdb_score": 6}"#)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(patched.status(), 200);
+                written += 1;
+            }
+            written
+        }
+    });
+    let mut failures = Vec::new();
+    for _ in 0..6 {
+        let output = movies(dir.path()).arg("verify").output().await.unwrap();
+        if !output.status.success() {
+            failures.push(String::from_utf8_lossy(&output.stdout).into_owned());
+        }
+    }
+    writing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let written = writer.await.unwrap();
+    assert!(written > 0, "the writer wrote while verify ran");
+    assert!(failures.is_empty(), "{} of 6 runs reported drift: {failures:#?}", failures.len());
+    interrupt(server).await;
+}
+
 #[tokio::test]
 async fn json_logs_carry_each_requests_id() {
     let dir = tempfile::tempdir().unwrap();

@@ -340,13 +340,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
-    let raw = value.to_str().unwrap_or_default().trim();
-    if raw == "*" {
-        return Ok(None);
-    }
-    raw.trim_start_matches("W/").trim_matches('"').parse::<i64>().map(Some).map_err(|_| {
-        ApiError::BadRequest(format!("If-Match must be a movie version such as \"3\", not {raw:?}"))
-    })
+    movies_events::parse_if_match(value.to_str().unwrap_or_default()).map_err(ApiError::BadRequest)
 }
 
 /// Runs a command on an existing movie, honouring `If-Match`, on behalf of `admin`.
@@ -423,7 +417,7 @@ async fn create_movie(
 
 /// Replace a movie. `If-Match: "<version>"` makes it conditional (412 when the movie moved on).
 #[utoipa::path(put, path = "/api/v1/movies/{id}", tag = "movies", request_body = MovieBody, security(("bearer" = [])),
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?"?[0-9]{1,18}"?)$"#,
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?("[1-9][0-9]{0,17}"|[1-9][0-9]{0,17}))$"#,
         description = "The version the change is based on, as `\"3\"`; `*` for any")),
     responses((status = 200, body = MovieDoc), (status = 404), (status = 409), (status = 412), (status = 422)))]
 async fn replace_movie(
@@ -504,7 +498,7 @@ fn merge_patch(body: Value) -> Result<MoviePatchInput, ApiError> {
 /// Change some fields (JSON merge patch). Honours `If-Match` like PUT.
 #[utoipa::path(patch, path = "/api/v1/movies/{id}", tag = "movies", security(("bearer" = [])),
     request_body(content = MoviePatchBody, content_type = "application/merge-patch+json"),
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?"?[0-9]{1,18}"?)$"#,
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?("[1-9][0-9]{0,17}"|[1-9][0-9]{0,17}))$"#,
         description = "The version the change is based on, as `\"3\"`; `*` for any")),
     responses((status = 200, body = MovieDoc), (status = 404), (status = 409), (status = 412), (status = 422)))]
 async fn patch_movie(
@@ -521,7 +515,7 @@ async fn patch_movie(
 
 /// Delete a movie. Its history stays in the log.
 #[utoipa::path(delete, path = "/api/v1/movies/{id}", tag = "movies", security(("bearer" = [])),
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?"?[0-9]{1,18}"?)$"#,
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?("[1-9][0-9]{0,17}"|[1-9][0-9]{0,17}))$"#,
         description = "The version the change is based on, as `\"3\"`; `*` for any")),
     responses((status = 204, description = "Deleted; `Movies-Position` is the event's log position"), (status = 404), (status = 409), (status = 412)))]
 async fn delete_movie(
@@ -536,7 +530,7 @@ async fn delete_movie(
 
 /// Bring back a deleted movie as it was when deleted. Its history stays whole.
 #[utoipa::path(post, path = "/api/v1/movies/{id}/restore", tag = "movies", security(("bearer" = [])),
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?"?[0-9]{1,18}"?)$"#,
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?("[1-9][0-9]{0,17}"|[1-9][0-9]{0,17}))$"#,
         description = "The version the change is based on, as `\"3\"`; `*` for any")),
     responses((status = 200, body = MovieDoc), (status = 404), (status = 409, description = "Not deleted")))]
 async fn restore_movie(

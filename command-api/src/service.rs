@@ -123,11 +123,11 @@ impl CommandService {
                 return Err(CommandError::KeyReused);
             }
         }
-        let mut outcome = self.outcome(appended.stream_id, &history, !appended.replayed);
-        // Report the command's own event, even if the stream has moved on since a retried one.
-        outcome.version = appended.version;
-        outcome.position = appended.last_position;
-        Ok(outcome)
+        // The movie as the command's own events left it, even if the stream has moved on since
+        // (a retried command, or a write right after this one): headers and body then describe
+        // the same version, and a retry answers what the first attempt did.
+        let through = history.partition_point(|e| e.position <= appended.last_position);
+        Ok(self.outcome(appended.stream_id, &history[..through], !appended.replayed))
     }
 
     /// Creates many new movies in one transaction (the bulk ingest path): each is decided

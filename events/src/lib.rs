@@ -8,11 +8,14 @@
 mod envelope;
 mod event;
 mod movie;
+mod precondition;
+pub mod record;
 mod value;
 
 pub use envelope::{Actor, EventEnvelope, EventMetadata, NewEvent, Position, Role, Version};
 pub use event::{DecodeError, MovieChanges, MovieEvent};
 pub use movie::{Movie, MovieCommand, MovieError};
+pub use precondition::parse_if_match;
 pub use value::{
     genre_key, FieldError, MovieDraft, MovieFields, MovieInput, MoviePatch, MoviePatchInput,
     ValidationErrors, MAX_DIRECTOR_CHARS, MAX_GENRES, MAX_GENRE_CHARS, MAX_NAME_CHARS,

@@ -380,18 +380,25 @@ impl TantivySearchIndex {
         let tables = index.segment_tables.clone();
         let refresh = move || {
             // The registry first: a search then sees either old documents with a newer registry
-            // (a superset) or both new. A failed reload is retried at the next commit.
-            if let Some(stored) = metas
+            // (a superset) or both new. The checkpoint last, once searches see what it names:
+            // a reader that waited for a position, or caches an answer under the checkpoint,
+            // must never get documents older than it. A failed reload is retried at the next
+            // commit.
+            let stored = metas
                 .load_metas()
                 .ok()
                 .and_then(|m| m.payload)
-                .and_then(|p| serde_json::from_str::<Checkpoint>(&p).ok())
-            {
-                *genres.lock().unwrap_or_else(|p| p.into_inner()) = stored.genres;
-                checkpoint.store(stored.position, Ordering::SeqCst);
+                .and_then(|p| serde_json::from_str::<Checkpoint>(&p).ok());
+            if let Some(stored) = &stored {
+                *genres.lock().unwrap_or_else(|p| p.into_inner()) = stored.genres.clone();
             }
             match reader.reload() {
-                Ok(()) => tables.refresh(&reader.searcher()),
+                Ok(()) => {
+                    tables.refresh(&reader.searcher());
+                    if let Some(stored) = stored {
+                        checkpoint.fetch_max(stored.position, Ordering::SeqCst);
+                    }
+                }
                 Err(error) => {
                     tracing::warn!(%error, "reloading the search index failed; retrying at the next commit")
                 }
@@ -590,48 +597,61 @@ impl TantivySearchIndex {
         let mut registry = self.genre_registry();
         let mut pending: HashMap<Uuid, Option<Indexed>> = HashMap::new();
         let mut last = checkpoint;
-        for envelope in events {
-            let id = envelope.stream_id;
-            let current = match (pending.get(&id), &envelope.event) {
-                (Some(movie), _) => movie.clone(),
-                // A creation starts a stream: nothing to look up (a search per document would
-                // dominate bulk indexing). Replays and duplicates are filtered out before this loop.
-                (None, MovieEvent::Created(_) | MovieEvent::Restored(_)) => None,
-                (None, _) => self.stored(id)?,
-            };
-            let have = current.as_ref().map_or(0, |m| m.version);
-            if current.is_some() && envelope.stream_version <= have {
-                continue;
-            }
-            if current.is_some() && envelope.stream_version > have + 1 {
-                return Err(ProjectionError::Gap { stream_id: id, have, got: envelope.stream_version });
-            }
-            let next = match (&envelope.event, current) {
-                (MovieEvent::Created(fields) | MovieEvent::Restored(fields), _) => {
-                    Some(Indexed { fields: fields.clone(), version: envelope.stream_version })
+        // Operations queue in the writer until the commit: a batch that stops early (a gap, a
+        // failed add) takes its queued ones back, or the next commit would apply them without
+        // their checkpoint and a retried batch would add its creations a second time.
+        let queue = |writer: &mut IndexWriter| -> Result<()> {
+            for envelope in events {
+                let id = envelope.stream_id;
+                let current = match (pending.get(&id), &envelope.event) {
+                    (Some(movie), _) => movie.clone(),
+                    // A creation starts a stream: nothing to look up (a search per document would
+                    // dominate bulk indexing). Replays and duplicates are filtered out before this loop.
+                    (None, MovieEvent::Created(_) | MovieEvent::Restored(_)) => None,
+                    (None, _) => self.stored(id)?,
+                };
+                let have = current.as_ref().map_or(0, |m| m.version);
+                if current.is_some() && envelope.stream_version <= have {
+                    continue;
                 }
-                (MovieEvent::Updated(changes), Some(mut movie)) => {
-                    changes.apply_to(&mut movie.fields);
-                    movie.version = envelope.stream_version;
-                    Some(movie)
+                if current.is_some() && envelope.stream_version > have + 1 {
+                    return Err(ProjectionError::Gap { stream_id: id, have, got: envelope.stream_version });
                 }
-                (MovieEvent::Updated(_), None) | (MovieEvent::Deleted, _) => None,
-            };
-            // A delete is checked against every segment at each commit (a term look-up per
-            // segment): a bulk load that issued one per creation spent more on those than on
-            // indexing, and more the bigger the index grew.
-            let created = matches!(envelope.event, MovieEvent::Created(_)) && !pending.contains_key(&id);
-            if !(first_delivery && created) {
-                writer.delete_term(self.id_term(id));
+                let next = match (&envelope.event, current) {
+                    (MovieEvent::Created(fields) | MovieEvent::Restored(fields), _) => {
+                        Some(Indexed { fields: fields.clone(), version: envelope.stream_version })
+                    }
+                    (MovieEvent::Updated(changes), Some(mut movie)) => {
+                        changes.apply_to(&mut movie.fields);
+                        movie.version = envelope.stream_version;
+                        Some(movie)
+                    }
+                    (MovieEvent::Updated(_), None) | (MovieEvent::Deleted, _) => None,
+                };
+                // A delete is checked against every segment at each commit (a term look-up per
+                // segment): a bulk load that issued one per creation spent more on those than on
+                // indexing, and more the bigger the index grew.
+                let created = matches!(envelope.event, MovieEvent::Created(_)) && !pending.contains_key(&id);
+                if !(first_delivery && created) {
+                    writer.delete_term(self.id_term(id));
+                }
+                if let Some(movie) = &next {
+                    writer.add_document(self.document(id, movie, &mut registry))?;
+                }
+                pending.insert(id, next);
+                last = last.max(envelope.position);
             }
-            if let Some(movie) = &next {
-                writer.add_document(self.document(id, movie, &mut registry))?;
-            }
-            pending.insert(id, next);
-            last = last.max(envelope.position);
+            Ok(())
+        };
+        if let Err(error) = queue(&mut writer) {
+            writer.rollback()?;
+            return Err(error);
         }
+        // Events at or below the checkpoint (a gap filled in from the log while another
+        // partition ran ahead) change documents without moving it: they are committed too.
+        let changed = !pending.is_empty();
         let marks_moved = marks.as_ref().is_some_and(|m| *m != self.partition_marks());
-        if last > checkpoint || marks_moved {
+        if last > checkpoint || marks_moved || changed {
             let partitions = marks.unwrap_or_else(|| self.partition_marks());
             let mut commit = writer.prepare_commit()?;
             // A struct of plain values always serializes.
@@ -1845,6 +1865,94 @@ mod tests {
             imdb_score: 1.0,
             genres: vec!["Drama".into()],
         }
+    }
+
+    fn delivered(offset: i64, envelope: EventEnvelope) -> Delivered {
+        Delivered { partition: 0, offset, envelope }
+    }
+
+    fn renamed(position: i64, id: Uuid, version: i64, name: &str) -> EventEnvelope {
+        let changes = movies_events::MovieChanges { name: Some(name.into()), ..Default::default() };
+        movies_store::testing::recorded(position, id, version, MovieEvent::Updated(changes))
+    }
+
+    /// A batch that stops at a gap must leave nothing of itself behind: healed and delivered
+    /// again, each of its movies is in the index once.
+    #[test]
+    fn a_batch_refused_at_a_gap_leaves_no_document_behind_to_be_added_twice() {
+        let index = TantivySearchIndex::in_memory().unwrap();
+        let alien = created(1, MovieFields { name: "Alien".into(), ..golden() });
+        index.apply_exact(std::slice::from_ref(&alien)).unwrap();
+        let batch = [
+            delivered(0, created(3, MovieFields { name: "Brazil".into(), ..golden() })),
+            delivered(1, renamed(4, alien.stream_id, 3, "Aliens")),
+        ];
+        let gap = index.apply_partitioned(&batch, 0).expect_err("version 2 of Alien is missing");
+        assert!(matches!(gap, ProjectionError::Gap { have: 1, got: 3, .. }), "{gap:?}");
+        index.apply_exact(&[renamed(2, alien.stream_id, 2, "Alien 2")]).unwrap();
+        index.apply_partitioned(&batch, 0).unwrap();
+        let brazil = index.search(&SearchQuery { text: "brazil".into(), ..Default::default() }).unwrap();
+        assert_eq!(brazil.total, 1, "Brazil is indexed once");
+        let documents = index.documents().unwrap();
+        assert_eq!(documents.len(), 2, "{documents:?}");
+    }
+
+    /// Healing fills in events older than the checkpoint (another partition ran ahead): what it
+    /// applies must be committed, or the batch finds the same gap again, forever.
+    #[test]
+    fn a_gap_healed_below_the_checkpoint_lets_the_batch_through() {
+        let index = TantivySearchIndex::in_memory().unwrap();
+        let alien = created(1, MovieFields { name: "Alien".into(), ..golden() });
+        let ahead = created(5, MovieFields { name: "Brazil".into(), ..golden() });
+        index.apply_partitioned(&[delivered(0, alien.clone()), delivered(1, ahead)], 0).unwrap();
+        let batch = [delivered(2, renamed(6, alien.stream_id, 3, "Aliens"))];
+        assert!(matches!(
+            index.apply_partitioned(&batch, 0),
+            Err(ProjectionError::Gap { have: 1, got: 3, .. })
+        ));
+        index.apply_exact(&[renamed(2, alien.stream_id, 2, "Alien 2")]).unwrap();
+        index.apply_partitioned(&batch, 0).expect("the gap is healed");
+        let names: Vec<String> = index.documents().unwrap().into_iter().map(|(_, f, _)| f.name).collect();
+        assert!(names.contains(&"Aliens".to_owned()), "{names:?}");
+    }
+
+    /// A replica's checkpoint is what a reader waits for and what search answers are cached
+    /// under: it may only name a commit its searches already see.
+    #[test]
+    fn a_read_only_index_names_a_checkpoint_only_once_its_searches_see_it() {
+        use std::sync::atomic::AtomicBool;
+        let dir = tempfile::tempdir().unwrap();
+        let writer = TantivySearchIndex::open(dir.path()).unwrap();
+        let replica = TantivySearchIndex::open_read_only(dir.path()).unwrap();
+        let done = AtomicBool::new(false);
+        let (ahead, samples) = std::thread::scope(|scope| {
+            let sampler = scope.spawn(|| {
+                let (mut ahead, mut samples) = (0, 0u64);
+                while !done.load(Ordering::SeqCst) {
+                    let checkpoint = replica.checkpoint();
+                    // One document per position: fewer documents than the checkpoint means the
+                    // checkpoint names a commit searches do not see yet.
+                    if (replica.len() as i64) < checkpoint {
+                        ahead += 1;
+                    }
+                    samples += 1;
+                }
+                (ahead, samples)
+            });
+            for position in 1..=12 {
+                let fields = MovieFields { name: format!("Golden {position}"), ..golden() };
+                writer.apply(&[created(position, fields)]).unwrap();
+                // The replica notices commits by watching the index's files, about twice a second.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while replica.checkpoint() < position && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                assert_eq!(replica.checkpoint(), position, "the replica follows the writer");
+            }
+            done.store(true, Ordering::SeqCst);
+            sampler.join().unwrap()
+        });
+        assert_eq!(ahead, 0, "{ahead} of {samples} samples saw a checkpoint ahead of the searches");
     }
 
     #[test]

@@ -162,6 +162,55 @@ async fn an_idempotency_key_makes_a_retried_post_return_the_same_movie() {
     assert_eq!(app.snapshot().await, before);
 }
 
+/// A retried create answers what the first answer said (201, the id, ETag "1", the first
+/// position and the movie as created), whatever happened to the movie since: headers and body
+/// agree, and the caller always learns the id.
+#[tokio::test]
+async fn a_retried_create_answers_as_the_first_did_after_the_movie_changed_and_was_deleted() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    let post = || {
+        app.http
+            .post(app.url("/api/v1/movies"))
+            .bearer_auth(&token)
+            .header("idempotency-key", "retry-after-timeout")
+            .json(&movie("Alien"))
+            .send()
+    };
+    let first = post().await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let (first_etag, first_position) = (etag(&first), position(&first));
+    let first_location = first.headers()["location"].to_str().unwrap().to_owned();
+    let first: Value = first.json().await.unwrap();
+    let path = format!("/api/v1/movies/{}", first["id"].as_str().unwrap());
+
+    let renamed = app
+        .http
+        .patch(app.url(&path))
+        .bearer_auth(&token)
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"name": "Aliens"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renamed.status(), StatusCode::OK);
+    let after_edit = post().await.unwrap();
+    assert_eq!(after_edit.status(), StatusCode::CREATED);
+    assert_eq!((etag(&after_edit), position(&after_edit)), (first_etag.clone(), first_position));
+    assert_eq!(after_edit.headers()["location"].to_str().unwrap(), first_location);
+    let after_edit: Value = after_edit.json().await.unwrap();
+    assert_eq!(after_edit, first, "the body is the movie the ETag names");
+
+    let deleted = app.http.delete(app.url(&path)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let after_delete = post().await.unwrap();
+    assert_eq!(after_delete.status(), StatusCode::CREATED);
+    assert_eq!((etag(&after_delete), position(&after_delete)), (first_etag, first_position));
+    assert_eq!(after_delete.headers()["location"].to_str().unwrap(), first_location);
+    let after_delete: Value = after_delete.json().await.unwrap();
+    assert_eq!(after_delete, first);
+}
+
 #[tokio::test]
 async fn concurrent_edits_at_the_same_version_let_exactly_one_win() {
     let app = spawn_app().await;
