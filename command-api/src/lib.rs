@@ -401,7 +401,7 @@ async fn create(
 
 /// Create a movie. Send `Idempotency-Key` to make retries safe: a retry returns the same movie.
 #[utoipa::path(post, path = "/api/v1/movies", tag = "movies", request_body = MovieBody, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[\x21-\x7E]([\x20-\x7E]{0,253}[\x21-\x7E])?$",
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, pattern = r"^[\x21-\x7E]([\x20-\x7E]{0,253}[\x21-\x7E])?$",
         description = "Makes a retried create return the first result: 1 to 255 visible ASCII characters")),
     responses((status = 201, body = MovieDoc, description = "Created; `ETag` is the version, `Movies-Position` the event's log position"),
         (status = 401), (status = 403), (status = 422, description = "Validation failed; `errors` lists the fields")))]
@@ -417,7 +417,7 @@ async fn create_movie(
 
 /// Replace a movie. `If-Match: "<version>"` makes it conditional (412 when the movie moved on).
 #[utoipa::path(put, path = "/api/v1/movies/{id}", tag = "movies", request_body = MovieBody, security(("bearer" = [])),
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?("[1-9][0-9]{0,17}"|[1-9][0-9]{0,17}))$"#,
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?("[1-9][0-9]{0,17}"|[1-9][0-9]{0,17}))$"#,
         description = "The version the change is based on, as `\"3\"`; `*` for any")),
     responses((status = 200, body = MovieDoc), (status = 404), (status = 409), (status = 412), (status = 422)))]
 async fn replace_movie(
@@ -498,7 +498,7 @@ fn merge_patch(body: Value) -> Result<MoviePatchInput, ApiError> {
 /// Change some fields (JSON merge patch). Honours `If-Match` like PUT.
 #[utoipa::path(patch, path = "/api/v1/movies/{id}", tag = "movies", security(("bearer" = [])),
     request_body(content = MoviePatchBody, content_type = "application/merge-patch+json"),
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?("[1-9][0-9]{0,17}"|[1-9][0-9]{0,17}))$"#,
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?("[1-9][0-9]{0,17}"|[1-9][0-9]{0,17}))$"#,
         description = "The version the change is based on, as `\"3\"`; `*` for any")),
     responses((status = 200, body = MovieDoc), (status = 404), (status = 409), (status = 412), (status = 422)))]
 async fn patch_movie(
@@ -515,7 +515,7 @@ async fn patch_movie(
 
 /// Delete a movie. Its history stays in the log.
 #[utoipa::path(delete, path = "/api/v1/movies/{id}", tag = "movies", security(("bearer" = [])),
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?("[1-9][0-9]{0,17}"|[1-9][0-9]{0,17}))$"#,
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?("[1-9][0-9]{0,17}"|[1-9][0-9]{0,17}))$"#,
         description = "The version the change is based on, as `\"3\"`; `*` for any")),
     responses((status = 204, description = "Deleted; `Movies-Position` is the event's log position"), (status = 404), (status = 409), (status = 412)))]
 async fn delete_movie(
@@ -530,9 +530,9 @@ async fn delete_movie(
 
 /// Bring back a deleted movie as it was when deleted. Its history stays whole.
 #[utoipa::path(post, path = "/api/v1/movies/{id}/restore", tag = "movies", security(("bearer" = [])),
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?("[1-9][0-9]{0,17}"|[1-9][0-9]{0,17}))$"#,
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?("[1-9][0-9]{0,17}"|[1-9][0-9]{0,17}))$"#,
         description = "The version the change is based on, as `\"3\"`; `*` for any")),
-    responses((status = 200, body = MovieDoc), (status = 404), (status = 409, description = "Not deleted")))]
+    responses((status = 200, body = MovieDoc), (status = 404), (status = 409, description = "Not deleted"), (status = 412)))]
 async fn restore_movie(
     State(state): State<CommandState>,
     Admin(admin): Admin,
@@ -573,9 +573,11 @@ async fn movie_history(
 #[into_params(parameter_in = Query)]
 pub struct LogParams {
     /// Only events by this actor (the token subject, or `system:ingest`).
+    #[param(max_length = 300, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub actor: Option<String>,
     /// Only events of this type (`movie.created`, `movie.updated`, `movie.deleted`, `movie.restored`).
     #[serde(rename = "type")]
+    #[param(max_length = 300, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub event_type: Option<String>,
     /// Only events recorded at or after this instant (RFC 3339).
     pub since: Option<chrono::DateTime<chrono::Utc>>,
@@ -584,6 +586,7 @@ pub struct LogParams {
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
 }
 
@@ -606,7 +609,7 @@ async fn event_log(
         return Err(ApiError::BadRequest(format!("limit must be between 1 and 500, not {limit}")));
     }
     for value in [&params.actor, &params.event_type].into_iter().flatten() {
-        if value.chars().any(char::is_control) || value.len() > 300 {
+        if value.chars().any(char::is_control) || value.chars().count() > 300 {
             return Err(ApiError::BadRequest(
                 "actor and type are at most 300 characters, without control characters".into(),
             ));

@@ -61,5 +61,8 @@ mod tests {
     fn a_refusal_quotes_at_most_a_short_prefix_of_what_was_sent() {
         let error = parse_if_match(&"x".repeat(10_000)).expect_err("not a version");
         assert!(error.len() < 100, "{error}");
+        // Found by the fuzzer: control characters quote as escapes of six bytes each.
+        let escaped = parse_if_match(&format!("*{}  ", "\u{1e}".repeat(40))).expect_err("not a version");
+        assert!(escaped.len() <= 400, "{escaped}");
     }
 }
