@@ -328,8 +328,16 @@ fn idempotent_event_id(principal: &Principal, headers: &HeaderMap) -> Result<Opt
     let Some(key) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let key = key.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255).ok_or_else(|| {
-        ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
+    // Exactly the documented pattern: printable ASCII, spaces only inside (no tabs).
+    let bytes = key.as_bytes();
+    let well_formed = (1..=255).contains(&bytes.len())
+        && bytes.iter().all(|b| (0x20..=0x7e).contains(b))
+        && bytes.first() != Some(&b' ')
+        && bytes.last() != Some(&b' ');
+    let key = key.to_str().ok().filter(|_| well_formed).ok_or_else(|| {
+        ApiError::BadRequest(
+            "Idempotency-Key must be 1 to 255 printable ASCII characters, spaces only inside".into(),
+        )
     })?;
     let name = format!("idempotency-key\n{}\n{key}", principal.subject);
     Ok(Some(Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes())))

@@ -129,6 +129,27 @@ impl QueryState {
         let reached = *progress.borrow();
         Ok((reached, self.uncached.clone()))
     }
+
+    /// `reached`, for reads that also read the search index: waits (within the same `MAX_WAIT`)
+    /// until this replica's own index has applied `position` too, and returns the lower of the
+    /// two positions reached. A replica's index is fed apart from the read store (from Kafka, in
+    /// the distributed deployment), so the read store's progress says nothing about it.
+    async fn reached_with_index(
+        &self,
+        position: Option<Position>,
+    ) -> Result<(Position, Arc<dyn ReadStore>), ApiError> {
+        let started = tokio::time::Instant::now();
+        let (reached, store) = self.reached(position).await?;
+        let Some(wanted) = position else {
+            return Ok((reached.min(self.search.get().checkpoint()), store));
+        };
+        // The index has no change feed of its own: its checkpoint is polled (an atomic read).
+        let deadline = started + MAX_WAIT;
+        while self.search.get().checkpoint() < wanted && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok((reached.min(self.search.get().checkpoint()), store))
+    }
 }
 
 fn projected(position: Position) -> (header::HeaderName, HeaderValue) {
@@ -630,7 +651,7 @@ async fn search_movies(
 ) -> Result<Response, ApiError> {
     let query = params.query()?;
     let facets = query.facets;
-    let (position, store) = state.reached(params.min_position).await?;
+    let (position, store) = state.reached_with_index(params.min_position).await?;
     let (items, page) = run_search(&state, store.as_ref(), query.clone()).await?;
     let next_cursor = page.next.map(|cursor| cursor.encode(&query));
     let link = next_cursor.as_deref().map(|cursor| {
@@ -660,6 +681,9 @@ pub struct SuggestParams {
     /// 1 to 10 (default 10).
     #[param(minimum = 1, maximum = 10)]
     pub limit: Option<usize>,
+    /// Wait (up to 2 s) until the search index has applied this log position.
+    #[param(value_type = Option<i64>, minimum = 0)]
+    pub min_position: Option<Position>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -689,6 +713,7 @@ async fn suggest(
     }
     let text = params.q.unwrap_or_default();
     check_query("q", &text)?;
+    let (position, _) = state.reached_with_index(params.min_position).await?;
     let index = state.search.get();
     let hits = blocking(move || index.suggest(&text, limit)).await?;
     let items = hits
@@ -696,7 +721,7 @@ async fn suggest(
         .map(|h| Suggestion { id: h.id, name: h.name, highlight: h.highlight.name })
         .collect();
     Ok((
-        [(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=30"))],
+        [(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=30")), projected(position)],
         Json(Suggestions { items }),
     )
         .into_response())
@@ -769,8 +794,12 @@ async fn compat_list(
     if let Some(text) = &params.search {
         check_query("search", text)?;
     }
-    let (_, store) = state.reached(params.min_position).await?;
-    if let Some(text) = params.search.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+    let searching = params.search.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    let (_, store) = match searching {
+        Some(_) => state.reached_with_index(params.min_position).await?,
+        None => state.reached(params.min_position).await?,
+    };
+    if let Some(text) = searching {
         let (limit, offset) = match page {
             Some(n) => (page_size as usize, ((n - 1) * page_size) as usize),
             None => (MAX_SEARCH_OFFSET, 0),

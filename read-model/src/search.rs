@@ -7,7 +7,7 @@
 //! the word scores add up, and popularity breaks ties. Every word must match except common words
 //! ("the", "of", ...), which only add to the score; the last word also matches as a prefix.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -226,6 +226,9 @@ struct Checkpoint {
     /// Where an index fed from Kafka stands in each partition of the topic.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     partitions: BTreeMap<i32, PartitionMark>,
+    /// Positions past `position` already applied (from partitions that ran ahead of another).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    ahead: BTreeSet<Position>,
 }
 
 /// Where an index fed from Kafka stands in one partition: the next offset to read and the
@@ -330,7 +333,12 @@ pub struct TantivySearchIndex {
     reader: IndexReader,
     /// `None` for a read-only view of an index another process writes.
     writer: Option<Mutex<IndexWriter>>,
+    /// Every position up to this one is applied (log positions have no holes): what readers
+    /// wait for with `min_position`, and what search answers are cached under.
     checkpoint: Arc<AtomicI64>,
+    /// Positions past the checkpoint already applied: a Kafka-fed index reads its partitions
+    /// side by side, so one may run ahead of another.
+    ahead: Mutex<BTreeSet<Position>>,
     /// The genre registry of the last commit (see `OVERFLOW_BIT`).
     genres: Arc<Mutex<Vec<String>>>,
     partitions: Mutex<BTreeMap<i32, PartitionMark>>,
@@ -427,8 +435,10 @@ impl TantivySearchIndex {
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         let writer = if writable { Some(Mutex::new(index.writer(WRITER_HEAP_BYTES)?)) } else { None };
         let stored = index.load_metas()?.payload.and_then(|p| serde_json::from_str::<Checkpoint>(&p).ok());
-        let (checkpoint, genres, partitions) =
-            stored.map_or((0, Vec::new(), BTreeMap::new()), |c| (c.position, c.genres, c.partitions));
+        let (checkpoint, genres, partitions, ahead) = stored
+            .map_or((0, Vec::new(), BTreeMap::new(), BTreeSet::new()), |c| {
+                (c.position, c.genres, c.partitions, c.ahead)
+            });
         // The tables of the segments already there, built before searches need them (100 ms at
         // 5M movies; searches that come first wait for that build).
         let segment_tables = Arc::<SegmentTables>::default();
@@ -440,6 +450,7 @@ impl TantivySearchIndex {
             reader,
             writer,
             checkpoint: Arc::new(AtomicI64::new(checkpoint)),
+            ahead: Mutex::new(ahead),
             genres: Arc::new(Mutex::new(genres)),
             partitions: Mutex::new(partitions),
             _watch: None,
@@ -454,7 +465,7 @@ impl TantivySearchIndex {
         self.partitions.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The position of the last event whose effect is committed in the index.
+    /// The log position up to which every event's effect is committed in the index.
     pub fn checkpoint(&self) -> Position {
         self.checkpoint.load(Ordering::SeqCst)
     }
@@ -596,12 +607,14 @@ impl TantivySearchIndex {
         let checkpoint = self.checkpoint();
         let mut registry = self.genre_registry();
         let mut pending: HashMap<Uuid, Option<Indexed>> = HashMap::new();
-        let mut last = checkpoint;
+        // Every position handed over, applied now or found applied before.
+        let mut seen = Vec::new();
         // Operations queue in the writer until the commit: a batch that stops early (a gap, a
         // failed add) takes its queued ones back, or the next commit would apply them without
         // their checkpoint and a retried batch would add its creations a second time.
         let queue = |writer: &mut IndexWriter| -> Result<()> {
             for envelope in events {
+                seen.push(envelope.position);
                 let id = envelope.stream_id;
                 let current = match (pending.get(&id), &envelope.event) {
                     (Some(movie), _) => movie.clone(),
@@ -639,7 +652,6 @@ impl TantivySearchIndex {
                     writer.add_document(self.document(id, movie, &mut registry))?;
                 }
                 pending.insert(id, next);
-                last = last.max(envelope.position);
             }
             Ok(())
         };
@@ -650,17 +662,26 @@ impl TantivySearchIndex {
         // Events at or below the checkpoint (a gap filled in from the log while another
         // partition ran ahead) change documents without moving it: they are committed too.
         let changed = !pending.is_empty();
+        // The checkpoint moves over every position now applied without a hole below it.
+        let before = self.ahead.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut ahead = before.clone();
+        ahead.extend(seen.into_iter().filter(|p| *p > checkpoint));
+        let mut through = checkpoint;
+        while ahead.remove(&(through + 1)) {
+            through += 1;
+        }
         let marks_moved = marks.as_ref().is_some_and(|m| *m != self.partition_marks());
-        if last > checkpoint || marks_moved || changed {
+        if through > checkpoint || ahead != before || marks_moved || changed {
             let partitions = marks.unwrap_or_else(|| self.partition_marks());
             let mut commit = writer.prepare_commit()?;
             // A struct of plain values always serializes.
             commit.set_payload(
                 &serde_json::to_string(&Checkpoint {
-                    position: last,
+                    position: through,
                     schema: SCHEMA_VERSION,
                     genres: registry.clone(),
                     partitions: partitions.clone(),
+                    ahead: ahead.clone(),
                 })
                 .expect("checkpoint"),
             );
@@ -671,7 +692,8 @@ impl TantivySearchIndex {
             *self.genres.lock().unwrap_or_else(|p| p.into_inner()) = registry;
             self.reader.reload()?;
             self.segment_tables.refresh(&self.reader.searcher());
-            self.checkpoint.store(last, Ordering::SeqCst);
+            *self.ahead.lock().unwrap_or_else(|p| p.into_inner()) = ahead;
+            self.checkpoint.store(through, Ordering::SeqCst);
         }
         Ok(())
     }
@@ -1914,6 +1936,29 @@ mod tests {
         index.apply_partitioned(&batch, 0).expect("the gap is healed");
         let names: Vec<String> = index.documents().unwrap().into_iter().map(|(_, f, _)| f.name).collect();
         assert!(names.contains(&"Aliens".to_owned()), "{names:?}");
+    }
+
+    /// Partitions are read side by side, so a later position can be applied before an earlier
+    /// one: the checkpoint (what `min_position` waits for) names a position only once every one
+    /// below it is in, across restarts too.
+    #[test]
+    fn a_kafka_fed_index_names_a_position_only_once_every_one_below_it_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let on = |partition, offset, envelope| Delivered { partition, offset, envelope };
+        let movie =
+            |position: i64| created(position, MovieFields { name: format!("Movie {position}"), ..golden() });
+        {
+            let index = TantivySearchIndex::open(dir.path()).unwrap();
+            index.apply_partitioned(&[on(1, 0, movie(2)), on(1, 1, movie(3))], 0).unwrap();
+            assert_eq!(index.checkpoint(), 0, "position 1 is not applied yet");
+            assert_eq!(index.len(), 2);
+        }
+        let index = TantivySearchIndex::open(dir.path()).unwrap();
+        assert_eq!(index.checkpoint(), 0, "a restart remembers what ran ahead, not more");
+        index.apply_partitioned(&[on(0, 0, movie(1))], 0).unwrap();
+        assert_eq!(index.checkpoint(), 3);
+        index.apply_partitioned(&[on(1, 2, movie(4))], 0).unwrap();
+        assert_eq!(index.checkpoint(), 4);
     }
 
     /// A replica's checkpoint is what a reader waits for and what search answers are cached

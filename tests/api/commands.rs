@@ -162,6 +162,28 @@ async fn an_idempotency_key_makes_a_retried_post_return_the_same_movie() {
     assert_eq!(app.snapshot().await, before);
 }
 
+/// An `Idempotency-Key` outside its documented shape (printable ASCII, 1 to 255, spaces only
+/// inside) is refused before anything is stored: a tab inside one was accepted before.
+#[tokio::test]
+async fn an_idempotency_key_outside_its_documented_shape_is_refused_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    let before = app.snapshot().await;
+    for key in ["tab\tinside".to_owned(), "x".repeat(256)] {
+        let response = app
+            .http
+            .post(app.url("/api/v1/movies"))
+            .bearer_auth(&token)
+            .header("idempotency-key", key.as_str())
+            .json(&movie("Alien"))
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, StatusCode::BAD_REQUEST).await;
+    }
+    assert_eq!(app.snapshot().await, before);
+}
+
 /// A retried create answers what the first answer said (201, the id, ETag "1", the first
 /// position and the movie as created), whatever happened to the movie since: headers and body
 /// agree, and the caller always learns the id.

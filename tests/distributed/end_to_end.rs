@@ -80,6 +80,38 @@ async fn creates_updates_and_deletes_become_visible_in_two_query_replicas() {
         ))
         .await;
     assert_eq!((status, body["name"].as_str()), (200, Some("Right Away")));
+
+    // Search and suggest read the replica's own index, fed apart from the read store: asked
+    // for a write's position, they wait for that index too.
+    for n in 0..10 {
+        let name = format!("Immediately{n}");
+        let response = cluster
+            .http
+            .post(format!("{command}/api/v1/movies"))
+            .bearer_auth(&token)
+            .json(&json!({ "name": name, "director": "Dist Rector", "popularity": 1.0, "imdb_score": 5.0, "genres": ["Drama"] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let position = response.headers()["movies-position"].to_str().unwrap().to_owned();
+        let word = name.to_lowercase();
+        let replica = &replicas[n % 2];
+        let (status, found) =
+            cluster.get_json(&format!("{replica}/api/v1/search?q={word}&min_position={position}")).await;
+        assert_eq!(
+            (status, found["items"][0]["name"].as_str()),
+            (200, Some(name.as_str())),
+            "search {n}: {found}"
+        );
+        let (status, suggested) =
+            cluster.get_json(&format!("{replica}/api/v1/suggest?q={word}&min_position={position}")).await;
+        assert_eq!(
+            (status, suggested["items"][0]["name"].as_str()),
+            (200, Some(name.as_str())),
+            "suggest {n}"
+        );
+    }
 }
 
 #[tokio::test]
