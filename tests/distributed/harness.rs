@@ -61,6 +61,9 @@ impl Drop for TempDir {
     }
 }
 
+/// How a process was started: its arguments, extra environment and health address.
+type Spec = (Vec<String>, Vec<(String, String)>, String);
+
 pub struct Cluster {
     pub dir: TempDir,
     pub database_url: String,
@@ -72,6 +75,9 @@ pub struct Cluster {
     /// Extra environment for the relay `full()` starts.
     pub relay_env: Vec<(String, String)>,
     processes: HashMap<String, Child>,
+    /// How each process was started (arguments, extra environment, health address), so a killed
+    /// one starts again the same way.
+    specs: HashMap<String, Spec>,
     /// Each relay's and projector's `/health` base URL, by process name.
     health: HashMap<String, String>,
     pub http: reqwest::Client,
@@ -101,6 +107,7 @@ impl Cluster {
             dir,
             relay_env: Vec::new(),
             processes: HashMap::new(),
+            specs: HashMap::new(),
             health: HashMap::new(),
             http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
             _permit: permit,
@@ -133,15 +140,48 @@ impl Cluster {
     }
 
     pub fn spawn(&mut self, name: &str, args: &[&str], extra_env: &[(&str, &str)]) {
-        let mut command = self.command(args);
         // Relays and projectors answer /health on a port of their own.
         let health = format!("127.0.0.1:{}", free_port());
+        self.start_process(name, args, extra_env, health);
+    }
+
+    /// Starts a process killed before (`kill9`) again, with the arguments, environment and
+    /// ports it had.
+    pub fn respawn(&mut self, name: &str) {
+        let (args, env, health) = self.specs.get(name).unwrap_or_else(|| panic!("{name} never ran")).clone();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.start_process(name, &args, &env, health);
+    }
+
+    /// SIGSTOP / SIGCONT a role: it keeps its connections and sessions but does nothing.
+    pub fn pause(&self, name: &str, paused: bool) {
+        let pid = self.processes.get(name).and_then(Child::id).expect("running").to_string();
+        let signal = if paused { "-STOP" } else { "-CONT" };
+        assert!(std::process::Command::new("kill").args([signal, &pid]).status().unwrap().success());
+    }
+
+    fn start_process(&mut self, name: &str, args: &[&str], extra_env: &[(&str, &str)], health: String) {
+        let mut command = self.command(args);
+        self.specs.insert(
+            name.to_owned(),
+            (
+                args.iter().map(|a| (*a).to_owned()).collect(),
+                extra_env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+                health.clone(),
+            ),
+        );
         command.env("MOVIES_HEALTH_LISTEN", &health);
         self.health.insert(name.to_owned(), format!("http://{health}"));
         for (key, value) in extra_env {
             command.env(key, value);
         }
-        let log = std::fs::File::create(self.dir.0.join(format!("{name}.log"))).unwrap();
+        // Appended to: a restarted process keeps the log of its earlier lives.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.0.join(format!("{name}.log")))
+            .unwrap();
         command.stderr(log);
         let child = command.spawn().unwrap();
         assert!(self.processes.insert(name.to_owned(), child).is_none(), "{name} is already running");

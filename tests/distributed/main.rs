@@ -3,6 +3,7 @@
 //! and each degradation. Every test gets its own database, topic, consumer group and Redis
 //! namespace, so tests share the servers without seeing each other.
 
+mod campaign;
 mod config;
 mod degradation;
 mod end_to_end;
