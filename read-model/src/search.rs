@@ -663,10 +663,18 @@ impl TantivySearchIndex {
         // partition ran ahead) change documents without moving it: they are committed too.
         let changed = !pending.is_empty();
         // The checkpoint moves over every position now applied without a hole below it.
+        // Positions come mostly in order (a batch from the log is one run): those extend the
+        // checkpoint directly, the set holds only what arrived past a hole.
         let before = self.ahead.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let mut ahead = before.clone();
-        ahead.extend(seen.into_iter().filter(|p| *p > checkpoint));
-        let mut through = checkpoint;
+        let (mut ahead, mut through) = (before.clone(), checkpoint);
+        for position in seen {
+            if position == through + 1 {
+                through = position;
+            } else if position > through {
+                ahead.insert(position);
+            }
+        }
+        ahead = ahead.split_off(&(through + 1));
         while ahead.remove(&(through + 1)) {
             through += 1;
         }

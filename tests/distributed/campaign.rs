@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::harness::{eventually, Cluster, Server};
+use crate::harness::{Cluster, Server};
 
 /// Roles a fault may hit: every one but the command API (whose clients are the writers).
 const ROLES: [&str; 6] =
@@ -29,6 +29,8 @@ const WRITERS: usize = 4;
 const MAX_MOVIES_PER_WRITER: usize = 400;
 /// The relay's delivery timeout in the campaign: every pause and outage lasts longer.
 const DELIVERY_TIMEOUT_MS: u64 = 1500;
+/// How long the projections may take to reach the log's head once the faults are over.
+const CONVERGENCE_LIMIT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone, Copy)]
 enum Fault {
@@ -95,6 +97,23 @@ impl Report {
             && self.stale == 0
             && self.backwards == 0
             && self.drift.is_empty()
+    }
+
+    /// A schedule after which the projections never caught up: a failure of its own.
+    fn stuck(seed: u64, faults: Vec<(u64, Fault)>, why: String) -> Self {
+        Report {
+            seed,
+            faults,
+            acknowledged: 0,
+            lost: 0,
+            duplicated: 0,
+            stale: 0,
+            backwards: 0,
+            drift: vec![why],
+            convergence: CONVERGENCE_LIMIT,
+            errors: 0,
+            reads: Vec::new(),
+        }
     }
 }
 
@@ -270,17 +289,39 @@ async fn run(seed: u64) -> Report {
     // The faults are over: every projection must reach the log's head.
     let quiet = Instant::now();
     let http = cluster.http.clone();
-    eventually(Duration::from_secs(120), "every projection to reach the log's head", || async {
+    // Where each projection stands: the log's head, the read store's checkpoint and each
+    // replica's index (`None` while a replica does not answer).
+    let standing = || async {
         let (head, checkpoint) = cluster.positions().await;
         let mut searched = Vec::new();
         for replica in &replicas {
-            let health: Value = http.get(format!("{replica}/health")).send().await.ok()?.json().await.ok()?;
-            searched.push(health["search_position"].as_i64()?);
+            let health =
+                async { http.get(format!("{replica}/health")).send().await.ok()?.json::<Value>().await.ok() };
+            searched.push(health.await.and_then(|h| h["search_position"].as_i64()));
         }
-        (checkpoint == head && searched.iter().all(|p| *p == head)).then_some(())
-    })
-    .await;
-    let convergence = quiet.elapsed();
+        (head, checkpoint, searched)
+    };
+    let mut converged = None;
+    while quiet.elapsed() < CONVERGENCE_LIMIT {
+        let (head, checkpoint, searched) = standing().await;
+        if checkpoint == head && searched.iter().all(|p| *p == Some(head)) {
+            converged = Some(quiet.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let Some(convergence) = converged else {
+        let (head, checkpoint, searched) = standing().await;
+        // The roles' logs are kept for reading: the directory moves out of the cluster's way.
+        let kept = std::env::temp_dir().join(format!("movies-chaos-seed-{seed}-{}", std::process::id()));
+        let _ = std::fs::rename(&cluster.dir.0, &kept);
+        let stuck = format!(
+            "no convergence in {CONVERGENCE_LIMIT:?}: log head {head}, read store {checkpoint}, indexes {searched:?}; logs in {}",
+            kept.display()
+        );
+        broker.kill().await;
+        return Report::stuck(seed, faults, stuck);
+    };
 
     let history = Arc::try_unwrap(history).ok().unwrap().into_inner().unwrap();
     let pool = movies_store::connect_postgres(&cluster.database_url, 1).await.unwrap();
@@ -363,7 +404,11 @@ async fn seeded_fault_schedules_lose_duplicate_and_serve_stale_nothing() {
     });
     let passed = reports.iter().filter(|r| r.passed()).count();
     println!("schedules run {}, passed {passed}; faults by kind {kinds:?}", reports.len());
-    if let Some(r) = reports.iter().find(|r| !r.passed()) {
+    let failed: Vec<&Report> = reports.iter().filter(|r| !r.passed()).collect();
+    for r in &failed[1.min(failed.len())..] {
+        println!("seed {} failed too: faults {:?}; drift {:?}", r.seed, r.faults, r.drift);
+    }
+    if let Some(r) = failed.first() {
         panic!(
             "seed {} failed (replay with MOVIES_CHAOS_SEEDS={}): faults {:?}; lost {}, duplicated {}, stale {}, \
              backwards {}; reads {:#?}; drift {:#?}",
