@@ -562,18 +562,24 @@ impl TantivySearchIndex {
     }
 
     /// Applies events delivered from Kafka partitions and commits them with each partition's new
-    /// mark, so a restart resumes at the next offset. Events at or below their partition's mark
-    /// are republished duplicates and skipped. Partitions without a mark start at `floor`: every
-    /// event at or below it is already applied (the index was built from the log up to there).
+    /// mark, so a restart resumes at the next offset. An event is skipped only if its position
+    /// is already applied: at or below the checkpoint, among the positions applied ahead of it,
+    /// or at or below `floor` (the index was built from the log up to there). Not by its
+    /// partition's highest position: a producer retrying a batch can write a partition out of
+    /// log order, and an earlier position arriving after a later one is not a duplicate.
     /// Blocking: call it from a blocking thread.
     pub fn apply_partitioned(&self, delivered: &[Delivered], floor: Position) -> Result<()> {
         let mut marks = self.partition_marks();
+        let through = self.checkpoint().max(floor);
+        let ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut taken = std::collections::HashSet::new();
         let mut fresh = Vec::new();
         for d in delivered {
             let mark = marks.entry(d.partition).or_insert(PartitionMark { next_offset: 0, position: floor });
             mark.next_offset = mark.next_offset.max(d.offset + 1);
-            if d.envelope.position > mark.position {
-                mark.position = d.envelope.position;
+            mark.position = mark.position.max(d.envelope.position);
+            let position = d.envelope.position;
+            if position > through && !ahead.contains(&position) && taken.insert(position) {
                 fresh.push(&d.envelope);
             }
         }
@@ -1967,6 +1973,21 @@ mod tests {
         assert_eq!(index.checkpoint(), 3);
         index.apply_partitioned(&[on(1, 2, movie(4))], 0).unwrap();
         assert_eq!(index.checkpoint(), 4);
+    }
+
+    /// A producer that retries can write a partition out of log order (position 2 acknowledged
+    /// before a retried 1): the earlier position is applied when it comes, not taken for a
+    /// duplicate. The fault campaign found an index stuck below such a position for good.
+    #[test]
+    fn an_earlier_position_arriving_after_a_later_one_in_a_partition_is_applied() {
+        let index = TantivySearchIndex::in_memory().unwrap();
+        let movie =
+            |position: i64| created(position, MovieFields { name: format!("Movie {position}"), ..golden() });
+        let on = |offset, envelope| Delivered { partition: 0, offset, envelope };
+        index.apply_partitioned(&[on(0, movie(2))], 0).unwrap();
+        index.apply_partitioned(&[on(1, movie(1)), on(2, movie(2))], 0).unwrap();
+        assert_eq!(index.checkpoint(), 2);
+        assert_eq!(index.len(), 2, "each movie once");
     }
 
     /// A replica's checkpoint is what a reader waits for and what search answers are cached
