@@ -52,6 +52,8 @@ trap cleanup EXIT
   "-c listen_addresses=127.0.0.1 -p $pg_port -k $work -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
   >/dev/null || { cat "$work/pg.log" >&2; die "Postgres did not start"; }
 export MOVIES_TEST_POSTGRES="postgres://postgres@127.0.0.1:$pg_port/postgres"
+# The fault campaign starts (and restarts) a Postgres of its own with these binaries.
+export MOVIES_TEST_PG_BIN="$pg_bin"
 echo "scripts/test: Postgres on 127.0.0.1:$pg_port"
 
 wait_port() { # host port seconds

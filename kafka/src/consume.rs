@@ -230,11 +230,12 @@ pub async fn project_search(
     if marks.is_empty() {
         // A new index: build it from the log, then read every partition from its start,
         // skipping what the log already gave.
-        let live = Arc::new(Live::new(index.clone()));
-        let floor = Projector::search_only(events.clone(), live)
-            .catch_up()
-            .await
-            .context("building the index from the log")?;
+        // Postgres going away meanwhile is waited out: the build resumes at the index's checkpoint.
+        let build = Projector::search_only(events.clone(), Arc::new(Live::new(index.clone())));
+        let floor = retry(&mut shutdown, || async {
+            build.catch_up().await.context("building the index from the log")
+        })
+        .await?;
         marks = partitions.iter().map(|p| (*p, PartitionMark { next_offset: 0, position: floor })).collect();
         let (index, marks) = (index.clone(), marks.clone());
         tokio::task::spawn_blocking(move || index.mark_partitions(marks)).await??;

@@ -231,3 +231,44 @@ async fn with_postgres_down_commands_answer_503_and_cached_reads_are_served() {
     let (status, _) = cluster.get_json(&format!("{replica}/api/v1/movies?limit=5")).await;
     assert_eq!(status, 200);
 }
+
+/// A replica's search projector with a new index builds it from the log; Postgres going away
+/// during that build is waited out, as it is later on, instead of ending the process.
+#[tokio::test]
+async fn a_new_index_waits_for_postgres_during_its_first_build() {
+    let mut cluster = Cluster::new().await;
+    let direct = cluster.database_url.clone();
+    let port: u16 = direct.rsplit_once(':').unwrap().1.split('/').next().unwrap().parse().unwrap();
+    let proxy = Proxy::start(port).await;
+    let proxied = direct.replace(&format!(":{port}/"), &format!(":{}/", proxy.port));
+    let command = cluster.command_api(&[]).await;
+    let token = cluster.admin_token(&command).await;
+    cluster.create(&command, &token, "Built From The Log").await;
+    let index = cluster.index_dir("replica").to_str().unwrap().to_owned();
+    let search = ["projector", "--search-only", "--index-dir", &index];
+    cluster.spawn("search", &search, &[("DATABASE_URL", &proxied)]);
+    // It has connected and waits for the topic, which only the relay creates.
+    eventually(Duration::from_secs(30), "the search projector to answer /health", || async {
+        cluster.role_health("search").await.map(|_| ())
+    })
+    .await;
+
+    proxy.set_up(false);
+    cluster.relay();
+    let built = |cluster: &mut Cluster| {
+        cluster.exited("search") || cluster.log("search").contains("projection step failed")
+    };
+    eventually(Duration::from_secs(30), "the first build to meet the outage", || {
+        let met = built(&mut cluster);
+        async move { met.then_some(()) }
+    })
+    .await;
+    assert!(!cluster.exited("search"), "the search projector exited:\n{}", cluster.log("search"));
+
+    proxy.set_up(true);
+    eventually(Duration::from_secs(30), "the index to reach the log's head", || async {
+        let (_, report) = cluster.role_health("search").await?;
+        (report["position"] == 1).then_some(())
+    })
+    .await;
+}

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::sync::{watch, Semaphore, SemaphorePermit};
@@ -74,6 +76,9 @@ pub struct Cluster {
     pub namespace: String,
     /// Extra environment for the relay `full()` starts.
     pub relay_env: Vec<(String, String)>,
+    /// Environment for one role only, by process name, applied last (the fault campaign points
+    /// each role at services through proxies of its own).
+    pub role_env: HashMap<String, Vec<(String, String)>>,
     processes: HashMap<String, Child>,
     /// How each process was started (arguments, extra environment, health address), so a killed
     /// one starts again the same way.
@@ -106,6 +111,7 @@ impl Cluster {
             namespace: format!("movies-{tag}"),
             dir,
             relay_env: Vec::new(),
+            role_env: HashMap::new(),
             processes: HashMap::new(),
             specs: HashMap::new(),
             health: HashMap::new(),
@@ -176,6 +182,9 @@ impl Cluster {
         for (key, value) in extra_env {
             command.env(key, value);
         }
+        for (key, value) in self.role_env.get(name).into_iter().flatten() {
+            command.env(key, value);
+        }
         // Appended to: a restarted process keeps the log of its earlier lives.
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -185,6 +194,11 @@ impl Cluster {
         command.stderr(log);
         let child = command.spawn().unwrap();
         assert!(self.processes.insert(name.to_owned(), child).is_none(), "{name} is already running");
+    }
+
+    /// Whether a role started here has exited (on its own: `kill9` forgets the role).
+    pub fn exited(&mut self, name: &str) -> bool {
+        self.processes.get_mut(name).is_some_and(|child| child.try_wait().ok().flatten().is_some())
     }
 
     /// What a role wrote to stderr (for failure messages).
@@ -262,9 +276,7 @@ impl Cluster {
                     return true;
                 }
             }
-            let exited =
-                self.processes.get_mut(name).is_some_and(|child| child.try_wait().ok().flatten().is_some());
-            if exited && self.log(name).contains("Address already in use") {
+            if self.exited(name) && self.log(name).contains("Address already in use") {
                 return false;
             }
             assert!(
@@ -362,13 +374,16 @@ impl Cluster {
     }
 }
 
-/// A server process of the test's own (Redis, a broker) that the test may stop and restart.
+/// A server process of the test's own (Postgres, Redis, a broker) that the test may stop and
+/// restart.
 pub struct Server {
     pub port: u16,
     child: Option<Child>,
     program: String,
     args: Vec<String>,
     dir: PathBuf,
+    /// The user and group it runs as (Postgres refuses to run as root).
+    user: Option<(u32, u32)>,
 }
 
 impl Server {
@@ -377,21 +392,25 @@ impl Server {
         let args = ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
             .map(str::to_owned)
             .to_vec();
-        let mut server =
-            Self { port, child: None, program: env("MOVIES_TEST_REDIS_SERVER"), args, dir: dir.to_owned() };
+        let program = env("MOVIES_TEST_REDIS_SERVER");
+        let mut server = Self { port, child: None, program, args, dir: dir.to_owned(), user: None };
         server.start().await;
         server
     }
 
     pub async fn broker(dir: &Path) -> Self {
         let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
+        Self::broker_advertising(dir, port, port).await
+    }
+
+    /// A broker on `port` that tells clients to reach it at `advertised` (a proxy in front of it).
+    pub async fn broker_advertising(dir: &Path, port: u16, advertised: u16) -> Self {
         let args = vec![
             "broker".into(),
             "--listener-url".into(),
-            url.clone(),
+            format!("tcp://127.0.0.1:{port}"),
             "--advertised-listener-url".into(),
-            url,
+            format!("tcp://127.0.0.1:{advertised}"),
             "--storage-engine".into(),
             "memory://nisshi/".into(),
             "--group-initial-rebalance-delay".into(),
@@ -399,21 +418,70 @@ impl Server {
         ];
         let dir = dir.join(format!("broker-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut server = Self { port, child: None, program: env("MOVIES_TEST_NISSHI"), args, dir };
+        let program = env("MOVIES_TEST_NISSHI");
+        let mut server = Self { port, child: None, program, args, dir, user: None };
         server.start().await;
         server
     }
 
+    /// A Postgres server of the test's own in `dir/postgres` (initdb'd now), run as the
+    /// `postgres` user when the test runs as root; its URL is `postgres_url()`.
+    pub async fn postgres(dir: &Path) -> Self {
+        let bin = PathBuf::from(env("MOVIES_TEST_PG_BIN"));
+        let data = dir.join("postgres");
+        std::fs::create_dir_all(&data).unwrap();
+        let user = unix_user_for_postgres();
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(&data, Some(uid), Some(gid)).unwrap();
+        }
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb.args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "-D"]).arg(&data);
+        if let Some((uid, gid)) = user {
+            initdb.uid(uid).gid(gid);
+        }
+        let output = initdb.output().await.unwrap();
+        assert!(output.status.success(), "initdb: {}", String::from_utf8_lossy(&output.stderr));
+        let port = free_port();
+        let args = [
+            "-D",
+            data.to_str().unwrap(),
+            "-p",
+            &port.to_string(),
+            "-k",
+            data.to_str().unwrap(),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let program = bin.join("postgres").to_str().unwrap().to_owned();
+        let mut server = Self { port, child: None, program, args, dir: data, user };
+        server.start().await;
+        server
+    }
+
+    pub fn postgres_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
     pub async fn start(&mut self) {
-        let child = Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        command
             .args(&self.args)
             .current_dir(&self.dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
+            .kill_on_drop(true);
+        if let Some((uid, gid)) = self.user {
+            command.uid(uid).gid(gid);
+        }
+        self.child = Some(command.spawn().unwrap());
         let port = self.port;
         eventually(Duration::from_secs(30), "the server to listen", || async move {
             TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
@@ -428,39 +496,93 @@ impl Server {
         }
     }
 
+    /// SIGQUIT: Postgres's immediate shutdown, a crash as far as its clients and its data go
+    /// (it recovers from its write-ahead log when started again).
+    pub async fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            self.signal(&child, "-QUIT");
+            child.wait().await.unwrap();
+        }
+    }
+
     /// SIGSTOP / SIGCONT: the process stays but answers nothing (a hung or partitioned server).
     pub fn pause(&self, paused: bool) {
-        let pid = self.child.as_ref().and_then(Child::id).expect("running").to_string();
-        let signal = if paused { "-STOP" } else { "-CONT" };
+        self.signal(self.child.as_ref().expect("running"), if paused { "-STOP" } else { "-CONT" });
+    }
+
+    fn signal(&self, child: &Child, signal: &str) {
+        let pid = child.id().expect("running").to_string();
         assert!(std::process::Command::new("kill").args([signal, &pid]).status().unwrap().success());
+    }
+
+    /// Redis's FLUSHALL, sent as the protocol's own bytes.
+    pub async fn flush_all(&self) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
+        stream.write_all(b"*1\r\n$8\r\nFLUSHALL\r\n").await.unwrap();
+        let mut answer = [0; 5];
+        stream.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"+OK\r\n");
     }
 }
 
-/// A TCP proxy the test can cut: every connection through it drops, and new ones are refused,
-/// while it is down. How a test takes Postgres away from some roles only.
+/// The `postgres` user's uid and gid when this runs as root (whose Postgres would refuse to start).
+fn unix_user_for_postgres() -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata("/proc/self").ok()?.uid() != 0 {
+        return None;
+    }
+    let id = |flag: &str| -> u32 {
+        let output = std::process::Command::new("id").args([flag, "postgres"]).output().unwrap();
+        assert!(
+            output.status.success(),
+            "running as root needs a `postgres` user (scripts/services.sh makes one)"
+        );
+        String::from_utf8_lossy(&output.stdout).trim().parse().unwrap()
+    };
+    Some((id("-u"), id("-g")))
+}
+
+/// What a proxied link does to the bytes and connections through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    Up,
+    /// Every chunk, either way, waits this many milliseconds.
+    Delayed(u64),
+    /// Every connection through it is closed, and new ones are closed as soon as accepted.
+    Dropped,
+    /// Nothing moves and nothing is closed: bytes and new connections wait until it heals.
+    BlackHoled,
+}
+
+/// A TCP proxy the test controls: how a test takes a service away from some roles only, slows
+/// it or black-holes it.
 pub struct Proxy {
     pub port: u16,
-    up: watch::Sender<bool>,
+    link: watch::Sender<Link>,
 }
 
 impl Proxy {
     pub async fn start(upstream: u16) -> Arc<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (up, _) = watch::channel(true);
-        let proxy = Arc::new(Self { port, up });
-        let state = proxy.up.clone();
+        let (link, _) = watch::channel(Link::Up);
+        let proxy = Arc::new(Self { port, link });
+        let state = proxy.link.clone();
         tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if !*state.borrow() {
-                    continue;
-                }
-                let mut down = state.subscribe();
+            while let Ok((client, _)) = listener.accept().await {
+                let mut link = state.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)).await else { return };
+                    // A connection into a black hole is neither answered nor refused until it heals.
+                    let Ok(now) = link.wait_for(|l| *l != Link::BlackHoled).await.map(|l| *l) else { return };
+                    if now == Link::Dropped {
+                        return;
+                    }
+                    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else { return };
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = down.wait_for(|up| !*up) => {}
+                        _ = pump(client_read, server_write, link.clone()) => {}
+                        _ = pump(server_read, client_write, link) => {}
                     }
                 });
             }
@@ -468,7 +590,33 @@ impl Proxy {
         proxy
     }
 
+    pub fn set(&self, link: Link) {
+        self.link.send_replace(link);
+    }
+
     pub fn set_up(&self, up: bool) {
-        self.up.send_replace(up);
+        self.set(if up { Link::Up } else { Link::Dropped });
+    }
+}
+
+/// Moves bytes one way as the link allows; returns when either side closes or the link drops.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut link: watch::Receiver<Link>) {
+    let mut buffer = vec![0; 16 * 1024];
+    loop {
+        let read = tokio::select! {
+            read = from.read(&mut buffer) => read,
+            _ = link.wait_for(|l| *l == Link::Dropped) => return,
+        };
+        let Ok(n @ 1..) = read else { return };
+        // What was read waits out a black hole, then the delay in force.
+        let Ok(now) = link.wait_for(|l| *l != Link::BlackHoled).await.map(|l| *l) else { return };
+        match now {
+            Link::Dropped => return,
+            Link::Delayed(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            Link::Up | Link::BlackHoled => {}
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
     }
 }
