@@ -4,7 +4,8 @@
 # first, on the services scripts/services.sh starts. Prints the checker's table: per schedule the
 # faults, writes acknowledged, lost, duplicated, stale reads, reads that went back in time,
 # projections drifted and the slowest convergence. A failing seed replays with
-# MOVIES_CHAOS_SEEDS=SEED.
+# MOVIES_CHAOS_SEEDS=SEED. Built with --release, so ingesting and verifying the catalogue are
+# not what the run measures.
 #   bench/chaos.sh [SCHEDULES] [CATALOGUE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,4 +14,4 @@ catalogue="${2:-100000}"
 . scripts/services.sh
 echo "# bench/chaos.sh $schedules schedules over $catalogue movies on $(nproc) cores, $(date -u +%Y-%m-%d)"
 MOVIES_CHAOS_SEEDS="$(seq -s, 1 "$schedules")" MOVIES_CHAOS_CATALOGUE="$catalogue" \
-  cargo test -j2 --test distributed -- campaign --nocapture
+  cargo test --release -j2 --test distributed -- campaign --nocapture
