@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use movies::generate::{BenchArgs, Generator};
 use movies_events::{Actor, EventEnvelope, EventMetadata, MovieDraft, MovieEvent, MovieInput, Role};
-use movies_read_model::{Order, SearchFilters, SearchQuery, SearchSort, TantivySearchIndex};
+use movies_read_model::Order;
+use movies_search::{SearchFilters, SearchQuery, SearchSort, TantivySearchIndex};
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 

@@ -659,7 +659,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             let read_store = movies::replay::open_read_store(&settings, read).await?;
             let index_dir = index_dir.unwrap_or_else(|| movies::replay::index_dir(&settings, index));
-            let search = movies_read_model::TantivySearchIndex::open_read_only(&index_dir)
+            let search = movies_search::TantivySearchIndex::open_read_only(&index_dir)
                 .with_context(|| format!("opening the search index in {}", index_dir.display()))?;
             let cache = match redis_url {
                 Some(url) => {

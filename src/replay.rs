@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use movies_read_model::{Live, PgReadStore, ReadStore, SqliteReadStore, TantivySearchIndex};
+use movies_read_model::{Live, PgReadStore, ReadStore, SqliteReadStore};
+use movies_search::TantivySearchIndex;
 use movies_store::{
     connect_postgres, connect_postgres_schema, drop_postgres_schema, open_sqlite, GenerationStore,
 };

@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use movies_read_model::{Cursor, Order, SearchCursor, SearchQuery, SearchSort, SortField};
+use movies_read_model::{Cursor, Order, SortField};
+use movies_search::{SearchCursor, SearchQuery, SearchSort};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(raw) = std::str::from_utf8(data) else { return };

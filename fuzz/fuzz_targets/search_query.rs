@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use movies_events::{MovieEvent, MovieFields};
-use movies_read_model::{check_query_text, SearchQuery, SearchSort, TantivySearchIndex};
+use movies_search::{check_query_text, SearchQuery, SearchSort, TantivySearchIndex};
 
 fn index() -> &'static TantivySearchIndex {
     static INDEX: OnceLock<TantivySearchIndex> = OnceLock::new();

@@ -12,7 +12,8 @@ use std::time::Duration;
 use anyhow::Context;
 use movies_cache::CachedReadStore;
 use movies_events::{EventEnvelope, Position};
-use movies_read_model::{Live, ProjectionError, ReadStore, TantivySearchIndex};
+use movies_read_model::{Live, ProjectionError, ReadStore};
+use movies_search::TantivySearchIndex;
 use movies_store::EventStore;
 use tokio::sync::watch;
 

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use movies_events::{genre_key, Movie, MovieFields, Position, Version};
-use movies_read_model::{ListQuery, ReadStore, TantivySearchIndex};
+use movies_read_model::{ListQuery, ReadStore};
+use movies_search::TantivySearchIndex;
 use movies_store::EventStore;
 use uuid::Uuid;
 

@@ -5,10 +5,8 @@ use std::sync::Arc;
 
 use movies_events::{EventEnvelope, MovieChanges, MovieEvent};
 use movies_projector::Projector;
-use movies_read_model::{
-    ListQuery, Live, PgReadStore, ProjectionError, ReadStore, SearchQuery, SqliteReadStore,
-    TantivySearchIndex,
-};
+use movies_read_model::{ListQuery, Live, PgReadStore, ProjectionError, ReadStore, SqliteReadStore};
+use movies_search::{SearchQuery, TantivySearchIndex};
 use movies_store::contract::{created, new_event, renamed};
 use movies_store::testing::{postgres_database, TempDir};
 use movies_store::{connect_postgres, open_sqlite, EventStore, SqliteEventStore};
@@ -202,8 +200,8 @@ async fn concurrent_projectors_applying_the_same_events_count_them_once() {
     assert_eq!(s.read.advance_checkpoint(&all).await.unwrap(), all.last().unwrap().position);
 }
 
-fn delivered(partition: i32, offset: i64, envelope: &EventEnvelope) -> movies_read_model::Delivered {
-    movies_read_model::Delivered { partition, offset, envelope: envelope.clone() }
+fn delivered(partition: i32, offset: i64, envelope: &EventEnvelope) -> movies_search::Delivered {
+    movies_search::Delivered { partition, offset, envelope: envelope.clone() }
 }
 
 /// The search index fed from Kafka: a republished event (at or below its partition's mark) is

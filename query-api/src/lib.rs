@@ -16,9 +16,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use movies_events::Position;
 use movies_read_model::{
-    check_query_text, fold_doc, CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, Highlight,
-    JsonDoc, ListQuery, Live, MovieDoc, Order, ReadStore, SearchCursor, SearchFilters, SearchPage,
-    SearchQuery, SearchSort, SortField, TantivySearchIndex,
+    fold_doc, CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, JsonDoc, ListQuery, Live,
+    MovieDoc, Order, ReadStore, SortField,
+};
+use movies_search::{
+    check_query_text, Highlight, SearchCursor, SearchFilters, SearchPage, SearchQuery, SearchSort,
+    TantivySearchIndex,
 };
 use movies_store::EventStore;
 use movies_web::{ApiError, Caller, JwtKeys};

@@ -2,7 +2,7 @@
 //! compatibility pages and oversized URLs are refused with a 4xx problem naming the limit, before
 //! any work; texts within them still search.
 
-use movies_read_model::{MAX_QUERY_CHARS, MAX_QUERY_WORDS, MAX_TYPO_WORD_CHARS, MAX_WORD_CHARS};
+use movies_search::{MAX_QUERY_CHARS, MAX_QUERY_WORDS, MAX_TYPO_WORD_CHARS, MAX_WORD_CHARS};
 use reqwest::StatusCode;
 use serde_json::Value;
 

@@ -162,7 +162,7 @@ async fn search_treats_query_syntax_as_text() {
         "%22%22",
         "~2^3",
         // The longest word a query may have (longer ones are refused: `limits.rs`).
-        &"x".repeat(movies_read_model::MAX_WORD_CHARS),
+        &"x".repeat(movies_search::MAX_WORD_CHARS),
     ] {
         let response = app.get(&format!("/api/v1/search?q={q}")).await;
         assert_eq!(response.status(), StatusCode::OK, "q={q}");

@@ -71,7 +71,7 @@ async fn a_replay_rebuilds_beside_the_live_projections_and_the_server_follows() 
     let write = movies::open_write_side(&app.settings).await.unwrap();
     let read_store = movies::replay::open_read_store(&app.settings, 1).await.unwrap();
     let index =
-        movies_read_model::TantivySearchIndex::open_read_only(&movies::replay::index_dir(&app.settings, 1))
+        movies_search::TantivySearchIndex::open_read_only(&movies::replay::index_dir(&app.settings, 1))
             .unwrap();
     let report = movies_projector::verify::verify(write.events.as_ref(), read_store.as_ref(), &index, None)
         .await

@@ -1,10 +1,10 @@
 //! The relevance test set: queries over data/imdb.json with the results a reader expects on top
 //! (typos, prefixes, directors, genre words, mixed). Each case says what it checks in
-//! `read-model/tests/relevance.json`.
+//! `search/tests/relevance.json`.
 
 use chrono::Utc;
 use movies_events::{Actor, EventEnvelope, EventMetadata, MovieDraft, MovieEvent, MovieInput, Role};
-use movies_read_model::{SearchHit, SearchQuery, TantivySearchIndex};
+use movies_search::{SearchHit, SearchQuery, TantivySearchIndex};
 use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;

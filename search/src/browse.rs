@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use tantivy::index::SegmentId;
 use tantivy::{DocAddress, DocId, Searcher, SegmentReader};
 
-use crate::search::{count_bits, GenreBits, SortKey, OVERFLOW_BIT};
+use crate::facets::{count_bits, GenreBits, OVERFLOW_BIT};
+use crate::keys::SortKey;
 
 /// Documents kept per segment in each ordered list.
 const LISTED: usize = 2048;
@@ -56,10 +57,10 @@ pub(crate) struct Browsed {
 /// One segment's summary: live documents per genre mask, and for each order the documents it
 /// puts first, as (key as the collector compares it, mask, document).
 struct Summary {
-    masks: HashMap<u64, u64>,
-    lists: [Vec<(u64, u64, DocId)>; 4],
+    pub(crate) masks: HashMap<u64, u64>,
+    pub(crate) lists: [Vec<(u64, u64, DocId)>; 4],
     /// Live documents in the segment: a list shorter than `LISTED` holds all of them.
-    live: usize,
+    pub(crate) live: usize,
 }
 
 /// Summaries of the segments searches have met, by segment and number of deleted documents (a

@@ -16,6 +16,8 @@
 
 use std::sync::Arc;
 
+use crate::query::MAX_TYPO_WORD_CHARS;
+
 use tantivy::index::SegmentId;
 use tantivy::query::{EmptyScorer, EnableScoring, Explanation, Query, Scorer, Weight};
 use tantivy::schema::IndexRecordOption;
@@ -79,8 +81,8 @@ pub(crate) struct WordWays {
 /// the catalogue for "the") in windows around the matches it is asked about.
 #[derive(Clone, Debug)]
 pub(crate) struct TextQuery {
-    words: Vec<WordWays>,
-    dense: DenseTerms,
+    pub(crate) words: Vec<WordWays>,
+    pub(crate) dense: DenseTerms,
 }
 
 impl TextQuery {
@@ -123,15 +125,15 @@ impl Query for TextQuery {
 }
 
 struct TextWeight {
-    words: Vec<(Levels, bool)>,
-    dense: DenseTerms,
+    pub(crate) words: Vec<(Levels, bool)>,
+    pub(crate) dense: DenseTerms,
 }
 
 /// A level's bits as they are gathered: kept bitsets are shared until something is added.
 #[derive(Default)]
 struct Level {
-    shared: Vec<Bits>,
-    own: Option<Vec<u64>>,
+    pub(crate) shared: Vec<Bits>,
+    pub(crate) own: Option<Vec<u64>>,
 }
 
 impl Level {
@@ -264,10 +266,10 @@ fn has(bits: &[u64], doc: DocId) -> bool {
 
 /// One word's matches in a segment, and which level each took.
 struct WordBits {
-    matches: Bits,
+    pub(crate) matches: Bits,
     /// Every level but the last, best first.
-    levels: Vec<(Score, Bits)>,
-    last: Score,
+    pub(crate) levels: Vec<(Score, Bits)>,
+    pub(crate) last: Score,
 }
 
 impl WordBits {
@@ -279,15 +281,15 @@ impl WordBits {
 
 /// Walks the documents with every required word, scoring each by all the words it has.
 struct TextScorer {
-    candidates: Bits,
-    required: Vec<WordBits>,
-    optional: Vec<WordBits>,
-    boost: Score,
-    len: u32,
-    bucket: usize,
+    pub(crate) candidates: Bits,
+    pub(crate) required: Vec<WordBits>,
+    pub(crate) optional: Vec<WordBits>,
+    pub(crate) boost: Score,
+    pub(crate) len: u32,
+    pub(crate) bucket: usize,
     /// The bits of `bucket` past the current document.
-    ahead: u64,
-    doc: DocId,
+    pub(crate) ahead: u64,
+    pub(crate) doc: DocId,
 }
 
 impl TextScorer {
@@ -351,6 +353,58 @@ impl Scorer for TextScorer {
         let optional: Score =
             self.optional.iter().filter(|word| has(&word.matches, doc)).map(|word| word.score(doc)).sum();
         (required + optional) * self.boost
+    }
+}
+
+/// The edits a word of this length may carry and still match: 1 from 5 characters, 2 from 9,
+/// none past `MAX_TYPO_WORD_CHARS`.
+pub(crate) fn typo_budget(word: &str) -> u8 {
+    match word.chars().count() {
+        0..=4 => 0,
+        5..=8 => 1,
+        9..=MAX_TYPO_WORD_CHARS => 2,
+        _ => 0,
+    }
+}
+
+/// Levenshtein distance with adjacent transpositions counted as one edit, for highlighting.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1).min(rows[i][j - 1] + 1).min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
+/// One word of a query, folded like the index folds text.
+#[derive(Debug, Clone)]
+pub(crate) struct Word {
+    pub(crate) text: String,
+    /// The last word of a query still being typed also matches as a prefix.
+    pub(crate) prefix: bool,
+    pub(crate) common: bool,
+}
+
+impl Word {
+    pub(crate) fn matches(&self, token: &str) -> bool {
+        token == self.text
+            || (self.prefix && token.starts_with(&self.text))
+            || (typo_budget(&self.text) > 0
+                && edit_distance(token, &self.text) <= usize::from(typo_budget(&self.text)))
     }
 }
 
@@ -421,5 +475,17 @@ mod tests {
         assert_eq!(scorer.seek(192), TERMINATED);
         assert_eq!(self::scorer(vec![word(&[], 10)], vec![]).doc(), TERMINATED);
         assert_eq!(self::scorer(vec![word(&[(0, 1.0)], 1)], vec![]).doc(), 0);
+    }
+
+    #[test]
+    fn typo_budgets_follow_word_length() {
+        assert_eq!([typo_budget("star"), typo_budget("alien"), typo_budget("godfather")], [0, 1, 2]);
+    }
+
+    #[test]
+    fn a_transposition_is_one_edit() {
+        assert_eq!(edit_distance("frankenstien", "frankenstein"), 1);
+        assert_eq!(edit_distance("godfater", "godfather"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 }
