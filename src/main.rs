@@ -19,6 +19,8 @@ use movies_web::{PasswordHasher, ACCESS_TOKEN_TTL_SECONDS};
 struct Cli {
     #[command(flatten)]
     common: Common,
+    #[command(flatten)]
+    http: HttpArgs,
     /// Address to serve on (the all-in-one server).
     #[arg(long, env = "MOVIES_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -32,6 +34,7 @@ struct Cli {
     command: Option<Command>,
 }
 
+/// What every command shares: which catalogue, and how it logs.
 #[derive(Args)]
 struct Common {
     /// Where keys, the SQLite files and the search index live.
@@ -40,26 +43,48 @@ struct Common {
     /// postgres://... for the event log and read store; unset for SQLite files in the data dir.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     database_url: Option<String>,
-    /// Requests a minute an anonymous client (by address) may make; 0 for no limit.
-    #[arg(long, env = "MOVIES_RATE_ANONYMOUS", default_value_t = 600, global = true)]
-    rate_anonymous: u64,
-    /// Requests a minute a signed-in user may make (admins are exempt); 0 for no limit.
-    #[arg(long, env = "MOVIES_RATE_USER", default_value_t = 3000, global = true)]
-    rate_user: u64,
     /// Log lines as text for people or JSON for collectors (each request's lines carry its id).
     #[arg(long, env = "MOVIES_LOG_FORMAT", value_enum, default_value = "text", global = true)]
     log_format: LogFormat,
+}
+
+/// What a process serving HTTP (the server, the command API, the query API) lets its clients do.
+#[derive(Args)]
+struct HttpArgs {
+    /// Requests a minute an anonymous client (by address) may make; 0 for no limit.
+    #[arg(long, env = "MOVIES_RATE_ANONYMOUS", default_value_t = 600)]
+    rate_anonymous: u64,
+    /// Requests a minute a signed-in user may make (admins are exempt); 0 for no limit.
+    #[arg(long, env = "MOVIES_RATE_USER", default_value_t = 3000)]
+    rate_user: u64,
     /// HTTP connections open at once; further ones wait to be accepted.
-    #[arg(long, env = "MOVIES_MAX_CONNECTIONS", default_value_t = 4096, global = true)]
+    #[arg(long, env = "MOVIES_MAX_CONNECTIONS", default_value_t = 4096)]
     max_connections: usize,
     /// Seconds a client may take to send a request's headers, from when its connection opens or
     /// its last response ended (idle keep-alive connections close after it too).
-    #[arg(long, env = "MOVIES_HEADER_TIMEOUT", default_value_t = 20, global = true,
+    #[arg(long, env = "MOVIES_HEADER_TIMEOUT", default_value_t = 20,
         value_parser = clap::value_parser!(u64).range(1..))]
     header_timeout: u64,
     /// Proxies whose X-Forwarded-For is believed (comma-separated addresses).
-    #[arg(long, env = "MOVIES_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
+    #[arg(long, env = "MOVIES_TRUSTED_PROXIES", value_delimiter = ',')]
     trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+impl HttpArgs {
+    fn rate(&self) -> movies_web::RateLimits {
+        movies_web::RateLimits {
+            anonymous_per_minute: self.rate_anonymous,
+            user_per_minute: self.rate_user,
+            trusted_proxies: self.trusted_proxies.clone(),
+        }
+    }
+
+    fn limits(&self) -> movies::HttpLimits {
+        movies::HttpLimits {
+            max_connections: self.max_connections,
+            header_timeout: std::time::Duration::from_secs(self.header_timeout),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -67,10 +92,13 @@ enum Command {
     /// Distributed role: the command API (writes) on the Postgres event log.
     #[command(name = "command-api")]
     WriteApi {
+        /// Address to serve on.
         #[arg(long, env = "MOVIES_LISTEN", default_value = "0.0.0.0:8081")]
         listen: SocketAddr,
         #[command(flatten)]
         keys: KeyPaths,
+        #[command(flatten)]
+        http: HttpArgs,
     },
     /// Distributed role: publishes the event log to Kafka in commit order (the outbox relay).
     Relay {
@@ -112,8 +140,11 @@ enum Command {
     },
     /// Distributed role: the query API (reads) over the read store, Redis and a local index.
     QueryApi {
+        /// Address to serve on.
         #[arg(long, env = "MOVIES_LISTEN", default_value = "0.0.0.0:8082")]
         listen: SocketAddr,
+        #[command(flatten)]
+        http: HttpArgs,
         /// A Postgres read replica for the read store's queries.
         #[arg(long, env = "DATABASE_READ_URL", hide_env_values = true)]
         database_read_url: Option<String>,
@@ -138,8 +169,10 @@ enum Command {
         #[arg(long, env = "MOVIES_KAFKA_TOPIC", default_value = movies_kafka::DEFAULT_TOPIC)]
         topic: String,
     },
-    /// Write a new JWT signing key pair (private.pem, public.pem) into a directory.
+    /// Write a new Ed25519 JWT signing key pair into a directory: private.pem (readable by its
+    /// owner only) and public.pem. Refuses to overwrite a pair unless --rotate.
     Keygen {
+        /// The directory to write private.pem and public.pem into (created if missing).
         #[arg(long)]
         dir: PathBuf,
         /// Replace the pair in --dir with a new one, keeping the old public key beside it as a
@@ -214,6 +247,7 @@ enum Command {
     },
     /// Print an access token for an existing account (operators only: needs the signing key).
     Token {
+        /// The account's username.
         #[arg(long)]
         user: String,
         /// Lifetime in seconds.
@@ -261,6 +295,7 @@ enum UsersCommand {
     Add {
         /// The username (1 to 64 characters).
         name: String,
+        /// What the account may do: `admin` writes the catalogue, `user` reads it signed in.
         #[arg(long, value_enum, default_value = "user")]
         role: CliRole,
     },
@@ -275,6 +310,7 @@ enum UsersCommand {
     Role {
         /// The username.
         name: String,
+        /// The new role.
         #[arg(long, value_enum)]
         role: CliRole,
     },
@@ -311,13 +347,15 @@ async fn users(settings: &Settings, command: UsersCommand) -> anyhow::Result<()>
     };
     let (name, change, done, generated) = match command {
         UsersCommand::List => {
-            println!("{:<24}  {:<6}  {:<9}  created", "username", "role", "state");
+            use std::fmt::Write;
+            let mut table = format!("{:<24}  {:<6}  {:<9}  created\n", "username", "role", "state");
             for account in write.accounts.list().await? {
                 let state = if account.disabled { "disabled" } else { "enabled" };
                 let created = account.created_at.format("%Y-%m-%d %H:%M:%S");
-                println!("{:<24}  {:<6}  {:<9}  {created}", account.username, account.role.as_str(), state);
+                let role = account.role.as_str();
+                let _ = writeln!(table, "{:<24}  {role:<6}  {state:<9}  {created}", account.username);
             }
-            return Ok(());
+            return emit(&table);
         }
         UsersCommand::Add { name, role } => {
             let name = name.trim().to_owned();
@@ -389,15 +427,8 @@ fn settings(cli: &Cli) -> Settings {
             (None, false) => Seed::Bundled,
         },
         hasher: PasswordHasher::production(),
-        rate: movies_web::RateLimits {
-            anonymous_per_minute: cli.common.rate_anonymous,
-            user_per_minute: cli.common.rate_user,
-            trusted_proxies: cli.common.trusted_proxies.clone(),
-        },
-        http: movies::HttpLimits {
-            max_connections: cli.common.max_connections,
-            header_timeout: std::time::Duration::from_secs(cli.common.header_timeout),
-        },
+        rate: cli.http.rate(),
+        http: cli.http.limits(),
     }
 }
 
@@ -467,7 +498,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let database_url = settings.database_url.as_deref();
     match cli.command {
         None => serve(settings).await,
-        Some(Command::WriteApi { listen, keys }) => {
+        Some(Command::WriteApi { listen, keys, http }) => {
             let database_url = roles::require_postgres(database_url)?.to_owned();
             let private_key =
                 roles::require(path_str(&keys.jwt_private_key), "MOVIES_JWT_PRIVATE_KEY")?.into();
@@ -480,8 +511,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 retired_public_keys: keys.jwt_retired_public_keys,
                 admin_password: settings.admin_password.clone(),
                 hasher: settings.hasher.clone(),
-                rate: settings.rate.clone(),
-                http: settings.http,
+                rate: http.rate(),
+                http: http.limits(),
             };
             roles::command_api(role, shutdown_signal()).await
         }
@@ -526,6 +557,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::QueryApi {
             listen,
+            http,
             database_read_url,
             redis,
             index_dir,
@@ -556,8 +588,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ttl: std::time::Duration::from_millis(l1_ttl_ms),
                 },
                 topic,
-                rate: settings.rate.clone(),
-                http: settings.http,
+                rate: http.rate(),
+                http: http.limits(),
             };
             roles::query_api(role, shutdown_signal()).await
         }
@@ -594,9 +626,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Some(Command::Users { command }) => users(&settings, command).await,
+        Some(Command::Users { command }) => {
+            existing_catalogue(&settings, false)?;
+            users(&settings, command).await
+        }
         Some(Command::Audit { movie, actor, event_type, since, until, limit, json }) => {
             anyhow::ensure!(limit > 0, "--limit must be positive");
+            existing_catalogue(&settings, false)?;
             let write = movies::open_write_side(&settings).await?;
             let events = match movie {
                 Some(id) => movies_command_api::audit::history(write.events.as_ref(), id).await?,
@@ -608,8 +644,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(id) = movie.filter(|_| events.is_empty()) {
                 anyhow::bail!("no movie with id {id} was ever recorded");
             }
-            print!("{}", movies::audit_table(&events, json));
-            Ok(())
+            emit(&movies::audit_table(&events, json))
         }
         Some(Command::Replay { projection, dry_run, redis: RedisArgs { redis_url, redis_namespace } }) => {
             use movies::replay::Which;
@@ -629,6 +664,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             });
             let bar =
                 if std::io::stderr().is_terminal() { ProgressBar::new(0) } else { ProgressBar::hidden() };
+            existing_catalogue(&settings, true)?;
             if projection != Which::Cache {
                 match movies::replay::replay(&settings, projection, dry_run, &bar, interrupt).await? {
                     movies::replay::Outcome::Planned(plan) => println!("{plan}"),
@@ -652,6 +688,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Verify { redis: RedisArgs { redis_url, redis_namespace }, index_dir }) => {
+            existing_catalogue(&settings, index_dir.is_none())?;
             let write = movies::open_write_side(&settings).await?;
             let (read, index) = (
                 write.generations.generation(movies::replay::READ_STORE).await?,
@@ -716,10 +753,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     seed,
                 ),
             };
-            result.context("writing the catalogue")
+            match result {
+                // A reader that stopped early (`movies generate ... | head`) ends the output.
+                Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => other.context("writing the catalogue"),
+            }
         }
         Some(Command::Token { user, ttl }) => {
             anyhow::ensure!(ttl > 0, "--ttl must be positive");
+            existing_catalogue(&settings, true)?;
             let write = movies::open_write_side(&settings).await?;
             let account =
                 write.accounts.find(&user).await?.with_context(|| format!("no account named {user:?}"))?;
@@ -727,6 +769,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", keys.issue(&account.username, account.role, chrono::Utc::now().timestamp(), ttl)?);
             Ok(())
         }
+    }
+}
+
+/// An operator command reads a catalogue that exists: a data directory that is not there is a
+/// mistake (a mistyped `--data-dir`, a shell without `MOVIES_DATA_DIR`), not an empty catalogue
+/// to create. `needs_dir`: the command reads the directory (keys, the index) even on Postgres.
+fn existing_catalogue(settings: &Settings, needs_dir: bool) -> anyhow::Result<()> {
+    let reads_dir = needs_dir || settings.database_url.is_none();
+    anyhow::ensure!(
+        !reads_dir || settings.data_dir.is_dir(),
+        "no catalogue here: the data directory {} does not exist (set --data-dir or MOVIES_DATA_DIR to a \
+         catalogue's, or DATABASE_URL; `movies` and `movies ingest` create one)",
+        settings.data_dir.display()
+    );
+    Ok(())
+}
+
+/// Prints to standard output. A reader that went away (`movies audit | head`) ends the output
+/// quietly: it is not an error, and never a panic.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to standard output"),
     }
 }
 

@@ -16,6 +16,7 @@ use anyhow::Context;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use backon::Retryable;
 use movies_cache::{CacheWriter, CachedReadStore, L1Settings, Redis, RedisCounter};
 use movies_command_api::{CommandService, CommandState};
 use movies_events::Position;
@@ -24,7 +25,7 @@ use movies_query_api::QueryState;
 use movies_read_model::{Live, ReadStore};
 use movies_search::TantivySearchIndex;
 use movies_store::{connect_postgres, EventStore, GenerationStore, PgEventStore};
-use movies_web::{ApiError, JwtKeys, PasswordHasher, RateLimiter, RateLimits};
+use movies_web::{ApiError, HitCounter, JwtKeys, PasswordHasher, RateLimiter, RateLimits};
 use sqlx::postgres::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -50,24 +51,17 @@ pub fn require<'a>(value: Option<&'a str>, what: &str) -> anyhow::Result<&'a str
     value.filter(|v| !v.trim().is_empty()).with_context(|| format!("{what} is not set: this role needs it"))
 }
 
-/// Connects to Postgres, waiting for it (up to `patience`) if it is not up yet.
+/// Connects to Postgres, waiting for it (every 500 ms, up to `patience`) if it is not up yet. A
+/// refusal (bad URL, credentials, unknown database) is not waited out.
 async fn postgres(url: &str, connections: u32, patience: Duration) -> anyhow::Result<PgPool> {
-    let deadline = tokio::time::Instant::now() + patience;
-    loop {
-        match connect_postgres(url, connections).await {
-            Ok(pool) => return Ok(pool),
-            Err(error @ (sqlx::Error::Configuration(_) | sqlx::Error::Database(_))) => {
-                return Err(error).context("connecting to Postgres")
-            }
-            Err(error) if tokio::time::Instant::now() >= deadline => {
-                return Err(error).context("connecting to Postgres (gave up waiting)")
-            }
-            Err(error) => {
-                tracing::info!(%error, "waiting for Postgres");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
+    const EVERY: Duration = Duration::from_millis(500);
+    let tries = (patience.as_millis() / EVERY.as_millis()) as usize;
+    (|| connect_postgres(url, connections))
+        .retry(backon::ConstantBuilder::default().with_delay(EVERY).with_max_times(tries))
+        .when(|error| !matches!(error, sqlx::Error::Configuration(_) | sqlx::Error::Database(_)))
+        .notify(|error, _| tracing::info!(%error, "waiting for Postgres"))
+        .await
+        .context("connecting to Postgres")
 }
 
 const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
@@ -456,7 +450,7 @@ pub async fn query_api(settings: QueryApiSettings, shutdown: watch::Receiver<boo
         })
     };
     // Replicas share each caller's count through Redis when they have it.
-    let counter = redis.clone().map(|r| Arc::new(RedisCounter::new(r)) as Arc<dyn movies_web::HitCounter>);
+    let counter = redis.clone().map(|r| Arc::new(SharedHits(RedisCounter::new(r))) as Arc<dyn HitCounter>);
     let limiter = RateLimiter::new(settings.rate.clone(), keys.clone(), counter);
     let router = movies_query_api::router(QueryState {
         read_store: cached.clone(),
@@ -574,5 +568,16 @@ impl Health {
             "cache": self.cached.stats().snapshot(),
         }))
         .into_response()
+    }
+}
+
+/// Rate-limit counts in Redis, as the rate limiter counts: what lets every replica count a
+/// caller once.
+struct SharedHits(RedisCounter);
+
+#[async_trait::async_trait]
+impl HitCounter for SharedHits {
+    async fn hit(&self, key: &str, window: u64) -> Option<u64> {
+        self.0.hit(key, window).await
     }
 }

@@ -357,3 +357,36 @@ async fn secrets_never_reach_the_logs_and_the_files_holding_them_are_private() {
         }
     }
 }
+
+/// An operator command pointed at a directory that is not there says so, and creates nothing.
+#[tokio::test]
+async fn a_command_without_a_catalogue_says_so_and_creates_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("not-here");
+    for args in [&["audit"][..], &["users", "list"], &["verify"], &["token", "--user", "admin"]] {
+        let output = movies(&missing).args(args).output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains("no catalogue here") && stderr.contains("not-here"), "{args:?}: {stderr}");
+        assert!(!missing.exists(), "{args:?} created the data directory");
+    }
+}
+
+/// `movies audit | head`: a reader that stops early ends the output, without a panic.
+#[tokio::test]
+async fn audit_into_a_reader_that_went_away_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    run(movies(dir.path()).arg("ingest").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/imdb.json")))
+        .await;
+    let mut child = movies(dir.path())
+        .args(["audit", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reading end closes before anything is written: every write meets a broken pipe.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && !stderr.contains("panicked"), "{:?}: {stderr}", output.status);
+}

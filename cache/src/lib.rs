@@ -31,7 +31,8 @@ pub(crate) struct Invalidation {
     pub all: bool,
 }
 
-/// Rate-limit counts shared by every replica: one Redis counter per caller and window.
+/// Rate-limit counts shared by every replica: one Redis counter per caller and window. (The
+/// application hands it to the rate limiter as its `HitCounter`.)
 pub struct RedisCounter {
     redis: Redis,
 }
@@ -40,11 +41,10 @@ impl RedisCounter {
     pub fn new(redis: Redis) -> Self {
         Self { redis }
     }
-}
 
-#[async_trait::async_trait]
-impl movies_web::HitCounter for RedisCounter {
-    async fn hit(&self, key: &str, window: u64) -> Option<u64> {
+    /// Adds one hit to `key` in `window` and returns the window's count; `None` when Redis does
+    /// not answer.
+    pub async fn hit(&self, key: &str, window: u64) -> Option<u64> {
         let key = self.redis.rate_key(key, window);
         let mut pipe = redis::pipe();
         pipe.incr(&key, 1u64).expire(&key, 120).ignore();

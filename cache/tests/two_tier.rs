@@ -12,7 +12,6 @@ use movies_read_model::{
     GenreCount, ListQuery, MovieDoc, Page, ProjectionResult as Result, ReadStore, SqliteReadStore,
 };
 use movies_store::contract::{created, new_event, renamed};
-use movies_store::testing::TempDir;
 use movies_store::{open_sqlite, EventStore, SqliteEventStore};
 use uuid::Uuid;
 
@@ -67,18 +66,18 @@ struct Setup {
     events: SqliteEventStore,
     store: Arc<Counting>,
     namespace: String,
-    _dir: TempDir,
+    _dir: tempfile::TempDir,
 }
 
 async fn setup() -> Setup {
-    let dir = std::env::temp_dir().join(format!("movies-cache-{}", Uuid::now_v7()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let events = SqliteEventStore::open(open_sqlite(&dir.join("events.db")).await.unwrap()).await.unwrap();
-    let file = open_sqlite(&dir.join("read.db")).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let events =
+        SqliteEventStore::open(open_sqlite(&dir.path().join("events.db")).await.unwrap()).await.unwrap();
+    let file = open_sqlite(&dir.path().join("read.db")).await.unwrap();
     let inner = SqliteReadStore::open(file.writer, file.reader).await.unwrap();
     let store = Arc::new(Counting { inner, gets: AtomicUsize::new(0), lists: AtomicUsize::new(0) });
     let namespace = format!("test-{}", Uuid::now_v7().simple());
-    Setup { events, store, namespace, _dir: TempDir(dir) }
+    Setup { events, store, namespace, _dir: dir }
 }
 
 impl Setup {
@@ -184,7 +183,6 @@ async fn without_redis_reads_fall_through_to_the_store_at_once() {
 
 #[tokio::test]
 async fn replicas_count_a_caller_once_through_redis() {
-    use movies_web::HitCounter;
     let s = setup().await;
     let (a, b) =
         (movies_cache::RedisCounter::new(s.redis().await), movies_cache::RedisCounter::new(s.redis().await));

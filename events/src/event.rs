@@ -80,6 +80,22 @@ pub enum DecodeError {
 }
 
 impl MovieEvent {
+    /// A live movie's fields after this event, from its fields before (`None`: not live, never
+    /// created or deleted). The one fold: the aggregate, the read store, the search index and
+    /// the audit trail all derive a movie's state through it, so an event type or a field cannot
+    /// mean one thing to one projection and another to the next. An edit of a movie that is not
+    /// live changes nothing.
+    pub fn fold(&self, before: Option<MovieFields>) -> Option<MovieFields> {
+        match self {
+            MovieEvent::Created(fields) | MovieEvent::Restored(fields) => Some(fields.clone()),
+            MovieEvent::Updated(changes) => before.map(|mut fields| {
+                changes.apply_to(&mut fields);
+                fields
+            }),
+            MovieEvent::Deleted => None,
+        }
+    }
+
     pub const CREATED: &'static str = "movie.created";
     pub const UPDATED: &'static str = "movie.updated";
     pub const DELETED: &'static str = "movie.deleted";

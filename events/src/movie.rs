@@ -103,19 +103,16 @@ impl Movie {
 
     /// Folds one recorded fact into the state. Never fails: events are history.
     pub fn apply(&mut self, event: &MovieEvent) {
-        match event {
-            MovieEvent::Created(fields) | MovieEvent::Restored(fields) => *self = Movie::Live(fields.clone()),
-            MovieEvent::Updated(changes) => {
-                if let Movie::Live(fields) = self {
-                    changes.apply_to(fields);
-                }
-            }
-            MovieEvent::Deleted => {
-                if let Movie::Live(fields) = std::mem::take(self) {
-                    *self = Movie::Deleted(fields);
-                }
-            }
-        }
+        let before = std::mem::take(self);
+        *self = match event.fold(before.live().cloned()) {
+            Some(fields) => Movie::Live(fields),
+            // A live movie that is no longer live was deleted (and keeps its fields for a
+            // restore); one that was not live stays as it was.
+            None => match before {
+                Movie::Live(fields) => Movie::Deleted(fields),
+                other => other,
+            },
+        };
     }
 }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use backon::Retryable;
 use futures::StreamExt;
 use movies_cache::CacheWriter;
 use movies_events::{EventEnvelope, Position};
@@ -295,24 +296,17 @@ async fn apply_search(
 
 /// Retries a step that failed for want of a dependency (Postgres down) until it succeeds or
 /// shutdown; the batch is kept meanwhile, so nothing is skipped.
-async fn retry<T, F, Fut>(shutdown: &mut watch::Receiver<bool>, mut step: F) -> anyhow::Result<T>
+async fn retry<T, F, Fut>(shutdown: &mut watch::Receiver<bool>, step: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match step().await {
-            Ok(value) => return Ok(value),
-            Err(error) if *shutdown.borrow() => return Err(error),
-            Err(error) => {
-                tracing::warn!(error = format!("{error:#}"), retry_in = ?backoff, "projection step failed; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
+    let stopping = shutdown.clone();
+    step.retry(crate::retry_policy())
+        .sleep(crate::sleep_until_shutdown(shutdown))
+        .when(move |_| !*stopping.borrow())
+        .notify(|error, wait| {
+            tracing::warn!(error = format!("{error:#}"), retry_in = ?wait, "projection step failed; retrying")
+        })
+        .await
 }

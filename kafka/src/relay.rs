@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use backon::Retryable;
 use movies_events::Position;
 use movies_store::EventStore;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -83,23 +84,19 @@ impl Relay {
 
     /// Runs until `shutdown` turns true. Failures (Postgres or the broker unreachable) are
     /// retried with backoff; nothing is skipped.
-    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
-        let mut backoff = Duration::from_millis(200);
-        while !*shutdown.borrow() {
-            match self.lead(shutdown.clone()).await {
-                Ok(()) => return,
-                Err(error) => {
-                    let error = format!("{error:#}");
-                    tracing::warn!(error, retry_in = ?backoff, "the relay stopped publishing; retrying");
-                    self.state.send_replace(RelayState::Failing(error));
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+    pub async fn run(&self, shutdown: watch::Receiver<bool>) {
+        let stopping = shutdown.clone();
+        // Ends on a clean shutdown, or with the last failure once shutdown stops the retries.
+        let _ = (|| self.lead(shutdown.clone()))
+            .retry(crate::retry_policy())
+            .sleep(crate::sleep_until_shutdown(&shutdown))
+            .when(move |_| !*stopping.borrow())
+            .notify(|error, wait| {
+                let error = format!("{error:#}");
+                tracing::warn!(error, retry_in = ?wait, "the relay stopped publishing; retrying");
+                self.state.send_replace(RelayState::Failing(error));
+            })
+            .await;
     }
 
     /// Waits to become the leader, then publishes until shutdown or a failure. The lock's

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use backon::Retryable;
 use movies_cache::CachedReadStore;
 use movies_events::{EventEnvelope, Position};
 use movies_read_model::{Live, ProjectionError, ReadStore};
@@ -111,16 +112,23 @@ impl Projector {
     /// Runs until `shutdown` turns true, waking on every append in this process.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut appended = self.events.appended();
-        let mut backoff = Duration::from_millis(100);
+        // A failed catch-up is retried from the checkpoints, 100 ms doubling to 10 s.
+        let policy = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(10))
+            .with_jitter()
+            .without_max_times();
         while !*shutdown.borrow() {
-            match self.catch_up().await {
-                Ok(_) => backoff = Duration::from_millis(100),
-                Err(error) => {
-                    tracing::error!(error = format!("{error:#}"), "projection failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    continue;
-                }
+            let stopping = shutdown.clone();
+            let caught_up = (|| self.catch_up())
+                .retry(policy)
+                .when(move |_| !*stopping.borrow())
+                .notify(|error, _| {
+                    tracing::error!(error = format!("{error:#}"), "projection failed; retrying")
+                })
+                .await;
+            if caught_up.is_err() {
+                continue;
             }
             tokio::select! {
                 _ = appended.changed() => {}

@@ -8,7 +8,7 @@ use movies_projector::Projector;
 use movies_read_model::{ListQuery, Live, PgReadStore, ProjectionError, ReadStore, SqliteReadStore};
 use movies_search::{SearchQuery, TantivySearchIndex};
 use movies_store::contract::{created, new_event, renamed};
-use movies_store::testing::{postgres_database, TempDir};
+use movies_store::testing::postgres_database;
 use movies_store::{connect_postgres, open_sqlite, EventStore, SqliteEventStore};
 use uuid::Uuid;
 
@@ -16,23 +16,23 @@ struct Setup {
     events: Arc<dyn EventStore>,
     read: Arc<dyn ReadStore>,
     search: Arc<TantivySearchIndex>,
-    _dir: TempDir,
+    dir: tempfile::TempDir,
 }
 
 async fn setup(postgres: bool) -> Setup {
-    let dir = std::env::temp_dir().join(format!("movies-projector-{}", Uuid::now_v7()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let events =
-        Arc::new(SqliteEventStore::open(open_sqlite(&dir.join("events.db")).await.unwrap()).await.unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let events = Arc::new(
+        SqliteEventStore::open(open_sqlite(&dir.path().join("events.db")).await.unwrap()).await.unwrap(),
+    );
     let read: Arc<dyn ReadStore> = if postgres {
         let pool = connect_postgres(&postgres_database().await, 8).await.unwrap();
         Arc::new(PgReadStore::open(pool).await.unwrap())
     } else {
-        let file = open_sqlite(&dir.join("read.db")).await.unwrap();
+        let file = open_sqlite(&dir.path().join("read.db")).await.unwrap();
         Arc::new(SqliteReadStore::open(file.writer, file.reader).await.unwrap())
     };
-    let search = Arc::new(TantivySearchIndex::open(&dir.join("index")).unwrap());
-    Setup { events, read, search, _dir: TempDir(dir) }
+    let search = Arc::new(TantivySearchIndex::open(&dir.path().join("index")).unwrap());
+    Setup { events, read, search, dir }
 }
 
 async fn log(setup: &Setup) -> Vec<EventEnvelope> {
@@ -115,7 +115,7 @@ async fn the_index_checkpoint_survives_a_reopen() {
     s.events.append(Uuid::now_v7(), 0, vec![new_event(created("Alien"))]).await.unwrap();
     s.search.apply(&log(&s).await).unwrap();
     assert_eq!(s.search.checkpoint(), 1);
-    let dir = s._dir.0.join("index");
+    let dir = s.dir.path().join("index");
     drop(s.search);
     let reopened = TantivySearchIndex::open(&dir).unwrap();
     assert_eq!((reopened.checkpoint(), reopened.len()), (1, 1));
@@ -225,7 +225,7 @@ async fn the_index_skips_republished_events_and_resumes_at_its_partition_marks()
     assert_eq!((marks[&0].next_offset, marks[&0].position), (3, all[1].position));
     assert_eq!((marks[&1].next_offset, marks[&1].position), (1, all[2].position));
 
-    let dir = s._dir.0.join("index");
+    let dir = s.dir.path().join("index");
     drop(s.search);
     let reopened = TantivySearchIndex::open(&dir).unwrap();
     assert_eq!(reopened.partition_marks(), marks);

@@ -1,8 +1,10 @@
 //! The query API: anonymous (or signed-in) reads of the read model: lists with keyset cursors,
 //! details with ETags, ranked search, genre counts, and the read half of the assignment's API.
 //!
-//! Reads projections only; never the event log. `min_position` lets a client that just wrote
-//! wait (bounded) until the projections have caught up with its write.
+//! Reads projections, and the event log for one thing only: a movie `as_of` an instant is the
+//! fold of its stream up to then (no projection keeps history), so that read loads the stream.
+//! It never writes. `min_position` lets a client that just wrote wait (bounded) until the
+//! projections have caught up with its write.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -2,8 +2,9 @@
 //! builds a new generation beside the live one, and a running server swaps to it between two
 //! requests. Each call takes whichever target is current when it starts.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use movies_events::{EventEnvelope, Position, Version};
 use uuid::Uuid;
@@ -11,23 +12,24 @@ use uuid::Uuid;
 use crate::doc::{GenreCount, ListQuery, MovieDoc, Page};
 use crate::store::{ReadStore, Result};
 
+/// The current target behind an atomic pointer: every request reads it, without a lock.
 pub struct Live<T: ?Sized> {
-    current: RwLock<Arc<T>>,
+    // Arc-swap holds sized values: a trait object's `Arc` goes in one more `Arc`.
+    current: ArcSwap<Arc<T>>,
 }
 
 impl<T: ?Sized> Live<T> {
     pub fn new(value: Arc<T>) -> Self {
-        Self { current: RwLock::new(value) }
+        Self { current: ArcSwap::from_pointee(value) }
     }
 
     pub fn get(&self) -> Arc<T> {
-        // The lock only guards a pointer swap: a panic cannot leave it half-written.
-        self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        Arc::clone(&self.current.load())
     }
 
     /// Makes `value` current and returns the previous target.
     pub fn replace(&self, value: Arc<T>) -> Arc<T> {
-        std::mem::replace(&mut *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()), value)
+        Arc::unwrap_or_clone(self.current.swap(Arc::new(value)))
     }
 }
 

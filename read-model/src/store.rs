@@ -334,17 +334,13 @@ macro_rules! sql_read_store {
                     };
                     let (version, at) = (envelope.stream_version, envelope.recorded_at);
                     let doc = |fields: &MovieFields, created_at| MovieDoc::new(id, fields, version, created_at, at);
-                    let after = match (&envelope.event, before) {
-                        (MovieEvent::Created(fields), _) => Some(doc(fields, at)),
-                        (MovieEvent::Restored(fields), _) => Some(doc(fields, created.unwrap_or(at))),
-                        (MovieEvent::Updated(changes), Some(old)) => {
-                            let mut fields = old.fields();
-                            changes.apply_to(&mut fields);
-                            Some(doc(&fields, old.created_at))
-                        }
-                        // History says the movie is gone; an edit of nothing changes nothing.
-                        (MovieEvent::Updated(_), None) | (MovieEvent::Deleted, _) => None,
+                    // The fields from the one fold; the row's times from the stream.
+                    let created_at = match (&envelope.event, &before) {
+                        (MovieEvent::Created(_), _) => at,
+                        (MovieEvent::Restored(_), _) => created.unwrap_or(at),
+                        (_, old) => old.as_ref().map_or(at, |old| old.created_at),
                     };
+                    let after = envelope.event.fold(before.as_ref().map(MovieDoc::fields)).map(|fields| doc(&fields, created_at));
                     let created = match envelope.event {
                         MovieEvent::Created(_) => Some(at),
                         _ => created,

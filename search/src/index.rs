@@ -380,17 +380,10 @@ impl TantivySearchIndex {
                 if current.is_some() && envelope.stream_version > have + 1 {
                     return Err(ProjectionError::Gap { stream_id: id, have, got: envelope.stream_version });
                 }
-                let next = match (&envelope.event, current) {
-                    (MovieEvent::Created(fields) | MovieEvent::Restored(fields), _) => {
-                        Some(Indexed { fields: fields.clone(), version: envelope.stream_version })
-                    }
-                    (MovieEvent::Updated(changes), Some(mut movie)) => {
-                        changes.apply_to(&mut movie.fields);
-                        movie.version = envelope.stream_version;
-                        Some(movie)
-                    }
-                    (MovieEvent::Updated(_), None) | (MovieEvent::Deleted, _) => None,
-                };
+                let next = envelope
+                    .event
+                    .fold(current.map(|movie| movie.fields))
+                    .map(|fields| Indexed { fields, version: envelope.stream_version });
                 // A delete is checked against every segment at each commit (a term look-up per
                 // segment): a bulk load that issued one per creation spent more on those than on
                 // indexing, and more the bigger the index grew.
@@ -639,15 +632,15 @@ impl TantivySearchIndex {
         let (mut cursor, mut marked) = (0, false);
         for (token, from, to) in self.tokens(text)? {
             if words.iter().any(|w| w.matches(&token)) {
-                out.push_str(&escape_html(&text[cursor..from]));
+                out.push_str(&html_escape::encode_safe(&text[cursor..from]));
                 out.push_str("<mark>");
-                out.push_str(&escape_html(&text[from..to]));
+                out.push_str(&html_escape::encode_safe(&text[from..to]));
                 out.push_str("</mark>");
                 cursor = to;
                 marked = true;
             }
         }
-        out.push_str(&escape_html(&text[cursor..]));
+        out.push_str(&html_escape::encode_safe(&text[cursor..]));
         Ok(marked.then_some(out))
     }
 
@@ -847,10 +840,6 @@ impl TantivySearchIndex {
     }
 }
 
-fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -904,6 +893,21 @@ mod tests {
             imdb_score: 1.0,
             genres: vec!["Drama".into()],
         }
+    }
+
+    /// A highlight is HTML: every character that means something in HTML or in an attribute
+    /// (the apostrophe included) comes back escaped, around the marks.
+    #[test]
+    fn highlights_escape_everything_html_gives_a_meaning() {
+        let index = TantivySearchIndex::in_memory().unwrap();
+        let name = r#"Schindler's <List> & "Friends""#;
+        index.apply(&[created(1, MovieFields { name: name.into(), ..golden() })]).unwrap();
+        let page =
+            index.search(&SearchQuery { text: "list".into(), limit: 5, ..Default::default() }).unwrap();
+        assert_eq!(
+            page.hits[0].highlight.name.as_deref(),
+            Some("Schindler&#x27;s &lt;<mark>List</mark>&gt; &amp; &quot;Friends&quot;")
+        );
     }
 
     fn delivered(offset: i64, envelope: EventEnvelope) -> Delivered {

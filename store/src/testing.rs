@@ -43,25 +43,10 @@ pub async fn postgres_fixture() -> Fixture {
 }
 
 pub async fn sqlite_fixture() -> Fixture {
-    let dir = tempfile_dir();
-    let file = open_sqlite(&dir.join("events.db")).await.expect("open sqlite");
+    let dir = tempfile::Builder::new().prefix("movies-test-").tempdir().expect("create temp dir");
+    let file = open_sqlite(&dir.path().join("events.db")).await.expect("open sqlite");
     let store = Arc::new(SqliteEventStore::open(file).await.expect("migrate"));
-    Fixture { events: store.clone(), accounts: store, guard: Box::new(TempDir(dir)) }
-}
-
-/// A directory removed when dropped.
-pub struct TempDir(pub std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("movies-test-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
+    Fixture { events: store.clone(), accounts: store, guard: Box::new(dir) }
 }
 
 /// An event as the log would hand it to a projection: at `position`, version `stream_version`

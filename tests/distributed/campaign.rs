@@ -133,7 +133,7 @@ impl Services {
     /// Starts the services and a proxy per role for Postgres and Redis, and points `cluster` at
     /// them.
     async fn start(cluster: &mut Cluster) -> Self {
-        let dir = cluster.dir.0.clone();
+        let dir = cluster.dir.path().to_owned();
         let postgres = Server::postgres(&dir).await;
         let redis = Server::redis(&dir).await;
         let broker_port = free_port();
@@ -510,7 +510,7 @@ async fn run(seed: u64) -> Report {
     let catalogue: usize =
         std::env::var("MOVIES_CHAOS_CATALOGUE").map_or(0, |n| n.parse().expect("a number"));
     if catalogue > 0 {
-        let data = cluster.dir.0.join("catalogue.json");
+        let data = cluster.dir.path().join("catalogue.json");
         let (count, seed) = (catalogue.to_string(), seed.to_string());
         let generate = ["generate", "--count", &count, "--seed", &seed, "--out", data.to_str().unwrap()];
         assert!(cluster.command(&generate).status().await.unwrap().success());
@@ -574,7 +574,7 @@ async fn run(seed: u64) -> Report {
         let (head, checkpoint, searched) = standing().await;
         // The roles' logs are kept for reading: the directory moves out of the cluster's way.
         let kept = std::env::temp_dir().join(format!("movies-chaos-seed-{seed}-{}", std::process::id()));
-        let _ = std::fs::rename(&cluster.dir.0, &kept);
+        let _ = std::fs::rename(cluster.dir.path(), &kept);
         let stuck = format!(
             "no convergence in {CONVERGENCE_LIMIT:?}: log head {head}, read store {checkpoint}, indexes {searched:?}; logs in {}",
             kept.display()

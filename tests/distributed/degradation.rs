@@ -21,7 +21,7 @@ fn degraded_by(health: &Value, what: &str) -> bool {
 #[tokio::test]
 async fn with_redis_down_reads_come_from_the_read_store_and_health_says_degraded() {
     let mut cluster = Cluster::new().await;
-    let mut redis = Server::redis(&cluster.dir.0).await;
+    let mut redis = Server::redis(cluster.dir.path()).await;
     cluster.redis_url = format!("redis://127.0.0.1:{}", redis.port);
     let (command, replicas) = cluster.full().await;
     let replica = &replicas[0];
@@ -62,7 +62,7 @@ async fn with_redis_down_reads_come_from_the_read_store_and_health_says_degraded
 #[tokio::test]
 async fn with_kafka_down_commands_are_accepted_and_become_visible_after_recovery() {
     let mut cluster = Cluster::new().await;
-    let broker = Server::broker(&cluster.dir.0).await;
+    let broker = Server::broker(cluster.dir.path()).await;
     cluster.kafka = format!("127.0.0.1:{}", broker.port);
     let (command, replicas) = cluster.full().await;
     let token = cluster.admin_token(&command).await;
@@ -91,7 +91,7 @@ async fn with_kafka_down_commands_are_accepted_and_become_visible_after_recovery
 #[tokio::test]
 async fn a_broker_frozen_past_the_delivery_timeout_delays_publishing_and_the_relay_says_so() {
     let mut cluster = Cluster::new().await;
-    let broker = Server::broker(&cluster.dir.0).await;
+    let broker = Server::broker(cluster.dir.path()).await;
     cluster.kafka = format!("127.0.0.1:{}", broker.port);
     // Deliveries give up after 1.5 s; the broker stays frozen four times as long.
     cluster.relay_env = vec![("MOVIES_KAFKA_MESSAGE_TIMEOUT_MS".into(), "1500".into())];

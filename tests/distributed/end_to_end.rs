@@ -123,7 +123,7 @@ async fn killing_the_projectors_and_the_relay_mid_stream_loses_and_repeats_nothi
     let search = ["projector", "--search-only", "--index-dir", &index];
     cluster.spawn("search", &search, &[]);
 
-    let data = cluster.dir.0.join("catalogue.json");
+    let data = cluster.dir.path().join("catalogue.json");
     let status = cluster
         .command(&["generate", "--count", "10000", "--seed", "7", "--out", data.to_str().unwrap()])
         .status()

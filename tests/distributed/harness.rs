@@ -43,31 +43,12 @@ where
     }
 }
 
-/// A directory removed when dropped.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("movies-dist-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        // A failed test's logs stay for reading.
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 /// How a process was started: its arguments, extra environment and health address.
 type Spec = (Vec<String>, Vec<(String, String)>, String);
 
 pub struct Cluster {
-    pub dir: TempDir,
+    /// The roles' data and logs; kept when a test fails, for reading.
+    pub dir: tempfile::TempDir,
     pub database_url: String,
     pub kafka: String,
     pub topic: String,
@@ -89,15 +70,24 @@ pub struct Cluster {
     _permit: SemaphorePermit<'static>,
 }
 
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // A failed test's logs stay for reading.
+        if std::thread::panicking() {
+            self.dir.disable_cleanup(true);
+        }
+    }
+}
+
 impl Cluster {
     /// A fresh database, topic, group and namespace on the suite's servers, and a key pair.
     pub async fn new() -> Self {
         let permit = CLUSTERS.acquire().await.unwrap();
-        let dir = TempDir::new();
+        let dir = tempfile::Builder::new().prefix("movies-dist-").tempdir().unwrap();
         let tag = uuid::Uuid::new_v4().simple().to_string();
         let status = std::process::Command::new(BIN)
             .args(["keygen", "--dir"])
-            .arg(dir.0.join("keys"))
+            .arg(dir.path().join("keys"))
             .stdout(Stdio::null())
             .status()
             .unwrap();
@@ -122,7 +112,7 @@ impl Cluster {
 
     /// The binary with this cluster's configuration in its environment.
     pub fn command(&self, args: &[&str]) -> Command {
-        let keys = self.dir.0.join("keys");
+        let keys = self.dir.path().join("keys");
         let mut command = Command::new(BIN);
         command
             .args(args)
@@ -135,7 +125,7 @@ impl Cluster {
             .env("MOVIES_JWT_PRIVATE_KEY", keys.join(movies_web::PRIVATE_KEY_FILE))
             .env("MOVIES_JWT_PUBLIC_KEY", keys.join(movies_web::PUBLIC_KEY_FILE))
             .env("MOVIES_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .env("MOVIES_DATA_DIR", &self.dir.0)
+            .env("MOVIES_DATA_DIR", self.dir.path())
             .env("RUST_LOG", "warn")
             // The tests poll far faster than a reader would.
             .env("MOVIES_RATE_ANONYMOUS", "0")
@@ -189,7 +179,7 @@ impl Cluster {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.0.join(format!("{name}.log")))
+            .open(self.dir.path().join(format!("{name}.log")))
             .unwrap();
         command.stderr(log);
         let child = command.spawn().unwrap();
@@ -203,7 +193,7 @@ impl Cluster {
 
     /// What a role wrote to stderr (for failure messages).
     pub fn log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.0.join(format!("{name}.log"))).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
     }
 
     /// SIGKILL: no chance to finish anything.
@@ -251,7 +241,7 @@ impl Cluster {
     }
 
     pub fn index_dir(&self, replica: &str) -> PathBuf {
-        self.dir.0.join(replica).join("index")
+        self.dir.path().join(replica).join("index")
     }
 
     /// A query replica: its own search projector and a query-api reading that index.
