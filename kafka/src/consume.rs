@@ -20,11 +20,12 @@ use movies_cache::CacheWriter;
 use movies_events::{EventEnvelope, Position};
 use movies_projector::{heal_gaps, Projector};
 use movies_read_model::{Live, ProjectionError, ReadStore};
-use movies_search::{Delivered, PartitionMark, TantivySearchIndex};
+use movies_search::TantivySearchIndex;
 use movies_store::EventStore;
 use rdkafka::consumer::{CommitMode, Consumer, DefaultConsumerContext, MessageStream, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::wire::decode;
@@ -59,6 +60,47 @@ impl ConsumerSettings {
             .create()
             .context("creating the Kafka consumer")
     }
+}
+
+/// An event as it came off a Kafka partition.
+#[derive(Debug, Clone)]
+struct Delivered {
+    pub partition: i32,
+    pub offset: i64,
+    pub envelope: EventEnvelope,
+}
+
+/// Where a replica's index stands in one partition: the next offset to read and the highest
+/// log position applied from it. The marks of every partition are the transport's state the
+/// index commits with its documents, so a restart resumes at the next offset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct PartitionMark {
+    pub next_offset: i64,
+    pub position: Position,
+}
+
+/// The marks an index committed last (none for a new index).
+fn partition_marks(index: &TantivySearchIndex) -> anyhow::Result<BTreeMap<i32, PartitionMark>> {
+    let state = index.transport_state();
+    if state.is_null() {
+        return Ok(BTreeMap::new());
+    }
+    serde_json::from_value(state).context("the index's partition marks are unreadable: rebuild it")
+}
+
+/// The marks after `batch`: each partition's next offset and highest position move past it.
+fn marks_after(mut marks: BTreeMap<i32, PartitionMark>, batch: &[Delivered]) -> BTreeMap<i32, PartitionMark> {
+    for d in batch {
+        let mark = marks.entry(d.partition).or_default();
+        mark.next_offset = mark.next_offset.max(d.offset + 1);
+        mark.position = mark.position.max(d.envelope.position);
+    }
+    marks
+}
+
+/// Marks as the index commits them (plain values always serialize).
+fn state_of(marks: &BTreeMap<i32, PartitionMark>) -> serde_json::Value {
+    serde_json::to_value(marks).expect("partition marks serialize")
 }
 
 /// The next batch: waits for one message (or `IDLE`), then takes what arrives within `LINGER`.
@@ -228,7 +270,7 @@ pub async fn project_search(
             _ = shutdown.changed() => return Ok(()),
         }
     };
-    let mut marks = index.partition_marks();
+    let mut marks = partition_marks(&index)?;
     if marks.is_empty() {
         // A new index: build it from the log, then read every partition from its start,
         // skipping what the log already gave.
@@ -239,8 +281,8 @@ pub async fn project_search(
         })
         .await?;
         marks = partitions.iter().map(|p| (*p, PartitionMark { next_offset: 0, position: floor })).collect();
-        let (index, marks) = (index.clone(), marks.clone());
-        tokio::task::spawn_blocking(move || index.mark_partitions(marks)).await??;
+        let (index, state) = (index.clone(), state_of(&marks));
+        tokio::task::spawn_blocking(move || index.set_transport_state(state)).await??;
     }
     let mut assignment = TopicPartitionList::new();
     for partition in &partitions {
@@ -262,20 +304,25 @@ pub async fn project_search(
         if batch.is_empty() {
             continue;
         }
-        retry(&mut shutdown, || apply_search(events.as_ref(), &index, &batch)).await?;
+        let next = marks_after(marks.clone(), &batch);
+        retry(&mut shutdown, || apply_search(events.as_ref(), &index, &batch, &next)).await?;
+        marks = next;
     }
     Ok(())
 }
 
-/// Applies a delivered batch to the index, filling gaps from the log.
+/// Applies a delivered batch to the index with the partition marks after it, filling gaps from
+/// the log.
 async fn apply_search(
     events: &dyn EventStore,
     index: &Arc<TantivySearchIndex>,
     batch: &[Delivered],
+    marks: &BTreeMap<i32, PartitionMark>,
 ) -> anyhow::Result<()> {
+    let envelopes: Vec<EventEnvelope> = batch.iter().map(|d| d.envelope.clone()).collect();
     for _ in 0..BATCH {
-        let (target, delivered) = (index.clone(), batch.to_vec());
-        match tokio::task::spawn_blocking(move || target.apply_partitioned(&delivered, 0)).await? {
+        let (target, delivered, state) = (index.clone(), envelopes.clone(), state_of(marks));
+        match tokio::task::spawn_blocking(move || target.apply_delivered(&delivered, state)).await? {
             Ok(()) => return Ok(()),
             Err(ProjectionError::Gap { stream_id, have, got }) => {
                 tracing::warn!(%stream_id, have, got, "healing a gap in a stream from the log");
@@ -309,4 +356,59 @@ where
             tracing::warn!(error = format!("{error:#}"), retry_in = ?wait, "projection step failed; retrying")
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use movies_events::{MovieEvent, MovieFields};
+    use movies_store::testing::recorded;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn on(partition: i32, offset: i64, envelope: &EventEnvelope) -> Delivered {
+        Delivered { partition, offset, envelope: envelope.clone() }
+    }
+
+    /// A replica's index fed from Kafka: a republished event is skipped, so a deleted movie does
+    /// not come back, and the partition marks commit with the documents and survive a reopen.
+    #[test]
+    fn the_index_skips_republished_events_and_resumes_at_its_partition_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = TantivySearchIndex::open(dir.path()).unwrap();
+        let fields = |name: &str| MovieFields {
+            name: name.into(),
+            director: "Someone".into(),
+            popularity: 1.0,
+            imdb_score: 5.0,
+            genres: vec!["Drama".into()],
+        };
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let all = [
+            recorded(1, a, 1, MovieEvent::Created(fields("Alien"))),
+            recorded(2, a, 2, MovieEvent::Deleted),
+            recorded(3, b, 1, MovieEvent::Created(fields("Heat"))),
+        ];
+        let apply = |batch: &[Delivered], marks: BTreeMap<i32, PartitionMark>| {
+            let marks = marks_after(marks, batch);
+            let events: Vec<EventEnvelope> = batch.iter().map(|d| d.envelope.clone()).collect();
+            index.apply_delivered(&events, state_of(&marks)).unwrap();
+            marks
+        };
+        let marks = apply(&[on(0, 0, &all[0]), on(0, 1, &all[1]), on(1, 0, &all[2])], BTreeMap::new());
+        // The relay crashed before recording its position and publishes movie a's events again.
+        let marks = apply(&[on(0, 2, &all[0])], marks);
+        let found = index
+            .search(&movies_search::SearchQuery { text: "alien".into(), limit: 10, ..Default::default() })
+            .unwrap();
+        assert!(found.hits.is_empty(), "the deleted movie stays deleted");
+        assert_eq!(index.len(), 1);
+        assert_eq!((marks[&0].next_offset, marks[&0].position), (3, 2));
+        assert_eq!((marks[&1].next_offset, marks[&1].position), (1, 3));
+        assert_eq!(partition_marks(&index).unwrap(), marks);
+
+        drop(index);
+        let reopened = TantivySearchIndex::open(dir.path()).unwrap();
+        assert_eq!(partition_marks(&reopened).unwrap(), marks);
+    }
 }

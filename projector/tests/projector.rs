@@ -199,34 +199,3 @@ async fn concurrent_projectors_applying_the_same_events_count_them_once() {
     assert_eq!(genres[0].movies, 200, "{genres:?}");
     assert_eq!(s.read.advance_checkpoint(&all).await.unwrap(), all.last().unwrap().position);
 }
-
-fn delivered(partition: i32, offset: i64, envelope: &EventEnvelope) -> movies_search::Delivered {
-    movies_search::Delivered { partition, offset, envelope: envelope.clone() }
-}
-
-/// The search index fed from Kafka: a republished event (at or below its partition's mark) is
-/// skipped, so a deleted movie does not come back, and the marks survive a reopen.
-#[tokio::test]
-async fn the_index_skips_republished_events_and_resumes_at_its_partition_marks() {
-    let s = setup(false).await;
-    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-    s.events.append(a, 0, vec![new_event(created("Alien")), new_event(MovieEvent::Deleted)]).await.unwrap();
-    s.events.append(b, 0, vec![new_event(created("Heat"))]).await.unwrap();
-    let all = log(&s).await;
-    let first = [delivered(0, 0, &all[0]), delivered(0, 1, &all[1]), delivered(1, 0, &all[2])];
-    s.search.apply_partitioned(&first, 0).unwrap();
-    // The relay crashed before recording its position and publishes movie a's events again.
-    s.search.apply_partitioned(&[delivered(0, 2, &all[0])], 0).unwrap();
-    let found =
-        s.search.search(&SearchQuery { text: "alien".into(), limit: 10, ..Default::default() }).unwrap();
-    assert!(found.hits.is_empty(), "the deleted movie stays deleted");
-    assert_eq!(s.search.len(), 1);
-    let marks = s.search.partition_marks();
-    assert_eq!((marks[&0].next_offset, marks[&0].position), (3, all[1].position));
-    assert_eq!((marks[&1].next_offset, marks[&1].position), (1, all[2].position));
-
-    let dir = s.dir.path().join("index");
-    drop(s.search);
-    let reopened = TantivySearchIndex::open(&dir).unwrap();
-    assert_eq!(reopened.partition_marks(), marks);
-}

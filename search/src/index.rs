@@ -1,7 +1,7 @@
 //! The index itself: events applied as documents under a gapless checkpoint committed with
 //! them, and search and suggest over it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -39,29 +39,14 @@ struct Checkpoint {
     /// The genre registry: bit n of a document's genre mask stands for genres[n].
     #[serde(default)]
     genres: Vec<String>,
-    /// Where an index fed from Kafka stands in each partition of the topic.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    partitions: BTreeMap<i32, PartitionMark>,
+    /// Where the transport that feeds the index stands (Kafka's partition marks), committed
+    /// with the documents so a restart resumes exactly there. Opaque here: the transport reads
+    /// and writes it. (Its key was `partitions` when the marks were the engine's.)
+    #[serde(default, alias = "partitions", skip_serializing_if = "serde_json::Value::is_null")]
+    transport: serde_json::Value,
     /// Positions past `position` already applied (from partitions that ran ahead of another).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     ahead: BTreeSet<Position>,
-}
-
-/// Where an index fed from Kafka stands in one partition: the next offset to read and the
-/// highest log position applied from it. The relay publishes in log order, so within a
-/// partition a position at or below `position` is a republished duplicate.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionMark {
-    pub next_offset: i64,
-    pub position: Position,
-}
-
-/// An event as it came off a Kafka partition.
-#[derive(Debug, Clone)]
-pub struct Delivered {
-    pub partition: i32,
-    pub offset: i64,
-    pub envelope: EventEnvelope,
 }
 
 /// A movie as the index holds it: enough to re-index it when an update changes some fields.
@@ -85,7 +70,8 @@ pub struct TantivySearchIndex {
     ahead: Mutex<BTreeSet<Position>>,
     /// The genre registry of the last commit (see `OVERFLOW_BIT`).
     genres: Arc<Mutex<Vec<String>>>,
-    partitions: Mutex<BTreeMap<i32, PartitionMark>>,
+    /// The transport's state as of the last commit (see `Checkpoint::transport`).
+    transport: Mutex<serde_json::Value>,
     /// A read-only view follows the writer's commits through this watch.
     _watch: Option<WatchHandle>,
     /// Per-segment summaries that answer browsing by genre (see `browse`).
@@ -179,9 +165,9 @@ impl TantivySearchIndex {
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         let writer = if writable { Some(Mutex::new(index.writer(WRITER_HEAP_BYTES)?)) } else { None };
         let stored = index.load_metas()?.payload.and_then(|p| serde_json::from_str::<Checkpoint>(&p).ok());
-        let (checkpoint, genres, partitions, ahead) = stored
-            .map_or((0, Vec::new(), BTreeMap::new(), BTreeSet::new()), |c| {
-                (c.position, c.genres, c.partitions, c.ahead)
+        let (checkpoint, genres, transport, ahead) = stored
+            .map_or((0, Vec::new(), serde_json::Value::Null, BTreeSet::new()), |c| {
+                (c.position, c.genres, c.transport, c.ahead)
             });
         // The tables of the segments already there, built before searches need them (100 ms at
         // 5M movies; searches that come first wait for that build).
@@ -196,7 +182,7 @@ impl TantivySearchIndex {
             checkpoint: Arc::new(AtomicI64::new(checkpoint)),
             ahead: Mutex::new(ahead),
             genres: Arc::new(Mutex::new(genres)),
-            partitions: Mutex::new(partitions),
+            transport: Mutex::new(transport),
             _watch: None,
             summaries: Summaries::default(),
             segment_tables,
@@ -204,9 +190,10 @@ impl TantivySearchIndex {
         })
     }
 
-    /// Where a Kafka-fed index stands in each partition; empty for one fed from the log.
-    pub fn partition_marks(&self) -> BTreeMap<i32, PartitionMark> {
-        self.partitions.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The state its transport committed with the documents (null for an index fed from the
+    /// log).
+    pub fn transport_state(&self) -> serde_json::Value {
+        self.transport.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The log position up to which every event's effect is committed in the index.
@@ -305,29 +292,21 @@ impl TantivySearchIndex {
         self.commit(events.iter().filter(|e| e.position > checkpoint), None, true)
     }
 
-    /// Applies events delivered from Kafka partitions and commits them with each partition's new
-    /// mark, so a restart resumes at the next offset. An event is skipped only if its position
-    /// is already applied: at or below the checkpoint, among the positions applied ahead of it,
-    /// or at or below `floor` (the index was built from the log up to there). Not by its
-    /// partition's highest position: a producer retrying a batch can write a partition out of
-    /// log order, and an earlier position arriving after a later one is not a duplicate.
-    /// Blocking: call it from a blocking thread.
-    pub fn apply_partitioned(&self, delivered: &[Delivered], floor: Position) -> Result<()> {
-        let mut marks = self.partition_marks();
-        let through = self.checkpoint().max(floor);
+    /// Applies events as a transport delivered them (in any order across streams, with
+    /// repeats) and commits them with the transport's new `state`, so a restart resumes where it
+    /// stood. An event is skipped only if its position is already applied: at or below the
+    /// checkpoint, or among the positions applied ahead of it. (Not by anything the transport
+    /// saw: a producer retrying a batch can write a partition out of log order, and an earlier
+    /// position arriving after a later one is not a duplicate.) Blocking: call it from a
+    /// blocking thread.
+    pub fn apply_delivered(&self, events: &[EventEnvelope], state: serde_json::Value) -> Result<()> {
+        let through = self.checkpoint();
         let ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut taken = std::collections::HashSet::new();
-        let mut fresh = Vec::new();
-        for d in delivered {
-            let mark = marks.entry(d.partition).or_insert(PartitionMark { next_offset: 0, position: floor });
-            mark.next_offset = mark.next_offset.max(d.offset + 1);
-            mark.position = mark.position.max(d.envelope.position);
-            let position = d.envelope.position;
-            if position > through && !ahead.contains(&position) && taken.insert(position) {
-                fresh.push(&d.envelope);
-            }
-        }
-        self.commit(fresh.into_iter(), Some(marks), true)
+        let fresh = events
+            .iter()
+            .filter(|e| e.position > through && !ahead.contains(&e.position) && taken.insert(e.position));
+        self.commit(fresh, Some(state), true)
     }
 
     /// Applies these events as they are (each stream's version still checked): how a gap found
@@ -336,9 +315,9 @@ impl TantivySearchIndex {
         self.commit(events.iter(), None, false)
     }
 
-    /// Sets a partition's mark without events: where a Kafka-fed index starts reading.
-    pub fn mark_partitions(&self, marks: BTreeMap<i32, PartitionMark>) -> Result<()> {
-        self.commit(std::iter::empty(), Some(marks), true)
+    /// Commits the transport's state without events: where a transport-fed index starts.
+    pub fn set_transport_state(&self, state: serde_json::Value) -> Result<()> {
+        self.commit(std::iter::empty(), Some(state), true)
     }
 
     /// `first_delivery`: no event has been applied before (each is past its checkpoint or mark),
@@ -346,7 +325,7 @@ impl TantivySearchIndex {
     fn commit<'a>(
         &self,
         events: impl Iterator<Item = &'a EventEnvelope>,
-        marks: Option<BTreeMap<i32, PartitionMark>>,
+        transport: Option<serde_json::Value>,
         first_delivery: bool,
     ) -> Result<()> {
         // A poisoned lock means a panic mid-batch; nothing was committed, so carrying on is safe.
@@ -421,9 +400,9 @@ impl TantivySearchIndex {
         while ahead.remove(&(through + 1)) {
             through += 1;
         }
-        let marks_moved = marks.as_ref().is_some_and(|m| *m != self.partition_marks());
-        if through > checkpoint || ahead != before || marks_moved || changed {
-            let partitions = marks.unwrap_or_else(|| self.partition_marks());
+        let transport_moved = transport.as_ref().is_some_and(|t| *t != self.transport_state());
+        if through > checkpoint || ahead != before || transport_moved || changed {
+            let transport = transport.unwrap_or_else(|| self.transport_state());
             let mut commit = writer.prepare_commit()?;
             // A struct of plain values always serializes.
             commit.set_payload(
@@ -431,13 +410,13 @@ impl TantivySearchIndex {
                     position: through,
                     schema: SCHEMA_VERSION,
                     genres: registry.clone(),
-                    partitions: partitions.clone(),
+                    transport: transport.clone(),
                     ahead: ahead.clone(),
                 })
                 .expect("checkpoint"),
             );
             commit.commit()?;
-            *self.partitions.lock().unwrap_or_else(|p| p.into_inner()) = partitions;
+            *self.transport.lock().unwrap_or_else(|p| p.into_inner()) = transport;
             // The registry grows before the searcher that needs it: a search sees either the old
             // documents with the new registry (a superset) or both new.
             *self.genres.lock().unwrap_or_else(|p| p.into_inner()) = registry;
@@ -910,13 +889,14 @@ mod tests {
         );
     }
 
-    fn delivered(offset: i64, envelope: EventEnvelope) -> Delivered {
-        Delivered { partition: 0, offset, envelope }
-    }
-
     fn renamed(position: i64, id: Uuid, version: i64, name: &str) -> EventEnvelope {
         let changes = movies_events::MovieChanges { name: Some(name.into()), ..Default::default() };
         movies_store::testing::recorded(position, id, version, MovieEvent::Updated(changes))
+    }
+
+    /// What a transport hands over with a batch: here, just the batch's number.
+    fn state(batch: u64) -> serde_json::Value {
+        serde_json::json!({ "batch": batch })
     }
 
     /// A batch that stops at a gap must leave nothing of itself behind: healed and delivered
@@ -927,17 +907,19 @@ mod tests {
         let alien = created(1, MovieFields { name: "Alien".into(), ..golden() });
         index.apply_exact(std::slice::from_ref(&alien)).unwrap();
         let batch = [
-            delivered(0, created(3, MovieFields { name: "Brazil".into(), ..golden() })),
-            delivered(1, renamed(4, alien.stream_id, 3, "Aliens")),
+            created(3, MovieFields { name: "Brazil".into(), ..golden() }),
+            renamed(4, alien.stream_id, 3, "Aliens"),
         ];
-        let gap = index.apply_partitioned(&batch, 0).expect_err("version 2 of Alien is missing");
+        let gap = index.apply_delivered(&batch, state(1)).expect_err("version 2 of Alien is missing");
         assert!(matches!(gap, ProjectionError::Gap { have: 1, got: 3, .. }), "{gap:?}");
+        assert_eq!(index.transport_state(), serde_json::Value::Null, "a refused batch moves no state");
         index.apply_exact(&[renamed(2, alien.stream_id, 2, "Alien 2")]).unwrap();
-        index.apply_partitioned(&batch, 0).unwrap();
+        index.apply_delivered(&batch, state(1)).unwrap();
         let brazil = index.search(&SearchQuery { text: "brazil".into(), ..Default::default() }).unwrap();
         assert_eq!(brazil.total, 1, "Brazil is indexed once");
         let documents = index.documents().unwrap();
         assert_eq!(documents.len(), 2, "{documents:?}");
+        assert_eq!(index.transport_state(), state(1));
     }
 
     /// Healing fills in events older than the checkpoint (another partition ran ahead): what it
@@ -947,54 +929,65 @@ mod tests {
         let index = TantivySearchIndex::in_memory().unwrap();
         let alien = created(1, MovieFields { name: "Alien".into(), ..golden() });
         let ahead = created(5, MovieFields { name: "Brazil".into(), ..golden() });
-        index.apply_partitioned(&[delivered(0, alien.clone()), delivered(1, ahead)], 0).unwrap();
-        let batch = [delivered(2, renamed(6, alien.stream_id, 3, "Aliens"))];
+        index.apply_delivered(&[alien.clone(), ahead], state(1)).unwrap();
+        let batch = [renamed(6, alien.stream_id, 3, "Aliens")];
         assert!(matches!(
-            index.apply_partitioned(&batch, 0),
+            index.apply_delivered(&batch, state(2)),
             Err(ProjectionError::Gap { have: 1, got: 3, .. })
         ));
         index.apply_exact(&[renamed(2, alien.stream_id, 2, "Alien 2")]).unwrap();
-        index.apply_partitioned(&batch, 0).expect("the gap is healed");
+        index.apply_delivered(&batch, state(2)).expect("the gap is healed");
         let names: Vec<String> = index.documents().unwrap().into_iter().map(|(_, f, _)| f.name).collect();
         assert!(names.contains(&"Aliens".to_owned()), "{names:?}");
     }
 
-    /// Partitions are read side by side, so a later position can be applied before an earlier
-    /// one: the checkpoint (what `min_position` waits for) names a position only once every one
-    /// below it is in, across restarts too.
+    /// A transport can hand over a later position before an earlier one (Kafka's partitions are
+    /// read side by side): the checkpoint (what `min_position` waits for) names a position only
+    /// once every one below it is in, across restarts too, and the transport's state commits
+    /// with the documents.
     #[test]
-    fn a_kafka_fed_index_names_a_position_only_once_every_one_below_it_is_applied() {
+    fn a_delivered_index_names_a_position_only_once_every_one_below_it_is_applied() {
         let dir = tempfile::tempdir().unwrap();
-        let on = |partition, offset, envelope| Delivered { partition, offset, envelope };
         let movie =
             |position: i64| created(position, MovieFields { name: format!("Movie {position}"), ..golden() });
         {
             let index = TantivySearchIndex::open(dir.path()).unwrap();
-            index.apply_partitioned(&[on(1, 0, movie(2)), on(1, 1, movie(3))], 0).unwrap();
+            index.apply_delivered(&[movie(2), movie(3)], state(1)).unwrap();
             assert_eq!(index.checkpoint(), 0, "position 1 is not applied yet");
             assert_eq!(index.len(), 2);
         }
         let index = TantivySearchIndex::open(dir.path()).unwrap();
         assert_eq!(index.checkpoint(), 0, "a restart remembers what ran ahead, not more");
-        index.apply_partitioned(&[on(0, 0, movie(1))], 0).unwrap();
+        assert_eq!(index.transport_state(), state(1));
+        index.apply_delivered(&[movie(1)], state(2)).unwrap();
         assert_eq!(index.checkpoint(), 3);
-        index.apply_partitioned(&[on(1, 2, movie(4))], 0).unwrap();
+        index.apply_delivered(&[movie(4)], state(3)).unwrap();
         assert_eq!(index.checkpoint(), 4);
     }
 
     /// A producer that retries can write a partition out of log order (position 2 acknowledged
     /// before a retried 1): the earlier position is applied when it comes, not taken for a
-    /// duplicate. The fault campaign found an index stuck below such a position for good.
+    /// duplicate, and the repeated one is applied once. The fault campaign found an index stuck
+    /// below such a position for good.
     #[test]
-    fn an_earlier_position_arriving_after_a_later_one_in_a_partition_is_applied() {
+    fn an_earlier_position_arriving_after_a_later_one_is_applied_and_a_repeat_is_not() {
         let index = TantivySearchIndex::in_memory().unwrap();
         let movie =
             |position: i64| created(position, MovieFields { name: format!("Movie {position}"), ..golden() });
-        let on = |offset, envelope| Delivered { partition: 0, offset, envelope };
-        index.apply_partitioned(&[on(0, movie(2))], 0).unwrap();
-        index.apply_partitioned(&[on(1, movie(1)), on(2, movie(2))], 0).unwrap();
+        index.apply_delivered(&[movie(2)], state(1)).unwrap();
+        index.apply_delivered(&[movie(1), movie(2)], state(2)).unwrap();
         assert_eq!(index.checkpoint(), 2);
         assert_eq!(index.len(), 2, "each movie once");
+    }
+
+    /// An index written before the transport's state had a name of its own kept Kafka's
+    /// partition marks under `partitions`: they still load, as the transport wrote them.
+    #[test]
+    fn partition_marks_committed_by_an_older_build_load_as_the_transport_state() {
+        let old =
+            r#"{"position":7,"schema":9,"genres":[],"partitions":{"0":{"next_offset":3,"position":7}}}"#;
+        let checkpoint: Checkpoint = serde_json::from_str(old).unwrap();
+        assert_eq!(checkpoint.transport, serde_json::json!({ "0": { "next_offset": 3, "position": 7 } }));
     }
 
     /// A replica's checkpoint is what a reader waits for and what search answers are cached

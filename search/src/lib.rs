@@ -30,7 +30,7 @@ mod rank;
 mod schema;
 mod words;
 
-pub use index::{Delivered, PartitionMark, TantivySearchIndex};
+pub use index::TantivySearchIndex;
 pub use query::{
     check_query_text, Highlight, QueryTooLarge, SearchCursor, SearchCursorError, SearchFilters, SearchHit,
     SearchPage, SearchQuery, SearchSort, MAX_QUERY_CHARS, MAX_QUERY_WORDS, MAX_TYPO_WORD_CHARS,
