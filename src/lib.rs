@@ -194,7 +194,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
         movies_cache::CachedReadStore::new(read_store.clone(), None, movies_cache::L1Settings::default())
             .await;
     let projector = Arc::new(
-        Projector::new(write.events.clone(), read_store.clone(), search.clone()).with_cache(cached.clone()),
+        Projector::new(write.events.clone(), generations.read_store.clone(), search.clone())
+            .with_cache(cached.clone()),
     );
     let service = Arc::new(CommandService::new(write.events.clone()));
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use movies_read_model::{Live, PgReadStore, ReadStore, SqliteReadStore};
+use movies_read_model::{BulkLoad, Live, PgReadStore, ProjectionStore, SqliteReadStore, SuspendedIndexes};
 use movies_search::TantivySearchIndex;
 use movies_store::{
     connect_postgres, connect_postgres_schema, drop_postgres_schema, open_sqlite, GenerationStore,
@@ -67,7 +67,7 @@ pub fn index_dir(settings: &Settings, generation: i64) -> PathBuf {
 }
 
 /// Opens (creating if needed) generation `generation` of the read store.
-pub async fn open_read_store(settings: &Settings, generation: i64) -> anyhow::Result<Arc<dyn ReadStore>> {
+pub async fn open_read_store(settings: &Settings, generation: i64) -> anyhow::Result<Arc<dyn BulkLoad>> {
     Ok(match (&settings.database_url, generation) {
         (Some(url), 0) => {
             let pool = connect_postgres(url, 16).await.context("connecting to Postgres")?;
@@ -91,7 +91,7 @@ pub async fn open_read_store(settings: &Settings, generation: i64) -> anyhow::Re
 
 /// Generation `generation` of the Postgres read store through a read replica: queries only (the
 /// primary creates and migrates it), so the connection only points its search path there.
-pub async fn attach_read_replica(url: &str, generation: i64) -> anyhow::Result<Arc<dyn ReadStore>> {
+pub async fn attach_read_replica(url: &str, generation: i64) -> anyhow::Result<Arc<dyn ProjectionStore>> {
     let mut options: sqlx::postgres::PgConnectOptions = url.parse().context("DATABASE_READ_URL")?;
     if generation > 0 {
         options = options.options([("search_path", read_store_schema(generation))]);
@@ -189,7 +189,7 @@ pub async fn replay(
     // them once at the end, far cheaper than maintaining them row by row.
     let suspended = match &read_store {
         Some(store) => store.suspend_indexes().await?,
-        None => Vec::new(),
+        None => SuspendedIndexes::default(),
     };
     // The next batch is read while this one is applied (the reader stops when this returns:
     // its next send fails).
@@ -239,7 +239,7 @@ pub async fn replay(
     }
     if let Some(store) = &read_store {
         let loaded = Instant::now();
-        store.restore_indexes(&suspended).await?;
+        store.restore_indexes(suspended).await?;
         let (load, indexes) = ((loaded - started).as_secs_f64(), loaded.elapsed().as_secs_f64());
         tracing::info!(
             load_seconds = load,
@@ -257,7 +257,7 @@ pub async fn replay(
 
 /// The live generations a server is using, and the task that follows `movies replay`.
 pub struct Generations {
-    pub read_store: Arc<Live<dyn ReadStore>>,
+    pub read_store: Arc<Live<dyn ProjectionStore>>,
     pub search: Arc<Live<TantivySearchIndex>>,
     numbers: std::sync::Mutex<(i64, i64)>,
 }

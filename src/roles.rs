@@ -22,7 +22,7 @@ use movies_command_api::{CommandService, CommandState};
 use movies_events::Position;
 use movies_kafka::{ConsumerSettings, Relay, RelaySettings, RelayState};
 use movies_query_api::QueryState;
-use movies_read_model::{Live, ReadStore};
+use movies_read_model::{Live, ProjectionStore, ReadStore};
 use movies_search::TantivySearchIndex;
 use movies_store::{connect_postgres, EventStore, GenerationStore, PgEventStore};
 use movies_web::{ApiError, HitCounter, JwtKeys, PasswordHasher, RateLimiter, RateLimits};
@@ -257,19 +257,23 @@ async fn live_read_store(
     replica: Option<String>,
     generations: Arc<dyn GenerationStore>,
     mut shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<(Arc<Live<dyn ReadStore>>, watch::Receiver<i64>)> {
+) -> anyhow::Result<(Arc<Live<dyn ProjectionStore>>, watch::Receiver<i64>)> {
     let settings = crate::Settings::for_tools(PathBuf::new(), Some(database_url.to_owned()));
     let open = move |generation: i64| {
         let (settings, replica) = (settings.clone(), replica.clone());
         async move {
             match replica {
                 Some(url) => crate::replay::attach_read_replica(&url, generation).await,
-                None => crate::replay::open_read_store(&settings, generation).await,
+                None => {
+                    let store: Arc<dyn ProjectionStore> =
+                        crate::replay::open_read_store(&settings, generation).await?;
+                    Ok(store)
+                }
             }
         }
     };
     let current = generations.generation(crate::replay::READ_STORE).await?;
-    let live: Arc<Live<dyn ReadStore>> =
+    let live: Arc<Live<dyn ProjectionStore>> =
         Arc::new(Live::new(open(current).await.context("opening the read store")?));
     let (flipped, flips) = watch::channel(current);
     let follower = live.clone();
@@ -342,7 +346,7 @@ pub async fn projector(
             drop(pool);
             let (store, flips) =
                 live_read_store(database_url, None, events.clone(), shutdown.clone()).await?;
-            let store: Arc<dyn ReadStore> = store;
+            let store: Arc<dyn ProjectionStore> = store;
             let progress = watch::Sender::new(0);
             let projected = progress.subscribe();
             let position: Where = Arc::new(move || *projected.borrow());

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use movies_events::{EventEnvelope, Position, Version};
+use movies_events::Position;
 use movies_read_model::{
-    GenreCount, JsonDoc, JsonPage, ListQuery, MovieDoc, Page, ProjectionResult as Result, ReadStore,
+    GenreCount, JsonDoc, JsonPage, ListQuery, MovieDoc, Page, ProjectionResult as Result, ReadCache,
+    ReadStore,
 };
 use redis::AsyncCommands;
 use uuid::Uuid;
@@ -319,28 +320,11 @@ impl ReadStore for CachedReadStore {
     async fn checkpoint(&self) -> Result<Position> {
         self.inner.checkpoint().await
     }
+}
 
-    async fn stream_version(&self, id: Uuid) -> Result<Version> {
-        self.inner.stream_version(id).await
-    }
-
-    async fn apply(&self, events: &[EventEnvelope]) -> Result<()> {
-        self.inner.apply(events).await
-    }
-
-    async fn apply_unordered(&self, events: &[EventEnvelope]) -> Result<()> {
-        self.inner.apply_unordered(events).await
-    }
-
-    async fn advance_checkpoint(&self, log: &[EventEnvelope]) -> Result<Position> {
-        self.inner.advance_checkpoint(log).await
-    }
-
-    async fn suspend_indexes(&self) -> Result<Vec<String>> {
-        self.inner.suspend_indexes().await
-    }
-
-    async fn restore_indexes(&self, statements: &[String]) -> Result<()> {
-        self.inner.restore_indexes(statements).await
+#[async_trait]
+impl ReadCache for CachedReadStore {
+    async fn changed(&self, ids: &[Uuid]) {
+        self.invalidate(ids).await;
     }
 }

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use movies_cache::{CacheWriter, CachedReadStore, L1Settings, Redis};
-use movies_events::{EventEnvelope, MovieEvent, Position, Version};
+use movies_events::{MovieEvent, Position, Version};
 use movies_read_model::{
-    GenreCount, ListQuery, MovieDoc, Page, ProjectionResult as Result, ReadStore, SqliteReadStore,
+    GenreCount, ListQuery, MovieDoc, Page, ProjectionResult as Result, ProjectionStore, ReadStore,
+    SqliteReadStore,
 };
 use movies_store::contract::{created, new_event, renamed};
 use movies_store::{open_sqlite, EventStore, SqliteEventStore};
@@ -41,24 +42,6 @@ impl ReadStore for Counting {
     }
     async fn checkpoint(&self) -> Result<Position> {
         self.inner.checkpoint().await
-    }
-    async fn stream_version(&self, id: Uuid) -> Result<Version> {
-        self.inner.stream_version(id).await
-    }
-    async fn apply(&self, events: &[EventEnvelope]) -> Result<()> {
-        self.inner.apply(events).await
-    }
-    async fn apply_unordered(&self, events: &[EventEnvelope]) -> Result<()> {
-        self.inner.apply_unordered(events).await
-    }
-    async fn advance_checkpoint(&self, log: &[EventEnvelope]) -> Result<Position> {
-        self.inner.advance_checkpoint(log).await
-    }
-    async fn suspend_indexes(&self) -> Result<Vec<String>> {
-        self.inner.suspend_indexes().await
-    }
-    async fn restore_indexes(&self, statements: &[String]) -> Result<()> {
-        self.inner.restore_indexes(statements).await
     }
 }
 
@@ -93,7 +76,7 @@ impl Setup {
     async fn record(&self, id: Uuid, expected: Version, event: MovieEvent) {
         self.events.append(id, expected, vec![new_event(event)]).await.unwrap();
         let log = self.events.load(id).await.unwrap();
-        self.store.apply(&log).await.unwrap();
+        self.store.inner.apply(&log).await.unwrap();
     }
 
     async fn replica(&self, redis: Option<Redis>) -> Arc<CachedReadStore> {

@@ -19,8 +19,8 @@ use futures::StreamExt;
 use movies_cache::CacheWriter;
 use movies_events::{EventEnvelope, Position};
 use movies_projector::{heal_gaps, Projector};
-use movies_read_model::{Live, ProjectionError, ReadStore};
-use movies_search::TantivySearchIndex;
+use movies_read_model::{ProjectionError, ProjectionStore};
+use movies_search::SearchProjection;
 use movies_store::EventStore;
 use rdkafka::consumer::{CommitMode, Consumer, DefaultConsumerContext, MessageStream, StreamConsumer};
 use rdkafka::message::Message;
@@ -80,7 +80,7 @@ struct PartitionMark {
 }
 
 /// The marks an index committed last (none for a new index).
-fn partition_marks(index: &TantivySearchIndex) -> anyhow::Result<BTreeMap<i32, PartitionMark>> {
+fn partition_marks(index: &dyn SearchProjection) -> anyhow::Result<BTreeMap<i32, PartitionMark>> {
     let state = index.transport_state();
     if state.is_null() {
         return Ok(BTreeMap::new());
@@ -154,7 +154,7 @@ fn next_offsets(topic: &str, batch: &[Delivered]) -> anyhow::Result<TopicPartiti
 }
 
 /// Moves the read store's checkpoint past every log event now applied (by any process).
-async fn advance(events: &dyn EventStore, store: &dyn ReadStore) -> anyhow::Result<Position> {
+async fn advance(events: &dyn EventStore, store: &dyn ProjectionStore) -> anyhow::Result<Position> {
     let mut checkpoint = store.checkpoint().await?;
     loop {
         let log = events.read_all(checkpoint, 1000).await?;
@@ -173,7 +173,7 @@ async fn advance(events: &dyn EventStore, store: &dyn ReadStore) -> anyhow::Resu
 /// that changed anything (the cache was not told what).
 async fn catch_up(
     events: &Arc<dyn EventStore>,
-    store: &Arc<dyn ReadStore>,
+    store: &Arc<dyn ProjectionStore>,
     cache: Option<&CacheWriter>,
 ) -> anyhow::Result<Position> {
     let before = store.checkpoint().await.context("reading the read store's checkpoint")?;
@@ -195,7 +195,7 @@ async fn catch_up(
 /// log before Kafka's events go on.
 pub async fn project_read_store(
     events: Arc<dyn EventStore>,
-    store: Arc<dyn ReadStore>,
+    store: Arc<dyn ProjectionStore>,
     cache: Option<CacheWriter>,
     settings: ConsumerSettings,
     progress: watch::Sender<Position>,
@@ -248,7 +248,7 @@ pub async fn project_read_store(
 /// index's commit payload.
 pub async fn project_search(
     events: Arc<dyn EventStore>,
-    index: Arc<TantivySearchIndex>,
+    index: Arc<dyn SearchProjection>,
     settings: ConsumerSettings,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -270,12 +270,12 @@ pub async fn project_search(
             _ = shutdown.changed() => return Ok(()),
         }
     };
-    let mut marks = partition_marks(&index)?;
+    let mut marks = partition_marks(index.as_ref())?;
     if marks.is_empty() {
         // A new index: build it from the log, then read every partition from its start,
         // skipping what the log already gave.
         // Postgres going away meanwhile is waited out: the build resumes at the index's checkpoint.
-        let build = Projector::search_only(events.clone(), Arc::new(Live::new(index.clone())));
+        let build = Projector::search_only(events.clone(), index.clone());
         let floor = retry(&mut shutdown, || async {
             build.catch_up().await.context("building the index from the log")
         })
@@ -315,7 +315,7 @@ pub async fn project_search(
 /// the log.
 async fn apply_search(
     events: &dyn EventStore,
-    index: &Arc<TantivySearchIndex>,
+    index: &Arc<dyn SearchProjection>,
     batch: &[Delivered],
     marks: &BTreeMap<i32, PartitionMark>,
 ) -> anyhow::Result<()> {
@@ -361,6 +361,7 @@ where
 #[cfg(test)]
 mod tests {
     use movies_events::{MovieEvent, MovieFields};
+    use movies_search::TantivySearchIndex;
     use movies_store::testing::recorded;
     use uuid::Uuid;
 

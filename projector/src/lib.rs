@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use backon::Retryable;
-use movies_cache::CachedReadStore;
 use movies_events::{EventEnvelope, Position};
-use movies_read_model::{Live, ProjectionError, ReadStore};
-use movies_search::TantivySearchIndex;
+use movies_read_model::{ProjectionError, ProjectionStore, ReadCache};
+use movies_search::SearchProjection;
 use movies_store::EventStore;
 use tokio::sync::watch;
 
@@ -24,10 +23,10 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 
 pub struct Projector {
     events: Arc<dyn EventStore>,
-    read_store: Option<Arc<dyn ReadStore>>,
-    search: Option<Arc<Live<TantivySearchIndex>>>,
+    read_store: Option<Arc<dyn ProjectionStore>>,
+    search: Option<Arc<dyn SearchProjection>>,
     /// An in-process cache over the read store, told what each batch changed.
-    cache: Option<Arc<CachedReadStore>>,
+    cache: Option<Arc<dyn ReadCache>>,
     progress: watch::Sender<Position>,
 }
 
@@ -35,33 +34,33 @@ impl Projector {
     /// `read_store` may itself be a `Live` one: both targets can be swapped while this runs.
     pub fn new(
         events: Arc<dyn EventStore>,
-        read_store: Arc<dyn ReadStore>,
-        search: Arc<Live<TantivySearchIndex>>,
+        read_store: Arc<dyn ProjectionStore>,
+        search: Arc<dyn SearchProjection>,
     ) -> Self {
         Self::of(events, Some(read_store), Some(search))
     }
 
     /// Projects the read store only (the distributed projector's log catch-up).
-    pub fn read_store_only(events: Arc<dyn EventStore>, read_store: Arc<dyn ReadStore>) -> Self {
+    pub fn read_store_only(events: Arc<dyn EventStore>, read_store: Arc<dyn ProjectionStore>) -> Self {
         Self::of(events, Some(read_store), None)
     }
 
     /// Projects the search index only (a query replica's own search projector).
-    pub fn search_only(events: Arc<dyn EventStore>, search: Arc<Live<TantivySearchIndex>>) -> Self {
+    pub fn search_only(events: Arc<dyn EventStore>, search: Arc<dyn SearchProjection>) -> Self {
         Self::of(events, None, Some(search))
     }
 
     fn of(
         events: Arc<dyn EventStore>,
-        read_store: Option<Arc<dyn ReadStore>>,
-        search: Option<Arc<Live<TantivySearchIndex>>>,
+        read_store: Option<Arc<dyn ProjectionStore>>,
+        search: Option<Arc<dyn SearchProjection>>,
     ) -> Self {
         Self { events, read_store, search, cache: None, progress: watch::Sender::new(0) }
     }
 
     /// Keeps `cache` current: after each batch reaches the read store, the movies it changed are
     /// dropped from the cache before the new position is published.
-    pub fn with_cache(mut self, cache: Arc<CachedReadStore>) -> Self {
+    pub fn with_cache(mut self, cache: Arc<dyn ReadCache>) -> Self {
         self.cache = Some(cache);
         self
     }
@@ -76,7 +75,7 @@ impl Projector {
             Some(store) => store.checkpoint().await?,
             None => Position::MAX,
         };
-        let search = self.search.as_ref().map_or(Position::MAX, |s| s.get().checkpoint());
+        let search = self.search.as_ref().map_or(Position::MAX, |s| s.checkpoint());
         Ok(read_store.min(search))
     }
 
@@ -95,11 +94,10 @@ impl Projector {
                 heal_gaps(self.events.as_ref(), &batch, apply).await.context("updating the read store")?;
                 if let Some(cache) = &self.cache {
                     let ids: Vec<_> = batch.iter().map(|e| e.stream_id).collect();
-                    cache.invalidate(&ids).await;
+                    cache.changed(&ids).await;
                 }
             }
             if let Some(search) = &self.search {
-                let search = search.get();
                 let apply = |b: Vec<EventEnvelope>| {
                     let search = search.clone();
                     async move { Ok(tokio::task::spawn_blocking(move || search.apply(&b)).await??) }

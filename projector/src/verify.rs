@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use movies_events::{genre_key, Movie, MovieFields, Position, Version};
 use movies_read_model::{ListQuery, ReadStore};
-use movies_search::TantivySearchIndex;
+use movies_search::SearchIndex;
 use movies_store::EventStore;
 use uuid::Uuid;
 
@@ -216,7 +216,7 @@ impl Folded {
 pub async fn verify(
     events: &dyn EventStore,
     read_store: &dyn ReadStore,
-    search: &TantivySearchIndex,
+    search: &dyn SearchIndex,
     cache: Option<(Position, Vec<CachedDocument>)>,
 ) -> anyhow::Result<Verification> {
     let store_from = read_store.checkpoint().await?;

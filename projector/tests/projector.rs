@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use movies_events::{EventEnvelope, MovieChanges, MovieEvent};
 use movies_projector::Projector;
-use movies_read_model::{ListQuery, Live, PgReadStore, ProjectionError, ReadStore, SqliteReadStore};
+use movies_read_model::{ListQuery, Live, PgReadStore, ProjectionError, ProjectionStore, SqliteReadStore};
 use movies_search::{SearchQuery, TantivySearchIndex};
 use movies_store::contract::{created, new_event, renamed};
 use movies_store::testing::postgres_database;
@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 struct Setup {
     events: Arc<dyn EventStore>,
-    read: Arc<dyn ReadStore>,
+    read: Arc<dyn ProjectionStore>,
     search: Arc<TantivySearchIndex>,
     dir: tempfile::TempDir,
 }
@@ -24,7 +24,7 @@ async fn setup(postgres: bool) -> Setup {
     let events = Arc::new(
         SqliteEventStore::open(open_sqlite(&dir.path().join("events.db")).await.unwrap()).await.unwrap(),
     );
-    let read: Arc<dyn ReadStore> = if postgres {
+    let read: Arc<dyn ProjectionStore> = if postgres {
         let pool = connect_postgres(&postgres_database().await, 8).await.unwrap();
         Arc::new(PgReadStore::open(pool).await.unwrap())
     } else {

@@ -18,12 +18,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use movies_events::Position;
 use movies_read_model::{
-    fold_doc, CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, JsonDoc, ListQuery, Live,
-    MovieDoc, Order, ReadStore, SortField,
+    fold_doc, CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, JsonDoc, ListQuery, MovieDoc,
+    Order, ReadStore, SortField,
 };
 use movies_search::{
-    check_query_text, Highlight, SearchCursor, SearchFilters, SearchPage, SearchQuery, SearchSort,
-    TantivySearchIndex,
+    check_query_text, Highlight, SearchCursor, SearchFilters, SearchIndex, SearchPage, SearchQuery,
+    SearchSort,
 };
 use movies_store::EventStore;
 use movies_web::{ApiError, Caller, JwtKeys};
@@ -51,7 +51,8 @@ pub struct QueryState {
     /// The same store without a cache: reads that wait for a position read here, so they see
     /// at least what the projection had applied.
     pub uncached: Arc<dyn ReadStore>,
-    pub search: Arc<Live<TantivySearchIndex>>,
+    /// The search index (behind `Live` where a rebuild may swap it).
+    pub search: Arc<dyn SearchIndex>,
     pub keys: Arc<JwtKeys>,
     /// The log position all projections have applied.
     pub progress: watch::Receiver<Position>,
@@ -146,14 +147,14 @@ impl QueryState {
         let started = tokio::time::Instant::now();
         let (reached, store) = self.reached(position).await?;
         let Some(wanted) = position else {
-            return Ok((reached.min(self.search.get().checkpoint()), store));
+            return Ok((reached.min(self.search.checkpoint()), store));
         };
         // The index has no change feed of its own: its checkpoint is polled (an atomic read).
         let deadline = started + MAX_WAIT;
-        while self.search.get().checkpoint() < wanted && tokio::time::Instant::now() < deadline {
+        while self.search.checkpoint() < wanted && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        Ok((reached.min(self.search.get().checkpoint()), store))
+        Ok((reached.min(self.search.checkpoint()), store))
     }
 }
 
@@ -615,10 +616,11 @@ async fn run_search(
     store: &dyn ReadStore,
     query: SearchQuery,
 ) -> Result<(Vec<SearchItem>, SearchPage), ApiError> {
-    let index = state.search.get();
+    let index = state.search.clone();
     // Popular searches repeat: the index's answer is kept per query and index state (its
     // checkpoint moves on every commit, so a change is never served stale), and concurrent
-    // misses of one search run it once.
+    // misses of one search run it once. (A rebuild swapped in between the two reads files the
+    // new generation's answer under the old checkpoint: newer, never staler, than the key.)
     let key = format!("{}:{query:?}", index.checkpoint());
     let found = state
         .search_cache
@@ -719,7 +721,7 @@ async fn suggest(
     let text = params.q.unwrap_or_default();
     check_query("q", &text)?;
     let (position, _) = state.reached_with_index(params.min_position).await?;
-    let index = state.search.get();
+    let index = state.search.clone();
     let hits = blocking(move || index.suggest(&text, limit)).await?;
     let items = hits
         .into_iter()

@@ -4,6 +4,8 @@
 //!
 //! Depends on the domain's event types only; it never sees commands or HTTP.
 
+#[cfg(feature = "testing")]
+pub mod contract;
 mod doc;
 mod live;
 mod store;
@@ -13,4 +15,7 @@ pub use doc::{
     MovieDoc, Order, Page, SortField, SortValue,
 };
 pub use live::Live;
-pub use store::{PgReadStore, ProjectionError, ReadStore, Result as ProjectionResult, SqliteReadStore};
+pub use store::{
+    BulkLoad, PgReadStore, ProjectionError, ProjectionStore, ReadCache, ReadStore,
+    Result as ProjectionResult, SqliteReadStore, SuspendedIndexes,
+};

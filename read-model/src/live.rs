@@ -10,7 +10,7 @@ use movies_events::{EventEnvelope, Position, Version};
 use uuid::Uuid;
 
 use crate::doc::{GenreCount, ListQuery, MovieDoc, Page};
-use crate::store::{ReadStore, Result};
+use crate::store::{ProjectionStore, ReadStore, Result};
 
 /// The current target behind an atomic pointer: every request reads it, without a lock.
 pub struct Live<T: ?Sized> {
@@ -34,7 +34,7 @@ impl<T: ?Sized> Live<T> {
 }
 
 #[async_trait]
-impl ReadStore for Live<dyn ReadStore> {
+impl ReadStore for Live<dyn ProjectionStore> {
     async fn get(&self, id: Uuid) -> Result<Option<MovieDoc>> {
         Live::get(self).get(id).await
     }
@@ -54,7 +54,10 @@ impl ReadStore for Live<dyn ReadStore> {
     async fn checkpoint(&self) -> Result<Position> {
         Live::get(self).checkpoint().await
     }
+}
 
+#[async_trait]
+impl ProjectionStore for Live<dyn ProjectionStore> {
     async fn stream_version(&self, id: Uuid) -> Result<Version> {
         Live::get(self).stream_version(id).await
     }
@@ -69,13 +72,5 @@ impl ReadStore for Live<dyn ReadStore> {
 
     async fn advance_checkpoint(&self, log: &[EventEnvelope]) -> Result<Position> {
         Live::get(self).advance_checkpoint(log).await
-    }
-
-    async fn suspend_indexes(&self) -> Result<Vec<String>> {
-        Live::get(self).suspend_indexes().await
-    }
-
-    async fn restore_indexes(&self, statements: &[String]) -> Result<()> {
-        Live::get(self).restore_indexes(statements).await
     }
 }

@@ -54,11 +54,8 @@ const MOVIE_COLUMNS: &str =
 /// Bump when what the read store holds, or how events map onto it, changes.
 pub const READ_STORE_VERSION: i64 = 1;
 
-/// Movies shaped for the query API. Reads never see a half-applied batch.
-///
-/// Contract: `apply` writes a batch of events and the checkpoint in one transaction; an event at
-/// or below a stream's projected version is skipped (duplicates and replays are no-ops); an
-/// event that would skip versions fails with `Gap` and writes nothing.
+/// Movies shaped for the query API: everything a reader may ask of the read store, and all the
+/// query API can do with it. Reads never see a half-applied batch.
 #[async_trait]
 pub trait ReadStore: Send + Sync + 'static {
     async fn get(&self, id: Uuid) -> Result<Option<MovieDoc>>;
@@ -78,6 +75,15 @@ pub trait ReadStore: Send + Sync + 'static {
     async fn genres(&self) -> Result<Vec<GenreCount>>;
     /// The position of the last event applied.
     async fn checkpoint(&self) -> Result<Position>;
+}
+
+/// The read store as projectors write it.
+///
+/// Contract: `apply` writes a batch of events and the checkpoint in one transaction; an event at
+/// or below a stream's projected version is skipped (duplicates and replays are no-ops); an
+/// event that would skip versions fails with `Gap` and writes nothing.
+#[async_trait]
+pub trait ProjectionStore: ReadStore {
     /// The projected version of one stream (0 if never seen).
     async fn stream_version(&self, id: Uuid) -> Result<Version>;
     async fn apply(&self, events: &[EventEnvelope]) -> Result<()>;
@@ -92,15 +98,40 @@ pub trait ReadStore: Send + Sync + 'static {
     /// past the longest prefix of them whose streams are projected at least to their version.
     /// Returns the checkpoint. The checkpoint never moves back.
     async fn advance_checkpoint(&self, log: &[EventEnvelope]) -> Result<Position>;
+}
 
-    /// For a bulk load into an empty store that nobody else writes (a rebuild): drops the
-    /// secondary indexes (and on Postgres the genres' foreign key) and returns the statements
-    /// that recreate them (read from the database's own catalogue). Until `restore_indexes`,
-    /// batches are applied without per-stream locks.
-    async fn suspend_indexes(&self) -> Result<Vec<String>>;
+/// A cache in front of the read store, told by the projector which movies a batch changed
+/// (after the batch reached the store, before its position is published).
+#[async_trait]
+pub trait ReadCache: Send + Sync + 'static {
+    async fn changed(&self, ids: &[Uuid]);
+}
 
-    /// Recreates indexes dropped by `suspend_indexes`.
-    async fn restore_indexes(&self, statements: &[String]) -> Result<()>;
+/// A rebuild's bulk load into an empty store nobody else reads or writes yet.
+#[async_trait]
+pub trait BulkLoad: ProjectionStore {
+    /// Drops the secondary indexes (and on Postgres the genres' foreign key), remembering how to
+    /// recreate them (from the database's own catalogue). Until `restore_indexes`, batches are
+    /// applied without per-stream locks.
+    async fn suspend_indexes(&self) -> Result<SuspendedIndexes>;
+
+    /// Recreates the indexes `suspend_indexes` dropped.
+    async fn restore_indexes(&self, suspended: SuspendedIndexes) -> Result<()>;
+}
+
+/// Indexes a bulk load dropped: only the store that dropped them knows what they are.
+#[derive(Debug, Default)]
+pub struct SuspendedIndexes(Vec<String>);
+
+impl SuspendedIndexes {
+    /// How many indexes wait to be recreated.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 fn migrator(mut migrator: sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
@@ -457,40 +488,16 @@ macro_rules! sql_read_store {
                     .unwrap_or(0))
             }
 
+        }
+
+        #[async_trait]
+        impl ProjectionStore for $store {
             async fn stream_version(&self, id: Uuid) -> Result<Version> {
                 Ok(sqlx::query_scalar("SELECT version FROM stream_versions WHERE stream_id = $1")
                     .bind(id)
                     .fetch_optional(self.reader())
                     .await?
                     .unwrap_or(0))
-            }
-
-            async fn suspend_indexes(&self) -> Result<Vec<String>> {
-                self.loading.store(true, Ordering::SeqCst);
-                let rows = sqlx::query($suspendable).fetch_all(self.writer()).await?;
-                let mut statements = Vec::new();
-                for row in &rows {
-                    let (drop, restore): (String, String) = (row.try_get("drop_sql")?, row.try_get("restore_sql")?);
-                    sqlx::query(&drop).execute(self.writer()).await?;
-                    statements.push(restore);
-                }
-                Ok(statements)
-            }
-
-            async fn restore_indexes(&self, statements: &[String]) -> Result<()> {
-                // At the same time, each on a connection of its own: building an index is bound
-                // by one core (a pool of one connection builds them in turn).
-                futures::future::try_join_all(statements.iter().map(|statement| async move {
-                    let mut tx = self.writer().begin().await?;
-                    if let Some(setting) = $restore_setting {
-                        sqlx::query(setting).execute(&mut *tx).await?;
-                    }
-                    sqlx::query(statement).execute(&mut *tx).await?;
-                    tx.commit().await
-                }))
-                .await?;
-                self.loading.store(false, Ordering::SeqCst);
-                Ok(())
             }
 
             async fn apply(&self, events: &[EventEnvelope]) -> Result<()> {
@@ -558,6 +565,37 @@ macro_rules! sql_read_store {
                     tx.commit().await?;
                 }
                 self.checkpoint().await
+            }
+        }
+
+        #[async_trait]
+        impl BulkLoad for $store {
+            async fn suspend_indexes(&self) -> Result<SuspendedIndexes> {
+                self.loading.store(true, Ordering::SeqCst);
+                let rows = sqlx::query($suspendable).fetch_all(self.writer()).await?;
+                let mut statements = Vec::new();
+                for row in &rows {
+                    let (drop, restore): (String, String) = (row.try_get("drop_sql")?, row.try_get("restore_sql")?);
+                    sqlx::query(&drop).execute(self.writer()).await?;
+                    statements.push(restore);
+                }
+                Ok(SuspendedIndexes(statements))
+            }
+
+            async fn restore_indexes(&self, suspended: SuspendedIndexes) -> Result<()> {
+                // At the same time, each on a connection of its own: building an index is bound
+                // by one core (a pool of one connection builds them in turn).
+                futures::future::try_join_all(suspended.0.iter().map(|statement| async move {
+                    let mut tx = self.writer().begin().await?;
+                    if let Some(setting) = $restore_setting {
+                        sqlx::query(setting).execute(&mut *tx).await?;
+                    }
+                    sqlx::query(statement).execute(&mut *tx).await?;
+                    tx.commit().await
+                }))
+                .await?;
+                self.loading.store(false, Ordering::SeqCst);
+                Ok(())
             }
         }
     };

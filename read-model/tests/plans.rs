@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use movies_events::{Actor, EventEnvelope, EventMetadata, MovieEvent, MovieFields, Role};
-use movies_read_model::{Filters, ListQuery, Order, PgReadStore, ReadStore, SortField};
+use movies_read_model::{Filters, ListQuery, Order, PgReadStore, ProjectionStore, ReadStore, SortField};
 use movies_store::connect_postgres;
 use movies_store::testing::postgres_database;
 use uuid::Uuid;

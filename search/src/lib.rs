@@ -16,7 +16,8 @@
 //! - `facets`: per-segment genre and score tables, genre filters and facet counts;
 //! - `rank`: the collector that keeps the best hits by sort key;
 //! - `browse`: browsing by genre from per-segment summaries, without words;
-//! - `index`: the index itself: applying events, its gapless checkpoint, search and suggest.
+//! - `index`: the index itself: applying events, its gapless checkpoint, search and suggest;
+//! - `port`: the traits its users name (`SearchIndex` to read, `SearchProjection` to write).
 //!
 //! Depends on the domain's events and the read model's shared vocabulary (sort order, the
 //! projection error); nothing depends on how events reach it.
@@ -25,12 +26,14 @@ mod browse;
 mod facets;
 mod index;
 mod keys;
+mod port;
 mod query;
 mod rank;
 mod schema;
 mod words;
 
 pub use index::TantivySearchIndex;
+pub use port::{SearchIndex, SearchProjection};
 pub use query::{
     check_query_text, Highlight, QueryTooLarge, SearchCursor, SearchCursorError, SearchFilters, SearchHit,
     SearchPage, SearchQuery, SearchSort, MAX_QUERY_CHARS, MAX_QUERY_WORDS, MAX_TYPO_WORD_CHARS,
