@@ -169,10 +169,12 @@ enum Command {
         #[arg(long, env = "MOVIES_KAFKA_TOPIC", default_value = movies_kafka::DEFAULT_TOPIC)]
         topic: String,
     },
-    /// Write a new Ed25519 JWT signing key pair into a directory: private.pem (readable by its
-    /// owner only) and public.pem. Refuses to overwrite a pair unless --rotate.
+    /// Write a new Ed25519 JWT signing key pair into a directory: jwt-ed25519.pem (the private
+    /// key, readable by its owner only) and jwt-ed25519.pub.pem. Refuses to overwrite a pair
+    /// unless --rotate.
     Keygen {
-        /// The directory to write private.pem and public.pem into (created if missing).
+        /// The directory to write jwt-ed25519.pem and jwt-ed25519.pub.pem into (created if
+        /// missing).
         #[arg(long)]
         dir: PathBuf,
         /// Replace the pair in --dir with a new one, keeping the old public key beside it as a

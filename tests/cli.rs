@@ -390,3 +390,20 @@ async fn audit_into_a_reader_that_went_away_ends_quietly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success() && !stderr.contains("panicked"), "{:?}: {stderr}", output.status);
 }
+
+/// `keygen --help` names the files keygen writes, and keygen writes exactly those.
+#[tokio::test]
+async fn keygen_help_names_the_files_it_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = run(movies(dir.path()).args(["keygen", "--help"])).await;
+    run(movies(dir.path()).args(["keygen", "--dir"]).arg(dir.path().join("keys"))).await;
+    let mut written: Vec<String> = std::fs::read_dir(dir.path().join("keys"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert_eq!(written, [movies_web::PRIVATE_KEY_FILE, movies_web::PUBLIC_KEY_FILE]);
+    for file in &written {
+        assert!(help.contains(file.as_str()), "{file} is not in:\n{help}");
+    }
+}
