@@ -1,10 +1,16 @@
 //! `movies generate`: a deterministic synthetic catalogue in the ingest format, for scale work.
 //! The same count and seed always give the same file (ChaCha8 is specified bit for bit).
 //!
-//! Distributions: titles from word lists in a dozen patterns (with sequels), popularity with a
-//! heavy tail (most movies obscure, few famous), IMDB scores bell-shaped around 6.4, one to four
-//! genres weighted like a real catalogue (drama and comedy common, film-noir rare), and a pool of
-//! directors where a few are prolific.
+//! Two shapes:
+//! - `realistic` (what benchmarks use): title words drawn by a Zipf law from a vocabulary of
+//!   real common title words followed by 50,000 made-up ones ("the" is in about a quarter of the
+//!   titles, most words in a handful), titles of 1 to 8 words, directors drawn by a flatter Zipf
+//!   law from a pool of at least 300,000, and genres (how many and which), scores and popularity
+//!   drawn like the assignment's `data/imdb.json`.
+//! - `classic` (the first benchmarks' shape, kept so their runs compare): titles from about 200
+//!   words in a dozen patterns (with sequels), popularity with a heavy tail, IMDB scores
+//!   bell-shaped around 6.4, one to four genres with rough catalogue weights, and a pool of
+//!   directors where a few are prolific.
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
@@ -301,6 +307,16 @@ const GENRES: &[(&str, u32)] = &[
 ];
 const SEQUELS: &[&str] = &["II", "III", "IV", "2", "3", "Returns", "Reloaded", "Rising", "Forever"];
 
+/// Which catalogue the generator draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Shape {
+    /// Skewed like a real catalogue (the default).
+    #[default]
+    Realistic,
+    /// The first benchmarks' shape: about 200 title words, evenly used.
+    Classic,
+}
+
 /// An endless, deterministic stream of distinct movies (no title and director pair repeats).
 pub struct Generator {
     rng: ChaCha8Rng,
@@ -308,6 +324,142 @@ pub struct Generator {
     /// Hashes of the (title, director) pairs handed out: 8 bytes a movie, even at millions.
     seen: HashSet<u64>,
     genre_total: u32,
+    /// The realistic shape's tables (`None`: the classic shape).
+    realistic: Option<Realistic>,
+}
+
+/// Title words that lead a real catalogue's vocabulary, most common first; the Zipf law gives
+/// the first the largest share.
+const COMMON_TITLE_WORDS: &[&str] = &[
+    "the", "of", "a", "in", "and", "love", "man", "night", "to", "my", "life", "day", "last", "story",
+    "girl", "world", "dead", "house", "time", "for", "black", "blood", "city", "war", "king", "home", "dark",
+    "little", "big", "one", "american", "lost", "woman", "death", "on", "red", "boy", "great", "blue",
+    "first", "with", "me", "from", "white", "good", "new", "star", "road", "dream", "secret", "heart", "sea",
+    "long", "money", "high", "wild", "killer", "bad", "hell", "game", "island", "moon", "family", "space",
+    "summer", "street", "return", "murder", "power", "west", "sun", "dog", "lady", "ghost", "fire", "devil",
+    "angel", "water", "mr", "school", "party", "end", "song", "kiss", "wind", "body", "fall", "gold", "men",
+    "women", "children", "brother", "sister", "s", "ii", "2",
+];
+/// Made-up words after the common ones: enough for a long tail of rare words.
+const MADE_UP_WORDS: usize = 50_000;
+/// The least directors the realistic pool holds.
+const MIN_DIRECTORS: usize = 300_000;
+/// Title lengths in words, 1 to 8, as shares of a thousand.
+const TITLE_LENGTHS: [u32; 8] = [150, 300, 250, 130, 80, 50, 25, 15];
+
+/// The realistic shape's tables, drawn once from the seed.
+struct Realistic {
+    /// Title words, most common first, and the Zipf law's cumulative weights over them.
+    words: Vec<String>,
+    word_weights: Vec<f64>,
+    /// Cumulative weights over `directors` (a flatter Zipf law: the busiest directs about one
+    /// movie in a thousand).
+    director_weights: Vec<f64>,
+    /// What `data/imdb.json` holds, to draw genres, scores and popularity like it.
+    examples: Vec<Record>,
+}
+
+/// Cumulative weights of a Zipf law with exponent `s` over `n` ranks.
+fn zipf(n: usize, s: f64) -> Vec<f64> {
+    let mut total = 0.0;
+    (1..=n)
+        .map(|rank| {
+            total += 1.0 / (rank as f64).powf(s);
+            total
+        })
+        .collect()
+}
+
+/// A rank drawn by cumulative `weights`.
+fn draw<R: Rng>(rng: &mut R, weights: &[f64]) -> usize {
+    let ticket = rng.gen::<f64>() * weights.last().copied().unwrap_or(0.0);
+    weights.partition_point(|w| *w <= ticket).min(weights.len().saturating_sub(1))
+}
+
+/// A made-up word of two or three syllables, such as "Marovel".
+fn made_up_word<R: Rng>(rng: &mut R) -> String {
+    const ONSETS: &[&str] = &[
+        "b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "br", "ch",
+        "cr", "dr", "fl", "gr", "kl", "pr", "sh", "st", "th", "tr",
+    ];
+    const VOWELS: &[&str] = &["a", "e", "i", "o", "u", "ai", "ea", "ou", "y"];
+    const CODAS: &[&str] = &["", "", "", "n", "r", "l", "s", "m", "th", "x"];
+    let syllables = rng.gen_range(2..=3);
+    let mut word = String::new();
+    for _ in 0..syllables {
+        word.push_str(pick(rng, ONSETS));
+        word.push_str(pick(rng, VOWELS));
+        word.push_str(pick(rng, CODAS));
+    }
+    word
+}
+
+/// "word" as a title shows it.
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+impl Realistic {
+    fn new(rng: &mut ChaCha8Rng, expected: usize, directors: &mut Vec<String>) -> Self {
+        let mut words: Vec<String> = COMMON_TITLE_WORDS.iter().map(|w| (*w).to_owned()).collect();
+        let mut known: HashSet<String> = words.iter().cloned().collect();
+        while words.len() < COMMON_TITLE_WORDS.len() + MADE_UP_WORDS {
+            let word = made_up_word(rng);
+            if known.insert(word.clone()) {
+                words.push(word);
+            }
+        }
+        // Directors: a first name and a made-up surname, distinct, as many as the catalogue
+        // needs past the minimum (one per 15 movies).
+        let wanted = MIN_DIRECTORS.max(expected / 15);
+        directors.clear();
+        let mut names = HashSet::with_capacity(wanted);
+        while directors.len() < wanted {
+            let name = format!("{} {}", pick(rng, FIRST_NAMES), capitalized(&made_up_word(rng)));
+            if names.insert(name.clone()) {
+                directors.push(name);
+            }
+        }
+        let examples = movies_events::record::read_records(include_bytes!("../data/imdb.json"))
+            .expect("data/imdb.json is a JSON array")
+            .iter()
+            .map(|raw| movies_events::record::parse_record(raw).expect("data/imdb.json's records parse"))
+            .collect();
+        Self {
+            word_weights: zipf(words.len(), 1.0),
+            words,
+            director_weights: zipf(directors.len(), 0.6),
+            examples,
+        }
+    }
+
+    fn title(&self, rng: &mut ChaCha8Rng) -> String {
+        let mut length = 1;
+        let mut ticket = rng.gen_range(0..TITLE_LENGTHS.iter().sum::<u32>());
+        for (n, share) in TITLE_LENGTHS.iter().enumerate() {
+            if ticket < *share {
+                length = n + 1;
+                break;
+            }
+            ticket -= share;
+        }
+        (0..length)
+            .map(|_| capitalized(&self.words[draw(rng, &self.word_weights)]))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Genres, score and popularity of a movie drawn from `data/imdb.json`: its genres as they
+    /// are, its score and popularity moved a little (so the values spread beyond its 248).
+    fn like_an_example(&self, rng: &mut ChaCha8Rng) -> (Vec<String>, f64, f64) {
+        let example = &self.examples[rng.gen_range(0..self.examples.len())];
+        let genres = example.genre.iter().map(|g| g.trim().to_owned()).filter(|g| !g.is_empty()).collect();
+        let popularity =
+            ((example.popularity + rng.gen_range(-3.0..3.0)).clamp(0.0, 100.0) * 10.0).round() / 10.0;
+        let score = ((example.imdb_score + rng.gen_range(-0.3..0.3)).clamp(0.0, 10.0) * 10.0).round() / 10.0;
+        (genres, popularity, score)
+    }
 }
 
 fn pick<'a, R: Rng>(rng: &mut R, words: &[&'a str]) -> &'a str {
@@ -315,8 +467,14 @@ fn pick<'a, R: Rng>(rng: &mut R, words: &[&'a str]) -> &'a str {
 }
 
 impl Generator {
-    /// `expected` sizes the director pool (one director per 40 movies, at least 50).
+    /// The classic shape; `expected` sizes the director pool (one director per 40 movies, at
+    /// least 50).
     pub fn new(seed: u64, expected: usize) -> Self {
+        Self::with_shape(seed, expected, Shape::Classic)
+    }
+
+    /// `expected` sizes the director pool.
+    pub fn with_shape(seed: u64, expected: usize, shape: Shape) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let pool = (expected / 40).max(50);
         let directors = (0..pool)
@@ -331,7 +489,18 @@ impl Generator {
                 }
             })
             .collect();
-        Self { rng, directors, seen: HashSet::new(), genre_total: GENRES.iter().map(|g| g.1).sum() }
+        let mut generator = Self {
+            rng,
+            directors,
+            seen: HashSet::new(),
+            genre_total: GENRES.iter().map(|g| g.1).sum(),
+            realistic: None,
+        };
+        if shape == Shape::Realistic {
+            let realistic = Realistic::new(&mut generator.rng, expected, &mut generator.directors);
+            generator.realistic = Some(realistic);
+        }
+        generator
     }
 
     fn title(&mut self) -> String {
@@ -379,14 +548,23 @@ impl Generator {
     }
 
     pub fn next_record(&mut self) -> Record {
+        if let Some(realistic) = &self.realistic {
+            loop {
+                let name = realistic.title(&mut self.rng);
+                let director = self.directors[draw(&mut self.rng, &realistic.director_weights)].clone();
+                if !first_time(&mut self.seen, &name, &director) {
+                    continue;
+                }
+                let (genre, popularity, imdb_score) = realistic.like_an_example(&mut self.rng);
+                return Record { popularity, director, genre, imdb_score, name };
+            }
+        }
         loop {
             let name = self.title();
             // Prolific directors: the square skews picks towards the front of the pool.
             let u: f64 = self.rng.gen();
             let director = self.directors[((u * u) * self.directors.len() as f64) as usize].clone();
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            (name.to_lowercase(), director.to_lowercase()).hash(&mut hasher);
-            if !self.seen.insert(hasher.finish()) {
+            if !first_time(&mut self.seen, &name, &director) {
                 continue;
             }
             // Heavy-tailed popularity: most movies obscure, a few famous.
@@ -399,9 +577,21 @@ impl Generator {
     }
 }
 
-/// Writes `count` movies as one JSON array.
+/// Whether this title and director pair is new (and now taken).
+fn first_time(seen: &mut HashSet<u64>, name: &str, director: &str) -> bool {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (name.to_lowercase(), director.to_lowercase()).hash(&mut hasher);
+    seen.insert(hasher.finish())
+}
+
+/// Writes `count` movies of the classic shape as one JSON array.
 pub fn write(out: &mut impl Write, count: usize, seed: u64) -> std::io::Result<()> {
-    let mut generator = Generator::new(seed, count);
+    write_shaped(out, count, seed, Shape::Classic)
+}
+
+/// Writes `count` movies of `shape` as one JSON array.
+pub fn write_shaped(out: &mut impl Write, count: usize, seed: u64, shape: Shape) -> std::io::Result<()> {
+    let mut generator = Generator::with_shape(seed, count, shape);
     out.write_all(b"[")?;
     for n in 0..count {
         if n > 0 {
@@ -496,5 +686,59 @@ mod tests {
         let drama = records.iter().filter(|r| r.genre.contains(&"Drama".to_owned())).count();
         let noir = records.iter().filter(|r| r.genre.contains(&"Film-Noir".to_owned())).count();
         assert!(drama > 10 * noir);
+    }
+
+    #[test]
+    fn the_realistic_shape_is_reproducible_and_skewed_like_a_real_catalogue() {
+        let run = |seed| {
+            let mut out = Vec::new();
+            write_shaped(&mut out, 300, seed, Shape::Realistic).unwrap();
+            out
+        };
+        assert_eq!(run(3), run(3));
+        assert_ne!(run(3), run(4));
+
+        const MOVIES: usize = 20_000;
+        let mut generator = Generator::with_shape(1, MOVIES, Shape::Realistic);
+        assert!(generator.directors.len() >= MIN_DIRECTORS);
+        let realistic = generator.realistic.as_ref().unwrap();
+        assert!(realistic.words.len() >= 50_000);
+        let records: Vec<Record> = (0..MOVIES).map(|_| generator.next_record()).collect();
+        for r in &records {
+            assert!(movies_events::MovieDraft::parse(r.clone().into()).is_ok(), "{r:?}");
+            let words = r.name.split(' ').count();
+            assert!((1..=8).contains(&words), "{}", r.name);
+        }
+        // Words: a few in a large share of titles, a long tail of rare ones.
+        let with = |word: &str| {
+            records.iter().filter(|r| r.name.split(' ').any(|w| w.eq_ignore_ascii_case(word))).count()
+        };
+        let the = with("the");
+        assert!(the > MOVIES / 6 && the < MOVIES / 2, "\"the\" is in {the} of {MOVIES} titles");
+        let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for r in &records {
+            for word in r.name.split(' ') {
+                *counts.entry(word.to_lowercase()).or_default() += 1;
+            }
+        }
+        let once = counts.values().filter(|n| **n == 1).count();
+        assert!(counts.len() > 10_000 && once > counts.len() / 3, "{} words, {once} used once", counts.len());
+        // Directors: many, a few busy.
+        let mut directed: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for r in &records {
+            *directed.entry(r.director.as_str()).or_default() += 1;
+        }
+        let busiest = directed.values().max().copied().unwrap_or(0);
+        assert!(
+            directed.len() > MOVIES / 4 && busiest >= 5,
+            "{} directors, busiest {busiest}",
+            directed.len()
+        );
+        // Genres in data/imdb.json's proportions: drama leads, as there.
+        let share = |genre: &str| {
+            records.iter().filter(|r| r.genre.iter().any(|g| g == genre)).count() as f64 / MOVIES as f64
+        };
+        assert!((share("Drama") - 121.0 / 248.0).abs() < 0.03, "drama {}", share("Drama"));
+        assert!((share("Adventure") - 64.0 / 248.0).abs() < 0.03, "adventure {}", share("Adventure"));
     }
 }

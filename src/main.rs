@@ -246,6 +246,11 @@ enum Command {
         /// Where to write (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// `realistic`: Zipf-distributed title words (50,000 and more) and directors (300,000
+        /// and more), genres, scores and popularity drawn like data/imdb.json. `classic`: the
+        /// first benchmarks' catalogue (about 200 title words), for runs that compare with theirs.
+        #[arg(long, value_enum, default_value = "realistic")]
+        shape: movies::generate::Shape,
     },
     /// Print an access token for an existing account (operators only: needs the signing key).
     Token {
@@ -742,17 +747,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 std::process::exit(1)
             }
         }
-        Some(Command::Generate { count, seed, out }) => {
+        Some(Command::Generate { count, seed, out, shape }) => {
             let result = match out {
                 Some(path) => {
                     let file = std::fs::File::create(&path)
                         .with_context(|| format!("creating {}", path.display()))?;
-                    movies::generate::write(&mut std::io::BufWriter::new(file), count, seed)
+                    movies::generate::write_shaped(&mut std::io::BufWriter::new(file), count, seed, shape)
                 }
-                None => movies::generate::write(
+                None => movies::generate::write_shaped(
                     &mut std::io::BufWriter::new(std::io::stdout().lock()),
                     count,
                     seed,
+                    shape,
                 ),
             };
             match result {
