@@ -208,9 +208,12 @@ enum Command {
         /// Only events recorded before this instant (RFC 3339).
         #[arg(long, conflicts_with = "movie")]
         until: Option<chrono::DateTime<chrono::Utc>>,
-        /// At most this many events.
+        /// At most this many events (the next page's --after is printed to stderr).
         #[arg(long, default_value_t = 1000)]
         limit: i64,
+        /// Start after this version (of a movie's history) or log position (of the whole log).
+        #[arg(long, default_value_t = 0)]
+        after: i64,
         /// JSON lines instead of a table.
         #[arg(long)]
         json: bool,
@@ -637,19 +640,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             existing_catalogue(&settings, false)?;
             users(&settings, command).await
         }
-        Some(Command::Audit { movie, actor, event_type, since, until, limit, json }) => {
+        Some(Command::Audit { movie, actor, event_type, since, until, limit, after, json }) => {
             anyhow::ensure!(limit > 0, "--limit must be positive");
+            anyhow::ensure!(after >= 0, "--after must be 0 or more");
             existing_catalogue(&settings, false)?;
             let write = movies::open_write_side(&settings).await?;
-            let events = match movie {
-                Some(id) => movies_command_api::audit::history(write.events.as_ref(), id).await?,
+            let (events, next) = match movie {
+                Some(id) => {
+                    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+                    movies_command_api::audit::history_page(write.events.as_ref(), id, after, limit).await?
+                }
                 None => {
                     let filter = movies_store::EventFilter { actor, event_type, since, until };
-                    movies_command_api::audit::log_page(write.events.as_ref(), &filter, 0, limit).await?.0
+                    movies_command_api::audit::log_page(write.events.as_ref(), &filter, after, limit).await?
                 }
             };
-            if let Some(id) = movie.filter(|_| events.is_empty()) {
+            if let Some(id) = movie.filter(|_| events.is_empty() && after == 0) {
                 anyhow::bail!("no movie with id {id} was ever recorded");
+            }
+            if let Some(next) = next {
+                eprintln!("movies: more events follow; the next page starts with --after {next}");
             }
             emit(&movies::audit_table(&events, json))
         }

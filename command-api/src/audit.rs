@@ -96,13 +96,32 @@ fn audit_event(envelope: &EventEnvelope, changes: Vec<FieldChange>) -> AuditEven
 
 /// Every event of one movie, oldest first, each with its fields' before and after.
 pub async fn history(events: &dyn EventStore, id: Uuid) -> Result<Vec<AuditEvent>, StoreError> {
+    Ok(history_page(events, id, 0, usize::MAX).await?.0)
+}
+
+/// A page of one movie's history: up to `limit` events after version `after`, oldest first,
+/// each with its fields' before and after, and the version the next page starts after (if
+/// there is one). However long the history, an answer holds at most `limit` events.
+pub async fn history_page(
+    events: &dyn EventStore,
+    id: Uuid,
+    after: Version,
+    limit: usize,
+) -> Result<(Vec<AuditEvent>, Option<Version>), StoreError> {
     let mut state = Movie::Absent;
     let mut trail = Vec::new();
-    for envelope in events.load(id).await? {
-        trail.push(audit_event(&envelope, changes(&state, &envelope.event)));
+    let stream = events.load(id).await?;
+    let mut rest = stream.iter().peekable();
+    while let Some(envelope) = rest.next() {
+        if envelope.stream_version > after {
+            trail.push(audit_event(envelope, changes(&state, &envelope.event)));
+            if trail.len() == limit && rest.peek().is_some() {
+                return Ok((trail, Some(envelope.stream_version)));
+            }
+        }
         state.apply(&envelope.event);
     }
-    Ok(trail)
+    Ok((trail, None))
 }
 
 /// A page of the whole log: events matching `filter` after the cursor, and the next cursor.
@@ -148,6 +167,16 @@ pub fn encode_cursor(position: Position) -> String {
 pub fn decode_cursor(raw: &str) -> Option<Position> {
     let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
     text.strip_prefix("p:")?.parse().ok().filter(|p| *p >= 0)
+}
+
+/// A movie history's cursor: the version the next page starts after.
+pub fn encode_history_cursor(version: Version) -> String {
+    URL_SAFE_NO_PAD.encode(format!("v:{version}"))
+}
+
+pub fn decode_history_cursor(raw: &str) -> Option<Version> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
+    text.strip_prefix("v:")?.parse().ok().filter(|v| *v >= 0)
 }
 
 #[cfg(test)]

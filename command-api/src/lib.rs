@@ -558,23 +558,47 @@ pub struct History {
     pub movie_id: Uuid,
     /// Oldest first.
     pub events: Vec<audit::AuditEvent>,
+    /// Where the next page starts, if there is one.
+    pub next_cursor: Option<String>,
 }
 
-/// Every event of a movie: who changed what, when, from which request, each field before and after.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<usize>,
+}
+
+/// A movie's events, a page at a time: who changed what, when, from which request, each field
+/// before and after.
 #[utoipa::path(get, path = "/api/v1/admin/movies/{id}/history", tag = "audit", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), responses((status = 200, body = History), (status = 401), (status = 403), (status = 404)))]
+    params(("id" = Uuid, Path), HistoryParams),
+    responses((status = 200, body = History), (status = 400), (status = 401), (status = 403), (status = 404)))]
 async fn movie_history(
     State(state): State<CommandState>,
     _admin: Admin,
     Path(id): Path<Uuid>,
+    Query(params): Query<HistoryParams>,
 ) -> Result<Json<History>, ApiError> {
-    let events = audit::history(state.service.events().as_ref(), id)
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::BadRequest(format!("limit must be between 1 and 500, not {limit}")));
+    }
+    let after = match params.cursor.as_deref() {
+        None => 0,
+        Some(raw) => audit::decode_history_cursor(raw)
+            .ok_or_else(|| ApiError::BadRequest("the cursor is not one this API issued".into()))?,
+    };
+    let (events, next) = audit::history_page(state.service.events().as_ref(), id, after, limit)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    if events.is_empty() {
+    if events.is_empty() && after == 0 {
         return Err(ApiError::NotFound(format!("no movie with id {id} was ever recorded")));
     }
-    Ok(Json(History { movie_id: id, events }))
+    Ok(Json(History { movie_id: id, events, next_cursor: next.map(audit::encode_history_cursor) }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

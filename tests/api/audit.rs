@@ -218,3 +218,53 @@ async fn a_deleted_movie_is_restored_with_its_history_intact() {
     )
     .await;
 }
+
+/// A long history comes a page at a time, each page's cursor leading to the next, and the
+/// before-values stay right across pages.
+#[tokio::test]
+async fn a_long_history_pages_with_its_before_values_intact() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    let created = app.created(&token, &movie("Paged")).await;
+    let id = created["id"].as_str().unwrap();
+    for score in [1.0, 2.0, 3.0, 4.0, 5.0] {
+        let patched = app
+            .http
+            .patch(app.url(&format!("/api/v1/movies/{id}")))
+            .bearer_auth(&token)
+            .json(&json!({ "imdb_score": score }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(patched.status(), StatusCode::OK);
+    }
+    let (mut url, mut versions, mut scores) =
+        (format!("/api/v1/admin/movies/{id}/history?limit=2"), Vec::new(), Vec::new());
+    loop {
+        let page: Value =
+            app.http.get(app.url(&url)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+        let events = page["events"].as_array().unwrap();
+        assert!(events.len() <= 2, "{page}");
+        for event in events {
+            versions.push(event["version"].as_i64().unwrap());
+            if event["type"] == "movie.updated" {
+                let change = &event["changes"][0];
+                scores.push((change["before"].as_f64().unwrap(), change["after"].as_f64().unwrap()));
+            }
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => url = format!("/api/v1/admin/movies/{id}/history?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(scores, [(8.5, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, 4.0), (4.0, 5.0)]);
+    for bad in ["limit=0", "limit=501", "cursor=bm9wZQ"] {
+        let url = format!("/api/v1/admin/movies/{id}/history?{bad}");
+        assert_problem(
+            app.http.get(app.url(&url)).bearer_auth(&token).send().await.unwrap(),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+}
