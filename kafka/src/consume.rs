@@ -202,7 +202,8 @@ pub async fn project_read_store(
     mut flips: watch::Receiver<i64>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    progress.send_replace(catch_up(&events, &store, cache.as_ref()).await?);
+    // Postgres going away meanwhile is waited out, as in every later step.
+    progress.send_replace(retry(&mut shutdown, || catch_up(&events, &store, cache.as_ref())).await?);
     let consumer = settings.consumer()?;
     consumer.subscribe(&[&settings.topic]).context("subscribing to the topic")?;
     tracing::info!(topic = settings.topic, group = settings.group, "projecting the read store from Kafka");

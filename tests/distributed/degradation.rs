@@ -272,3 +272,38 @@ async fn a_new_index_waits_for_postgres_during_its_first_build() {
     })
     .await;
 }
+
+/// The read store's projector first catches the store up from the log; Postgres going away
+/// during that catch-up is waited out instead of ending the process. (The fault campaign's
+/// seeds 7 and 12 over 100,000 movies found it: a crash mid catch-up left the read store behind
+/// for good.)
+#[tokio::test]
+async fn the_read_store_projector_waits_for_postgres_during_its_first_catch_up() {
+    let mut cluster = Cluster::new().await;
+    let direct = cluster.database_url.clone();
+    let port: u16 = direct.rsplit_once(':').unwrap().1.split('/').next().unwrap().parse().unwrap();
+    let proxy = Proxy::start(port).await;
+    let proxied = direct.replace(&format!(":{port}/"), &format!(":{}/", proxy.port));
+    cluster.command_api(&[]).await;
+    // A log long enough that the catch-up is still going when the link drops.
+    let data = cluster.dir.path().join("catalogue.json");
+    let generate = ["generate", "--count", "20000", "--seed", "3", "--shape", "classic", "--out"];
+    let mut command = cluster.command(&generate);
+    assert!(command.arg(&data).status().await.unwrap().success());
+    assert!(cluster.command(&["ingest", data.to_str().unwrap()]).status().await.unwrap().success());
+    cluster.projector(&[("DATABASE_URL", &proxied)]);
+    eventually(Duration::from_secs(30), "the projector to answer /health", || async {
+        cluster.role_health("projector").await.map(|_| ())
+    })
+    .await;
+    proxy.set_up(false);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!cluster.exited("projector"), "the projector exited:\n{}", cluster.log("projector"));
+    proxy.set_up(true);
+    cluster.relay();
+    eventually(Duration::from_secs(120), "the read store to reach the log's head", || async {
+        let (head, checkpoint) = cluster.positions().await;
+        (checkpoint == head).then_some(())
+    })
+    .await;
+}
