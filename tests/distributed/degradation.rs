@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{eventually, Cluster, Proxy, Server};
+use crate::harness::{eventually, Cluster, Server};
 
 async fn health(cluster: &Cluster, replica: &str) -> Value {
     cluster.get_json(&format!("{replica}/health")).await.1
@@ -178,10 +178,7 @@ async fn with_the_projector_stopped_reads_are_served_stale_and_lag_is_reported()
 #[tokio::test]
 async fn with_postgres_down_commands_answer_503_and_cached_reads_are_served() {
     let mut cluster = Cluster::new().await;
-    let direct = cluster.database_url.clone();
-    let port: u16 = direct.rsplit_once(':').unwrap().1.split('/').next().unwrap().parse().unwrap();
-    let proxy = Proxy::start(port).await;
-    let proxied = direct.replace(&format!(":{port}/"), &format!(":{}/", proxy.port));
+    let (proxy, proxied) = cluster.postgres_proxy().await;
     // The APIs reach Postgres through the proxy; relay and projectors directly.
     let command = cluster.command_api(&[("DATABASE_URL", &proxied)]).await;
     cluster.relay();
@@ -237,10 +234,7 @@ async fn with_postgres_down_commands_answer_503_and_cached_reads_are_served() {
 #[tokio::test]
 async fn a_new_index_waits_for_postgres_during_its_first_build() {
     let mut cluster = Cluster::new().await;
-    let direct = cluster.database_url.clone();
-    let port: u16 = direct.rsplit_once(':').unwrap().1.split('/').next().unwrap().parse().unwrap();
-    let proxy = Proxy::start(port).await;
-    let proxied = direct.replace(&format!(":{port}/"), &format!(":{}/", proxy.port));
+    let (proxy, proxied) = cluster.postgres_proxy().await;
     let command = cluster.command_api(&[]).await;
     let token = cluster.admin_token(&command).await;
     cluster.create(&command, &token, "Built From The Log").await;
@@ -280,10 +274,7 @@ async fn a_new_index_waits_for_postgres_during_its_first_build() {
 #[tokio::test]
 async fn the_read_store_projector_waits_for_postgres_during_its_first_catch_up() {
     let mut cluster = Cluster::new().await;
-    let direct = cluster.database_url.clone();
-    let port: u16 = direct.rsplit_once(':').unwrap().1.split('/').next().unwrap().parse().unwrap();
-    let proxy = Proxy::start(port).await;
-    let proxied = direct.replace(&format!(":{port}/"), &format!(":{}/", proxy.port));
+    let (proxy, proxied) = cluster.postgres_proxy().await;
     cluster.command_api(&[]).await;
     // A log long enough that the catch-up is still going when the link drops.
     let data = cluster.dir.path().join("catalogue.json");

@@ -348,6 +348,16 @@ impl Cluster {
         (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
+    /// A proxy in front of this cluster's Postgres, and the database URL through it: how a test
+    /// takes Postgres away from some roles only.
+    pub async fn postgres_proxy(&self) -> (Arc<Proxy>, String) {
+        let direct = &self.database_url;
+        let port: u16 = direct.rsplit_once(':').unwrap().1.split('/').next().unwrap().parse().unwrap();
+        let proxy = Proxy::start(port).await;
+        let proxied = direct.replace(&format!(":{port}/"), &format!(":{}/", proxy.port));
+        (proxy, proxied)
+    }
+
     /// The log's head and the read store's checkpoint, straight from Postgres.
     pub async fn positions(&self) -> (i64, i64) {
         let pool = movies_store::connect_postgres(&self.database_url, 1).await.unwrap();
