@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use indicatif::ProgressBar;
 use movies::{roles, Seed, Settings};
 use movies_events::Role;
@@ -445,9 +445,21 @@ fn settings(cli: &Cli) -> Settings {
 /// What is logged without `RUST_LOG`.
 const DEFAULT_LOG: &str = "info,sqlx=warn,tantivy=warn";
 
+/// The command line, with the catalogue's flags (shared by every command that opens it) left out
+/// of the help of the commands that never do.
+fn command_line() -> clap::Command {
+    let command = Cli::command();
+    // A subcommand's own copy of a shared flag stands in for it: hidden, parsed the same way.
+    let shared: Vec<clap::Arg> = command.get_arguments().filter(|a| a.is_global_set()).cloned().collect();
+    ["keygen", "generate"].into_iter().fold(command, |command, name| {
+        command
+            .mut_subcommand(name, |sub| shared.iter().fold(sub, |sub, flag| sub.arg(flag.clone().hide(true))))
+    })
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&command_line().get_matches()).unwrap_or_else(|error| error.exit());
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     // `RUST_LOG` as target=level directives. A static filter, not `EnvFilter`: that one takes a

@@ -407,3 +407,23 @@ async fn keygen_help_names_the_files_it_writes() {
         assert!(help.contains(file.as_str()), "{file} is not in:\n{help}");
     }
 }
+
+/// Each command's `--help` lists the flags it uses: the catalogue's flags (data dir, database,
+/// log format) are not offered where nothing reads them, and are where something does.
+#[tokio::test]
+async fn a_commands_help_lists_only_the_flags_it_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalogue_flags = ["--data-dir", "--database-url", "--log-format"];
+    for command in ["keygen", "generate"] {
+        let help = run(movies(dir.path()).args([command, "--help"])).await;
+        for flag in catalogue_flags {
+            assert!(!help.contains(flag), "`{command} --help` offers {flag}:\n{help}");
+        }
+    }
+    for command in ["ingest", "verify", "audit", "projector"] {
+        let help = run(movies(dir.path()).args([command, "--help"])).await;
+        for flag in catalogue_flags {
+            assert!(help.contains(flag), "`{command} --help` lacks {flag}:\n{help}");
+        }
+    }
+}

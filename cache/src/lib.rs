@@ -16,8 +16,9 @@ pub use writer::CacheWriter;
 
 /// The namespace keys and the announcement channel live under unless told otherwise: documents
 /// under `<ns>:doc:<id>` (`null` for a movie that is gone), list pages under
-/// `<ns>:page:<generation>:<query>` (the generation moves on every change, so old pages are never
-/// read again and expire), announcements on `<ns>:invalidations`.
+/// `<ns>:page:<generation>:<query>` (the generation moves on with every write the projector makes,
+/// so old pages are never read again and expire, and a replica caches what it read only if the
+/// generation has not moved since), announcements on `<ns>:invalidations`.
 pub const DEFAULT_NAMESPACE: &str = "movies";
 
 /// What the projector announces after a batch: the movies that changed and the new generation

@@ -13,6 +13,10 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_millis(250);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const PING_EVERY: Duration = Duration::from_millis(500);
 
+/// The write generation, set first where Redis has none to `ARGV[1]`.
+const GENERATION: &str =
+    "local g = redis.call('GET', KEYS[1]) if not g then g = ARGV[1] redis.call('SET', KEYS[1], g) end return g";
+
 #[derive(Clone)]
 pub struct Redis {
     client: redis::Client,
@@ -67,6 +71,17 @@ impl Redis {
 
     pub(crate) fn generation_key(&self) -> String {
         format!("{}:pages:generation", self.namespace)
+    }
+
+    /// Adds to `pipe` a command that answers the write generation (a decimal string): the
+    /// projector moves it on with every write to the cache (documents written through, the cache
+    /// emptied), and list pages are cached under it. Where Redis has none (new, flushed,
+    /// restarted), it starts at the clock's nanoseconds: above, and never equal to, any value a
+    /// replica read before.
+    pub(crate) fn generation(&self, pipe: &mut redis::Pipeline) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        // Nanoseconds since 1970 fit in an i64 (Redis's counters) until 2262.
+        pipe.cmd("EVAL").arg(GENERATION).arg(1).arg(self.generation_key()).arg(now.as_nanos() as u64);
     }
 
     pub(crate) fn rate_key(&self, caller: &str, window: u64) -> String {

@@ -24,6 +24,11 @@ const PAGE_TTL_SECONDS: u64 = 300;
 /// that change).
 const DOC_TTL_SECONDS: u64 = 24 * 3600;
 
+/// SET `KEYS[1]` to `ARGV[1]` for `ARGV[3]` seconds where nothing is, and only while the write
+/// generation (`KEYS[2]`) is still `ARGV[2]`.
+const PUT_IF_UNCHANGED: &str = "if redis.call('GET', KEYS[2]) == ARGV[2] then \
+    return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[3]) end return false";
+
 #[derive(Debug, Clone, Copy)]
 pub struct L1Settings {
     /// Entries in each in-process tier (documents, pages).
@@ -153,23 +158,41 @@ impl CachedReadStore {
         self.genres.invalidate_all();
     }
 
-    async fn l2_get<T: serde::de::DeserializeOwned>(&self, key: Option<&str>) -> Option<T> {
-        let (redis, key) = (self.redis.as_ref()?, key?);
-        let bytes: Option<Vec<u8>> = redis.call(|mut c| async move { c.get(key).await }).await?;
-        let value = serde_json::from_slice(&bytes?).ok()?;
-        self.stats.l2_hits.fetch_add(1, Ordering::Relaxed);
-        Some(value)
+    /// `key`'s value in Redis, and the write generation as it stood when it was read (`None` for
+    /// both when Redis does not answer).
+    async fn l2_get<T: serde::de::DeserializeOwned>(&self, key: Option<&str>) -> (Option<T>, Option<String>) {
+        let (Some(redis), Some(key)) = (&self.redis, key) else { return (None, None) };
+        let mut pipe = redis::pipe();
+        pipe.get(key);
+        redis.generation(&mut pipe);
+        let read: Option<(Option<Vec<u8>>, String)> =
+            redis.call(|mut c| async move { pipe.query_async(&mut c).await }).await;
+        let Some((bytes, generation)) = read else { return (None, None) };
+        let value = bytes.and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        if value.is_some() {
+            self.stats.l2_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        (value, Some(generation))
     }
 
-    async fn l2_put<T: serde::Serialize>(&self, key: Option<&str>, value: &T, ttl: u64) {
+    /// Keeps what this replica read in Redis, unless something is there already (the projector
+    /// writes newer documents) or the projector wrote or emptied anything since `generation` was
+    /// read: then what this replica read may be older than what the cache has held since (a
+    /// replica paused between its read and this write must not put back what a later write
+    /// replaced, after a reset or a flush emptied its place).
+    async fn l2_put<T: serde::Serialize>(&self, key: Option<&str>, value: &T, ttl: u64, generation: String) {
         let (Some(redis), Some(key)) = (&self.redis, key) else { return };
         let Ok(bytes) = serde_json::to_vec(value) else { return };
-        // NX: a document the projector wrote meanwhile is newer than what this replica read.
-        let options = redis::SetOptions::default()
-            .conditional_set(redis::ExistenceCheck::NX)
-            .with_expiration(redis::SetExpiry::EX(ttl));
+        let mut put = redis::cmd("EVAL");
+        put.arg(PUT_IF_UNCHANGED)
+            .arg(2)
+            .arg(key)
+            .arg(redis.generation_key())
+            .arg(bytes)
+            .arg(generation)
+            .arg(ttl);
         let _: Option<Option<String>> =
-            redis.call(|mut c| async move { c.set_options(key, bytes, options).await }).await;
+            redis.call(|mut c| async move { put.query_async(&mut c).await }).await;
     }
 
     /// `key`'s value from Redis, else from `load` (a miss), then kept in Redis for `ttl` seconds.
@@ -178,12 +201,15 @@ impl CachedReadStore {
         T: serde::Serialize + serde::de::DeserializeOwned,
         F: std::future::Future<Output = Result<T>>,
     {
-        if let Some(value) = self.l2_get::<T>(key).await {
+        let (cached, generation) = self.l2_get::<T>(key).await;
+        if let Some(value) = cached {
             return Ok(value);
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let value = load.await?;
-        self.l2_put(key, &value, ttl).await;
+        if let Some(generation) = generation {
+            self.l2_put(key, &value, ttl, generation).await;
+        }
         Ok(value)
     }
 

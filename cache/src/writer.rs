@@ -73,12 +73,14 @@ impl CacheWriter {
         if !self.redis.is_up() {
             return Ok(false);
         }
-        if clear && self.clear_documents().await.is_none() {
+        if clear && (self.next_generation().await.is_none() || self.clear_documents().await.is_none()) {
             return Ok(false);
         }
         let docs = store.get_many(ids).await?;
         let mut pipe = redis::pipe();
         pipe.atomic();
+        self.redis.generation(&mut pipe);
+        pipe.ignore();
         let found: BTreeSet<Uuid> = docs.iter().map(|d| d.id).collect();
         for doc in &docs {
             let json = serde_json::to_vec(&Some(doc))?;
@@ -109,21 +111,32 @@ impl CacheWriter {
     }
 
     /// Empties the cache (every document, every page) and tells every replica to forget its L1:
-    /// after a projection changed in ways not announced one by one (a catch-up, a rebuild).
+    /// after a projection changed in ways not announced one by one (a catch-up, a rebuild). The
+    /// generation moves on first, so no replica puts back what it read before.
     pub async fn reset(&self) -> bool {
-        if self.clear_documents().await.is_none() {
+        let reset = match self.next_generation().await {
+            Some(generation) if self.clear_documents().await.is_some() => {
+                self.announce(Invalidation { generation, ids: Vec::new(), all: true }).await
+            }
+            _ => false,
+        };
+        if !reset {
+            // The next refresh empties it.
             self.pending.lock().unwrap_or_else(|p| p.into_inner()).overflowed = true;
-            return false;
         }
-        let key = self.redis.generation_key();
-        let generation: Option<u64> = self
-            .redis
-            .call(|mut c| async move { redis::cmd("INCR").arg(key).query_async(&mut c).await })
-            .await;
-        match generation {
-            Some(generation) => self.announce(Invalidation { generation, ids: Vec::new(), all: true }).await,
-            None => false,
-        }
+        reset
+    }
+
+    /// Moves the write generation on (see `Redis::generation`): what every replica read before
+    /// is no longer put into the cache.
+    async fn next_generation(&self) -> Option<u64> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        self.redis.generation(&mut pipe);
+        pipe.ignore().incr(self.redis.generation_key(), 1);
+        let generation: Option<(u64,)> =
+            self.redis.call(|mut c| async move { pipe.query_async(&mut c).await }).await;
+        generation.map(|(g,)| g)
     }
 
     /// Writes documents where the cache has none (the projector's newer writes stand): how a
@@ -168,7 +181,7 @@ impl CacheWriter {
     }
 
     /// Removes every cached document.
-    pub async fn clear_documents(&self) -> Option<u64> {
+    async fn clear_documents(&self) -> Option<u64> {
         let mut removed = 0;
         self.each_document_batch(async |keys| {
             removed += self

@@ -16,11 +16,14 @@ use movies_store::contract::{created, new_event, renamed};
 use movies_store::{open_sqlite, EventStore, SqliteEventStore};
 use uuid::Uuid;
 
-/// The read store beneath, counting the reads that reach it.
+/// The read store beneath, counting the reads that reach it. A test holding `pause` stops each
+/// `get` after it read and before it returns: a replica paused (a long GC, a SIGSTOP, a slow
+/// link) between reading the store and caching what it read.
 struct Counting {
     inner: SqliteReadStore,
     gets: AtomicUsize,
     lists: AtomicUsize,
+    pause: tokio::sync::Mutex<()>,
 }
 
 #[async_trait]
@@ -28,7 +31,9 @@ impl ReadStore for Counting {
     async fn get(&self, id: Uuid) -> Result<Option<MovieDoc>> {
         self.gets.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(20)).await;
-        self.inner.get(id).await
+        let doc = self.inner.get(id).await;
+        drop(self.pause.lock().await);
+        doc
     }
     async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<MovieDoc>> {
         self.inner.get_many(ids).await
@@ -58,7 +63,12 @@ async fn setup() -> Setup {
         SqliteEventStore::open(open_sqlite(&dir.path().join("events.db")).await.unwrap()).await.unwrap();
     let file = open_sqlite(&dir.path().join("read.db")).await.unwrap();
     let inner = SqliteReadStore::open(file.writer, file.reader).await.unwrap();
-    let store = Arc::new(Counting { inner, gets: AtomicUsize::new(0), lists: AtomicUsize::new(0) });
+    let store = Arc::new(Counting {
+        inner,
+        gets: AtomicUsize::new(0),
+        lists: AtomicUsize::new(0),
+        pause: tokio::sync::Mutex::new(()),
+    });
     let namespace = format!("test-{}", Uuid::now_v7().simple());
     Setup { events, store, namespace, _dir: dir }
 }
@@ -147,6 +157,59 @@ async fn a_deleted_movie_is_cached_as_gone_and_never_put_back() {
     assert_eq!(s.store.gets.load(Ordering::SeqCst), 0, "the tombstone answered");
     let cached = writer.documents().await.unwrap();
     assert_eq!(cached, vec![(id, None)]);
+}
+
+/// The fault campaign's seeds 16 and 30 over 100,000 movies: a replica read "no such movie"
+/// from the store, the movie was created and written through, the cache was emptied (a
+/// projector's restart resets it; so do FLUSHALL and a Redis restart), and only then did the
+/// replica cache what it had read: a tombstone for a live movie, for a day.
+#[tokio::test]
+async fn a_replica_paused_between_reading_and_caching_never_caches_what_a_later_write_replaced() {
+    let s = setup().await;
+    let id = Uuid::now_v7();
+    let writer = CacheWriter::new(s.redis().await);
+    let replica = s.replica(Some(s.redis().await)).await;
+    let paused = s.store.pause.lock().await;
+    let read = tokio::spawn({
+        let replica = replica.clone();
+        async move { replica.get(id).await.unwrap() }
+    });
+    eventually("the replica to read the store", async || s.store.gets.load(Ordering::SeqCst) == 1).await;
+    s.record(id, 0, created("Alien")).await;
+    assert!(writer.refresh(s.store.as_ref(), [id]).await);
+    assert!(writer.reset().await);
+    drop(paused);
+    assert_eq!(read.await.unwrap(), None, "the paused replica answers what it read");
+
+    let cached = writer.documents().await.unwrap();
+    assert!(cached.iter().all(|(_, doc)| doc.is_some()), "a tombstone for a live movie: {cached:?}");
+    let other = s.replica(Some(s.redis().await)).await;
+    assert_eq!(other.get(id).await.unwrap().map(|d| d.name).as_deref(), Some("Alien"));
+}
+
+/// The same pause over a rename: the old name the replica read is not cached once the new one
+/// was written through and the cache emptied.
+#[tokio::test]
+async fn a_replica_paused_between_reading_and_caching_never_caches_a_replaced_version() {
+    let s = setup().await;
+    let id = Uuid::now_v7();
+    s.record(id, 0, created("Alien")).await;
+    let writer = CacheWriter::new(s.redis().await);
+    let replica = s.replica(Some(s.redis().await)).await;
+    let paused = s.store.pause.lock().await;
+    let read = tokio::spawn({
+        let replica = replica.clone();
+        async move { replica.get(id).await.unwrap() }
+    });
+    eventually("the replica to read the store", async || s.store.gets.load(Ordering::SeqCst) == 1).await;
+    s.record(id, 1, renamed("Aliens")).await;
+    assert!(writer.refresh(s.store.as_ref(), [id]).await);
+    assert!(writer.reset().await);
+    drop(paused);
+    assert_eq!(read.await.unwrap().unwrap().name, "Alien", "the paused replica answers what it read");
+
+    let other = s.replica(Some(s.redis().await)).await;
+    assert_eq!(other.get(id).await.unwrap().unwrap().name, "Aliens", "the old name was not cached");
 }
 
 #[tokio::test]

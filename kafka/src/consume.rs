@@ -139,13 +139,15 @@ async fn next_batch(
     Ok(batch)
 }
 
-/// The offsets to commit after a batch: one past the last message of each partition.
-fn next_offsets(topic: &str, batch: &[Delivered]) -> anyhow::Result<TopicPartitionList> {
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+/// Adds a batch to the offsets to commit: one past the last message of each partition.
+fn add_offsets(next: &mut BTreeMap<i32, i64>, batch: &[Delivered]) {
     for d in batch {
         let offset = next.entry(d.partition).or_default();
         *offset = (*offset).max(d.offset + 1);
     }
+}
+
+fn offset_list(topic: &str, next: BTreeMap<i32, i64>) -> anyhow::Result<TopicPartitionList> {
     let mut list = TopicPartitionList::new();
     for (partition, offset) in next {
         list.add_partition_offset(topic, partition, Offset::Offset(offset))?;
@@ -208,6 +210,8 @@ pub async fn project_read_store(
     consumer.subscribe(&[&settings.topic]).context("subscribing to the topic")?;
     tracing::info!(topic = settings.topic, group = settings.group, "projecting the read store from Kafka");
     let mut stream = consumer.stream();
+    // Offsets of batches applied but not yet acknowledged to Kafka.
+    let mut uncommitted = BTreeMap::new();
     while !*shutdown.borrow() {
         if flips.has_changed().unwrap_or(false) {
             flips.mark_unchanged();
@@ -225,17 +229,21 @@ pub async fn project_read_store(
                 async move { store.apply_unordered(&b).await.map_err(anyhow::Error::from) }
             };
             retry(&mut shutdown, || heal_gaps(events.as_ref(), &envelopes, apply)).await?;
-            if let Some(cache) = &cache {
-                cache.refresh(store.as_ref(), envelopes.iter().map(|e| e.stream_id)).await;
-            }
-        } else if let Some(cache) = &cache {
-            // Retries changes Redis missed while it was down.
-            cache.refresh(store.as_ref(), []).await;
         }
+        // Writes the batch's movies through (and retries changes Redis missed meanwhile).
+        let cached = match &cache {
+            Some(cache) => cache.refresh(store.as_ref(), batch.iter().map(|d| d.envelope.stream_id)).await,
+            None => true,
+        };
         let checkpoint = retry(&mut shutdown, || advance(events.as_ref(), store.as_ref())).await?;
         progress.send_replace(checkpoint);
-        if !batch.is_empty() {
-            let offsets = next_offsets(&settings.topic, &batch)?;
+        add_offsets(&mut uncommitted, &batch);
+        // A batch is acknowledged to Kafka only once its movies are in the cache: the changes
+        // kept to write through die with this process, and a restart before then (here or in
+        // another projector of the group) redelivers the batch and writes them again. A
+        // redelivered event is not applied twice.
+        if cached && !uncommitted.is_empty() {
+            let offsets = offset_list(&settings.topic, std::mem::take(&mut uncommitted))?;
             if let Err(error) = consumer.commit(&offsets, CommitMode::Async) {
                 // The next commit covers it; a redelivery meanwhile is a no-op.
                 tracing::warn!(%error, "committing offsets failed");

@@ -46,7 +46,9 @@ const RETRY_FOR: Duration = Duration::from_secs(30);
 const MAX_MOVIES_PER_WRITER: usize = 400;
 /// The relay's delivery timeout in the campaign: every pause and outage lasts longer.
 const DELIVERY_TIMEOUT_MS: u64 = 1500;
-/// How long the projections may take to reach the log's head once the faults are over.
+/// How long the projections may take to reach the log's head once the faults are over, plus a
+/// second for every thousand movies of the catalogue (a replica whose index was lost rebuilds
+/// it from the log).
 const CONVERGENCE_LIMIT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -398,14 +400,24 @@ async fn writer(client: Client, number: usize, history: Arc<Mutex<History>>, fau
     }
 }
 
-/// One reader without a position: reads acknowledged movies at random on one replica until the
-/// faults are over. Its reads may lag, but must never go back.
-async fn reader(client: Client, replica: usize, history: Arc<Mutex<History>>, faults_over: Arc<AtomicBool>) {
+/// One reader without a position: reads movies at random on one replica until the faults are
+/// over, every other one acknowledged during the run and the rest from the catalogue ingested
+/// before it (most of them never read before: each read fills the cache). Its reads may lag, but
+/// must never go back.
+async fn reader(
+    client: Client,
+    replica: usize,
+    ingested: Arc<Vec<String>>,
+    history: Arc<Mutex<History>>,
+    faults_over: Arc<AtomicBool>,
+) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(client.seed ^ (replica as u64 + 1) << 40);
     let replica = &client.replicas[replica];
     let mut seen = Seen::default();
     while !faults_over.load(Ordering::SeqCst) {
-        let id = {
+        let id = if !ingested.is_empty() && rng.gen_bool(0.5) {
+            Some(ingested[rng.gen_range(0..ingested.len())].clone())
+        } else {
             let history = history.lock().unwrap();
             (!history.order.is_empty()).then(|| history.order[rng.gen_range(0..history.order.len())].clone())
         };
@@ -497,6 +509,33 @@ async fn search_at(
     }
 }
 
+/// Where each projection stands: the log's head, the read store's checkpoint and each replica's
+/// index (`None` while a replica does not answer).
+async fn standing(cluster: &Cluster, replicas: &[String]) -> (i64, i64, Vec<Option<i64>>) {
+    let (head, checkpoint) = cluster.positions().await;
+    let mut searched = Vec::new();
+    for replica in replicas {
+        let health = async {
+            cluster.http.get(format!("{replica}/health")).send().await.ok()?.json::<Value>().await.ok()
+        };
+        searched.push(health.await.and_then(|h| h["search_position"].as_i64()));
+    }
+    (head, checkpoint, searched)
+}
+
+/// How long every projection took to reach the log's head; `None` if one did not within `limit`.
+async fn converge(cluster: &Cluster, replicas: &[String], limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        let (head, checkpoint, searched) = standing(cluster, replicas).await;
+        if checkpoint == head && searched.iter().all(|p| *p == Some(head)) {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
 async fn run(seed: u64) -> Report {
     let faults = schedule(seed);
     let mut cluster = Cluster::new().await;
@@ -509,12 +548,22 @@ async fn run(seed: u64) -> Report {
     let token = cluster.admin_token(&command).await;
     let catalogue: usize =
         std::env::var("MOVIES_CHAOS_CATALOGUE").map_or(0, |n| n.parse().expect("a number"));
+    let convergence_limit = CONVERGENCE_LIMIT + Duration::from_millis(catalogue as u64);
+    let mut ingested = Arc::new(Vec::new());
     if catalogue > 0 {
         let data = cluster.dir.path().join("catalogue.json");
-        let (count, seed) = (catalogue.to_string(), seed.to_string());
-        let generate = ["generate", "--count", &count, "--seed", &seed, "--out", data.to_str().unwrap()];
+        let (count, shape) = (catalogue.to_string(), seed.to_string());
+        let generate = ["generate", "--count", &count, "--seed", &shape, "--out", data.to_str().unwrap()];
         assert!(cluster.command(&generate).status().await.unwrap().success());
         assert!(cluster.command(&["ingest", data.to_str().unwrap()]).status().await.unwrap().success());
+        // The faults meet a deployment at rest, not one still projecting its first catalogue.
+        if converge(&cluster, &replicas, convergence_limit).await.is_none() {
+            return Report::stuck(seed, faults, "the catalogue was never projected".into());
+        }
+        let pool = movies_store::connect_postgres(&cluster.database_url, 1).await.unwrap();
+        let sample = "SELECT stream_id::text FROM events ORDER BY random() LIMIT 10000";
+        ingested = Arc::new(sqlx::query_scalar(sample).fetch_all(&pool).await.unwrap());
+        pool.close().await;
     }
 
     let history = Arc::new(Mutex::new(History::default()));
@@ -530,11 +579,9 @@ async fn run(seed: u64) -> Report {
     let mut clients: Vec<_> = (0..WRITERS)
         .map(|number| tokio::spawn(writer(client.clone(), number, history.clone(), faults_over.clone())))
         .collect();
-    clients.extend(
-        (0..replicas.len()).map(|replica| {
-            tokio::spawn(reader(client.clone(), replica, history.clone(), faults_over.clone()))
-        }),
-    );
+    clients.extend((0..replicas.len()).map(|replica| {
+        tokio::spawn(reader(client.clone(), replica, ingested.clone(), history.clone(), faults_over.clone()))
+    }));
     let started = Instant::now();
     for (at, fault) in &faults {
         let due = Duration::from_millis(*at).saturating_sub(started.elapsed());
@@ -547,36 +594,13 @@ async fn run(seed: u64) -> Report {
     }
 
     // The faults are over: every projection must reach the log's head.
-    let quiet = Instant::now();
-    let http = cluster.http.clone();
-    // Where each projection stands: the log's head, the read store's checkpoint and each
-    // replica's index (`None` while a replica does not answer).
-    let standing = || async {
-        let (head, checkpoint) = cluster.positions().await;
-        let mut searched = Vec::new();
-        for replica in &replicas {
-            let health =
-                async { http.get(format!("{replica}/health")).send().await.ok()?.json::<Value>().await.ok() };
-            searched.push(health.await.and_then(|h| h["search_position"].as_i64()));
-        }
-        (head, checkpoint, searched)
-    };
-    let mut converged = None;
-    while quiet.elapsed() < CONVERGENCE_LIMIT {
-        let (head, checkpoint, searched) = standing().await;
-        if checkpoint == head && searched.iter().all(|p| *p == Some(head)) {
-            converged = Some(quiet.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let Some(convergence) = converged else {
-        let (head, checkpoint, searched) = standing().await;
+    let Some(convergence) = converge(&cluster, &replicas, convergence_limit).await else {
+        let (head, checkpoint, searched) = standing(&cluster, &replicas).await;
         // The roles' logs are kept for reading: the directory moves out of the cluster's way.
         let kept = std::env::temp_dir().join(format!("movies-chaos-seed-{seed}-{}", std::process::id()));
         let _ = std::fs::rename(cluster.dir.path(), &kept);
         let stuck = format!(
-            "no convergence in {CONVERGENCE_LIMIT:?}: log head {head}, read store {checkpoint}, indexes {searched:?}; logs in {}",
+            "no convergence in {convergence_limit:?}: log head {head}, read store {checkpoint}, indexes {searched:?}; logs in {}",
             kept.display()
         );
         return Report::stuck(seed, faults, stuck);

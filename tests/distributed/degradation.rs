@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{eventually, Cluster, Server};
+use crate::harness::{eventually, Cluster, Proxy, Server};
 
 async fn health(cluster: &Cluster, replica: &str) -> Value {
     cluster.get_json(&format!("{replica}/health")).await.1
@@ -295,6 +295,64 @@ async fn the_read_store_projector_waits_for_postgres_during_its_first_catch_up()
     eventually(Duration::from_secs(120), "the read store to reach the log's head", || async {
         let (head, checkpoint) = cluster.positions().await;
         (checkpoint == head).then_some(())
+    })
+    .await;
+}
+
+/// The fault campaign's open finding: the projector applied a change while Redis was out of
+/// its reach, committed the batch's offsets, and was killed before Redis came back; the change
+/// it had kept to write through was lost with it, and the cache served the old document for a
+/// day. A change is now acknowledged to Kafka only once it is written through.
+#[tokio::test]
+async fn a_change_the_projector_could_not_write_to_redis_is_written_after_it_restarts() {
+    let mut cluster = Cluster::new().await;
+    let port: u16 = cluster.redis_url.rsplit_once(':').unwrap().1.parse().unwrap();
+    let proxy = Proxy::start(port).await;
+    let proxied = format!("redis://127.0.0.1:{}", proxy.port);
+    let command = cluster.command_api(&[]).await;
+    cluster.projector(&[("REDIS_URL", &proxied)]);
+    let replica = cluster.replica("replica-a", &[]).await;
+    cluster.relay();
+    let token = cluster.admin_token(&command).await;
+    let id = cluster.create(&command, &token, "Before").await;
+    cluster.visible(&replica, &id, Some("Before")).await;
+    let redis = movies_cache::Redis::connect(&cluster.redis_url, &cluster.namespace).await.unwrap();
+    let cache = movies_cache::CacheWriter::new(redis);
+    let cached_name = async || {
+        let documents = cache.documents().await.unwrap();
+        documents
+            .into_iter()
+            .find(|(cached, _)| cached.to_string() == id)
+            .and_then(|(_, doc)| doc)
+            .map(|d| d.name)
+    };
+    eventually(Duration::from_secs(30), "the cache to hold the movie", || async {
+        (cached_name().await.as_deref() == Some("Before")).then_some(())
+    })
+    .await;
+
+    proxy.set_up(false);
+    let response = cluster
+        .http
+        .patch(format!("{command}/api/v1/movies/{id}"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "name": "After" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    eventually(Duration::from_secs(30), "the read store to apply the change", || async {
+        let (head, checkpoint) = cluster.positions().await;
+        (checkpoint == head).then_some(())
+    })
+    .await;
+    // Long enough for the offsets' commit that follows the checkpoint.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.kill9("projector").await;
+    proxy.set_up(true);
+    cluster.respawn("projector");
+    eventually(Duration::from_secs(30), "the cache to hold the change", || async {
+        (cached_name().await.as_deref() == Some("After")).then_some(())
     })
     .await;
 }
