@@ -1,5 +1,5 @@
 # Sourced by the benchmarks that run one example against a store (bench/ingest.sh,
-# bench/replay.sh): builds examples/NAME.rs and runs it on COUNT movies in a scratch directory
+# bench/replay.sh, bench/patch.sh): builds examples/NAME.rs and runs it on COUNT movies in a scratch directory
 # removed afterwards, under a header naming the run and the store (SQLite, or the Postgres
 # database DATABASE_URL names).
 #   run_store_bench NAME COUNT

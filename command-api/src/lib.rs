@@ -34,7 +34,9 @@ pub use crate::accounts::{
     FAILURE_WINDOW,
 };
 
-pub use service::{fold, CommandContext, CommandError, CommandService, Outcome};
+pub use service::{
+    fold, CommandContext, CommandError, CommandService, Folded, Outcome, SNAPSHOT_EVERY, SNAPSHOT_SCHEMA,
+};
 
 /// The response header carrying the global log position of a write's event.
 pub const POSITION_HEADER: &str = "movies-position";

@@ -1,13 +1,16 @@
-//! The command path: load a stream, let the domain decide, append what it decided.
+//! The command path: load a stream (from its snapshot), let the domain decide, append what it
+//! decided.
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use movies_events::{
-    EventEnvelope, EventMetadata, Movie, MovieCommand, MovieDraft, MovieError, NewEvent, Position, Version,
+    EventEnvelope, EventMetadata, Movie, MovieCommand, MovieDraft, MovieError, MovieEvent, NewEvent,
+    Position, Version,
 };
 use movies_read_model::MovieDoc;
-use movies_store::{EventStore, StoreError};
+use movies_store::{EventStore, Snapshot, StoreError};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +64,65 @@ pub struct Outcome {
 
 /// The movie a stream describes (`None` if absent or deleted), and its state for decisions.
 pub fn fold(id: Uuid, history: &[EventEnvelope]) -> (Movie, Option<MovieDoc>) {
-    (Movie::fold(history.iter().map(|e| &e.event)), movies_read_model::fold_doc(id, history))
+    let folded = Folded::default().then(history);
+    let doc = folded.doc(id);
+    (folded.movie, doc)
+}
+
+/// A new snapshot is stored once a stream has this many events past its last one: a command
+/// then folds at most this many events, however long the movie's history.
+pub const SNAPSHOT_EVERY: usize = 100;
+/// The layout of `Folded` in stored snapshots. Bump it when `Folded`, `Movie` or `MovieFields`
+/// change shape or meaning: snapshots of another layout are ignored and rebuilt from the log.
+pub const SNAPSHOT_SCHEMA: i32 = 1;
+
+/// A stream folded up to a version: what a command decides against and answers with, and what
+/// a snapshot stores.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Folded {
+    pub movie: Movie,
+    pub version: Version,
+    /// The position of the event at `version`.
+    pub position: Position,
+    /// When the movie was first created, and when its last event was recorded.
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl Folded {
+    /// This state with `events` (the stream's next ones, in version order) folded in.
+    pub fn then<'a>(mut self, events: impl IntoIterator<Item = &'a EventEnvelope>) -> Self {
+        for envelope in events {
+            self.movie.apply(&envelope.event);
+            if matches!(envelope.event, MovieEvent::Created(_)) && self.created_at.is_none() {
+                self.created_at = Some(envelope.recorded_at);
+            }
+            self.version = envelope.stream_version;
+            self.position = envelope.position;
+            self.updated_at = Some(envelope.recorded_at);
+        }
+        self
+    }
+
+    /// The movie as the read side shows it; `None` while it is absent or deleted.
+    pub fn doc(&self, id: Uuid) -> Option<MovieDoc> {
+        let fields = self.movie.live()?;
+        Some(MovieDoc::new(id, fields, self.version, self.created_at?, self.updated_at?))
+    }
+
+    fn snapshot(&self) -> Option<Snapshot> {
+        let state = serde_json::to_value(self).ok()?;
+        Some(Snapshot { version: self.version, position: self.position, schema: SNAPSHOT_SCHEMA, state })
+    }
+
+    /// The state a snapshot stores, if it has this build's layout.
+    fn from_snapshot(snapshot: Snapshot) -> Option<Self> {
+        if snapshot.schema != SNAPSHOT_SCHEMA {
+            return None;
+        }
+        let folded: Folded = serde_json::from_value(snapshot.state).ok()?;
+        (folded.version == snapshot.version).then_some(folded)
+    }
 }
 
 pub struct CommandService {
@@ -79,8 +140,25 @@ impl CommandService {
     }
 
     pub async fn load(&self, id: Uuid) -> Result<Option<MovieDoc>, CommandError> {
-        let history = self.events.load(id).await?;
-        Ok(fold(id, &history).1)
+        Ok(self.current(id).await?.0.doc(id))
+    }
+
+    /// The stream's current state, from its snapshot (when one of this layout is stored) and the
+    /// events after it, and how many events that folded.
+    async fn current(&self, id: Uuid) -> Result<(Folded, usize), CommandError> {
+        let (snapshot, after) = self.events.load_from_snapshot(id).await?;
+        let start = match snapshot.map(Folded::from_snapshot) {
+            Some(Some(folded)) => folded,
+            None => Folded::default(),
+            // A snapshot this build cannot read: the whole stream instead.
+            Some(None) => return Ok(Self::folded(&self.events.load(id).await?)),
+        };
+        let folded = after.len();
+        Ok((start.then(&after), folded))
+    }
+
+    fn folded(history: &[EventEnvelope]) -> (Folded, usize) {
+        (Folded::default().then(history), history.len())
     }
 
     pub async fn execute(
@@ -90,19 +168,19 @@ impl CommandService {
         command: MovieCommand,
         context: CommandContext,
     ) -> Result<Outcome, CommandError> {
-        let history = self.events.load(id).await?;
-        let version = history.last().map_or(0, |e| e.stream_version);
-        let (movie, _) = fold(id, &history);
+        let (current, folded) = self.current(id).await?;
+        let version = current.version;
         if let Some(expected) = if_match {
-            if expected != version && !matches!(movie, Movie::Absent) {
+            if expected != version && !matches!(current.movie, Movie::Absent) {
                 return Err(CommandError::VersionMismatch { expected, actual: version });
             }
         }
-        let decided = movie.decide(command)?;
+        let decided = current.movie.decide(command)?;
         if decided.is_empty() {
-            return Ok(self.outcome(id, &history, false));
+            return Ok(Self::outcome(id, &current, false));
         }
-        let now = (self.clock)();
+        // Microseconds, as the stores keep it: the answer and every later read agree.
+        let now = (self.clock)().trunc_subsecs(6);
         let first_id = context.event_id.unwrap_or_else(Uuid::now_v7);
         let new_events: Vec<NewEvent> = decided
             .into_iter()
@@ -115,19 +193,54 @@ impl CommandService {
             })
             .collect();
         let sent = new_events[0].event.clone();
-        let appended = self.events.append(id, version, new_events).await?;
-        let history = self.events.load(appended.stream_id).await?;
+        let appended = self.events.append(id, version, new_events.clone()).await?;
         if appended.replayed {
+            // A retry: the first attempt's events, wherever the stream stands now.
+            let history = self.events.load(appended.stream_id).await?;
             let original = history.iter().find(|e| e.position == appended.first_position);
             if original.is_none_or(|e| e.event != sent) {
                 return Err(CommandError::KeyReused);
             }
+            // The movie as the command's own events left it, even if the stream has moved on
+            // since: headers and body then describe the same version, and a retry answers what
+            // the first attempt did.
+            let through = history.partition_point(|e| e.position <= appended.last_position);
+            return Ok(Self::outcome(appended.stream_id, &Self::folded(&history[..through]).0, false));
         }
-        // The movie as the command's own events left it, even if the stream has moved on since
-        // (a retried command, or a write right after this one): headers and body then describe
-        // the same version, and a retry answers what the first attempt did.
-        let through = history.partition_point(|e| e.position <= appended.last_position);
-        Ok(self.outcome(appended.stream_id, &history[..through], !appended.replayed))
+        // What was appended, as the log now holds it: consecutive versions after `version`, the
+        // last at `last_position`.
+        let count = new_events.len() as i64;
+        let appended_events: Vec<EventEnvelope> = new_events
+            .into_iter()
+            .enumerate()
+            .map(|(n, event)| EventEnvelope {
+                event_id: event.event_id,
+                stream_id: id,
+                stream_version: version + n as i64 + 1,
+                position: if n as i64 == count - 1 {
+                    appended.last_position
+                } else {
+                    appended.first_position
+                },
+                recorded_at: event.recorded_at,
+                metadata: event.metadata,
+                event: event.event,
+            })
+            .collect();
+        let after = current.then(&appended_events);
+        if folded + appended_events.len() >= SNAPSHOT_EVERY {
+            self.save_snapshot(id, &after).await;
+        }
+        Ok(Self::outcome(id, &after, true))
+    }
+
+    /// Stores `folded` as the stream's snapshot. Best effort: without it, the next command folds
+    /// more events, and the one after tries again.
+    async fn save_snapshot(&self, id: Uuid, folded: &Folded) {
+        let Some(snapshot) = folded.snapshot() else { return };
+        if let Err(error) = self.events.save_snapshot(id, &snapshot).await {
+            tracing::warn!(%id, error = format!("{error:#}"), "a snapshot was not stored");
+        }
     }
 
     /// Creates many new movies in one transaction (the bulk ingest path): each is decided
@@ -162,14 +275,7 @@ impl CommandService {
         Ok(appended.iter().map(|a| !a.replayed).collect())
     }
 
-    fn outcome(&self, id: Uuid, history: &[EventEnvelope], recorded: bool) -> Outcome {
-        let (_, movie) = fold(id, history);
-        Outcome {
-            id,
-            movie,
-            version: history.last().map_or(0, |e| e.stream_version),
-            position: history.last().map_or(0, |e| e.position),
-            recorded,
-        }
+    fn outcome(id: Uuid, folded: &Folded, recorded: bool) -> Outcome {
+        Outcome { id, movie: folded.doc(id), version: folded.version, position: folded.position, recorded }
     }
 }

@@ -3,8 +3,10 @@
 use crate::event::{MovieChanges, MovieEvent};
 use crate::value::{MovieDraft, MovieFields, MoviePatch, ValidationErrors};
 
-/// A movie as its stream describes it.
-#[derive(Debug, Clone, PartialEq, Default)]
+/// A movie as its stream describes it. (Serialized only into snapshots, which record the layout
+/// they were written with: a change here is a new snapshot schema.)
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "state", content = "fields", rename_all = "snake_case")]
 pub enum Movie {
     /// The stream has no events.
     #[default]

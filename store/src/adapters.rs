@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::accounts::{Account, AccountChange, AccountError, AccountStore, GenerationStore};
 use crate::copy::{copy_in, CopyRows};
-use crate::port::{Appended, EventFilter, EventStore, Result, StoreError};
+use crate::port::{Appended, EventFilter, EventStore, Result, Snapshot, StoreError};
 
 /// Serializes appends across all writers so positions are assigned in commit order. The lock is
 /// transaction-scoped: it is released only after the commit is visible to readers.
@@ -410,6 +410,58 @@ macro_rules! sql_event_store {
                     .fetch_all(self.reader())
                     .await?;
                 rows.iter().map(Self::decode).collect()
+            }
+
+            async fn load_from_snapshot(
+                &self,
+                stream_id: Uuid,
+            ) -> Result<(Option<Snapshot>, Vec<EventEnvelope>)> {
+                // Events appended between the two reads are read too: the state is then newer.
+                let mut conn = self.reader().acquire().await?;
+                let row = sqlx::query(
+                    "SELECT version, position, schema_version, state FROM snapshots WHERE stream_id = $1",
+                )
+                .bind(stream_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let snapshot = match row {
+                    Some(row) => Some(Snapshot {
+                        version: row.try_get("version")?,
+                        position: row.try_get("position")?,
+                        schema: row.try_get("schema_version")?,
+                        state: row.try_get::<Json<Value>, _>("state")?.0,
+                    }),
+                    None => None,
+                };
+                let after = snapshot.as_ref().map_or(0, |s| s.version);
+                let rows = sqlx::query(
+                    "SELECT * FROM events WHERE stream_id = $1 AND stream_version > $2 ORDER BY stream_version",
+                )
+                .bind(stream_id)
+                .bind(after)
+                .fetch_all(&mut *conn)
+                .await?;
+                let events = rows.iter().map(Self::decode).collect::<Result<_>>()?;
+                Ok((snapshot, events))
+            }
+
+            async fn save_snapshot(&self, stream_id: Uuid, snapshot: &Snapshot) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO snapshots (stream_id, version, position, schema_version, state) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (stream_id) DO UPDATE SET \
+                     version = excluded.version, position = excluded.position, \
+                     schema_version = excluded.schema_version, state = excluded.state \
+                     WHERE snapshots.version < excluded.version \
+                     OR snapshots.schema_version <> excluded.schema_version",
+                )
+                .bind(stream_id)
+                .bind(snapshot.version)
+                .bind(snapshot.position)
+                .bind(snapshot.schema)
+                .bind(Json(&snapshot.state))
+                .execute(self.writer())
+                .await?;
+                Ok(())
             }
 
             async fn append(&self, stream_id: Uuid, expected: Version, events: Vec<NewEvent>) -> Result<Appended> {

@@ -3,11 +3,13 @@
 //! adapter's fixture.
 
 use chrono::{TimeZone, Utc};
-use movies_events::{Actor, EventMetadata, MovieChanges, MovieEvent, MovieFields, NewEvent, Role};
+use movies_events::{
+    Actor, EventMetadata, MovieChanges, MovieEvent, MovieFields, NewEvent, Position, Role, Version,
+};
 use uuid::Uuid;
 
 use crate::testing::Fixture;
-use crate::{Account, AccountChange, AccountError, EventFilter, StoreError};
+use crate::{Account, AccountChange, AccountError, EventFilter, Snapshot, StoreError};
 
 pub fn created(name: &str) -> MovieEvent {
     MovieEvent::Created(MovieFields {
@@ -232,6 +234,50 @@ pub async fn a_batch_keeps_text_that_looks_like_syntax_exactly(f: Fixture) {
 }
 
 /// An enabled admin account with a fixed creation time.
+fn snapshot(version: Version, position: Position, schema: i32, name: &str) -> Snapshot {
+    Snapshot { version, position, schema, state: serde_json::json!({ "name": name }) }
+}
+
+pub async fn a_stream_loads_from_its_snapshot_with_only_the_events_after_it(f: Fixture) {
+    let stream = Uuid::now_v7();
+    let events =
+        vec![new_event(created("Alien")), new_event(renamed("Aliens")), new_event(renamed("Alien 3"))];
+    let appended = f.events.append(stream, 0, events).await.unwrap();
+    let (none, all) = f.events.load_from_snapshot(stream).await.unwrap();
+    assert_eq!((none, all.len()), (None, 3), "without a snapshot, the whole stream");
+
+    let at_two = snapshot(2, appended.first_position + 1, 1, "Aliens");
+    f.events.save_snapshot(stream, &at_two).await.unwrap();
+    let (stored, after) = f.events.load_from_snapshot(stream).await.unwrap();
+    assert_eq!(stored.as_ref(), Some(&at_two));
+    assert_eq!(after.iter().map(|e| e.stream_version).collect::<Vec<_>>(), [3]);
+    assert_eq!(after[0].event, renamed("Alien 3"));
+    assert_eq!(f.events.load(stream).await.unwrap().len(), 3, "the log is untouched");
+    let (none, nothing) = f.events.load_from_snapshot(Uuid::now_v7()).await.unwrap();
+    assert_eq!((none, nothing.len()), (None, 0));
+}
+
+pub async fn a_snapshot_never_replaces_a_later_one_of_its_schema(f: Fixture) {
+    let stream = Uuid::now_v7();
+    let events =
+        vec![new_event(created("Alien")), new_event(renamed("Aliens")), new_event(renamed("Alien 3"))];
+    let appended = f.events.append(stream, 0, events).await.unwrap();
+    let later = snapshot(3, appended.last_position, 1, "Alien 3");
+    f.events.save_snapshot(stream, &later).await.unwrap();
+    f.events.save_snapshot(stream, &snapshot(2, appended.first_position + 1, 1, "Aliens")).await.unwrap();
+    f.events.save_snapshot(stream, &snapshot(3, appended.last_position, 1, "Other")).await.unwrap();
+    assert_eq!(
+        f.events.load_from_snapshot(stream).await.unwrap().0,
+        Some(later),
+        "an older or equal one loses"
+    );
+    // A snapshot of another layout is replaced by one of the current, even at an older version.
+    let rebuilt = snapshot(2, appended.first_position + 1, 2, "Aliens");
+    f.events.save_snapshot(stream, &rebuilt).await.unwrap();
+    let (stored, after) = f.events.load_from_snapshot(stream).await.unwrap();
+    assert_eq!((stored, after.len()), (Some(rebuilt), 1));
+}
+
 fn admin(username: &str, password_hash: &str) -> Account {
     Account {
         username: username.into(),
@@ -287,6 +333,8 @@ macro_rules! event_store_contract {
             a_batch_appends_to_many_streams_atomically,
             stream_versions_name_each_existing_stream_and_leave_out_the_rest,
             a_batch_keeps_text_that_looks_like_syntax_exactly,
+            a_stream_loads_from_its_snapshot_with_only_the_events_after_it,
+            a_snapshot_never_replaces_a_later_one_of_its_schema,
             accounts_are_created_once_and_found_by_name,
             an_account_update_changes_only_what_it_names,
         );

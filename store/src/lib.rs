@@ -19,4 +19,4 @@ pub use adapters::{
     connect_postgres, connect_postgres_schema, drop_postgres_schema, open_sqlite, PgEventStore,
     SqliteEventStore, SqliteFile,
 };
-pub use port::{Appended, EventFilter, EventStore, StoreError};
+pub use port::{Appended, EventFilter, EventStore, Snapshot, StoreError};

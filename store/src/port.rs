@@ -17,6 +17,19 @@ pub struct Appended {
     pub replayed: bool,
 }
 
+/// A stream's state folded up to `version`, stored beside the log so a command need not fold the
+/// whole stream again. Never the source of truth: the store may lose one at any time, and the
+/// log rebuilds it. The store keeps `state` as it is given and does not read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub version: Version,
+    /// The log position of the event at `version`.
+    pub position: Position,
+    /// The layout of `state`: a reader that knows another one ignores the snapshot.
+    pub schema: i32,
+    pub state: serde_json::Value,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The stream is not at the version the caller decided against: someone else appended first.
@@ -71,6 +84,14 @@ pub struct EventFilter {
 pub trait EventStore: Send + Sync + 'static {
     /// Every event of one stream, in version order; empty if the stream does not exist.
     async fn load(&self, stream_id: Uuid) -> Result<Vec<EventEnvelope>>;
+
+    /// The stream's stored snapshot, if any, and its events after it (after version 0 without
+    /// one), in version order: a stream's whole state, read at one moment.
+    async fn load_from_snapshot(&self, stream_id: Uuid) -> Result<(Option<Snapshot>, Vec<EventEnvelope>)>;
+
+    /// Stores `snapshot` for the stream unless one at the same or a later version, of the same
+    /// schema, is stored already.
+    async fn save_snapshot(&self, stream_id: Uuid, snapshot: &Snapshot) -> Result<()>;
 
     async fn append(&self, stream_id: Uuid, expected: Version, events: Vec<NewEvent>) -> Result<Appended>;
 
