@@ -158,21 +158,23 @@ impl CachedReadStore {
         self.genres.invalidate_all();
     }
 
-    /// `key`'s value in Redis, and the write generation as it stood when it was read (`None` for
-    /// both when Redis does not answer).
-    async fn l2_get<T: serde::de::DeserializeOwned>(&self, key: Option<&str>) -> (Option<T>, Option<String>) {
-        let (Some(redis), Some(key)) = (&self.redis, key) else { return (None, None) };
+    async fn l2_get<T: serde::de::DeserializeOwned>(&self, key: Option<&str>) -> Option<T> {
+        let (redis, key) = (self.redis.as_ref()?, key?);
+        let bytes: Option<Vec<u8>> = redis.call(|mut c| async move { c.get(key).await }).await?;
+        let value = serde_json::from_slice(&bytes?).ok()?;
+        self.stats.l2_hits.fetch_add(1, Ordering::Relaxed);
+        Some(value)
+    }
+
+    /// The write generation now (`None` when Redis does not answer): read on a miss before the
+    /// store beneath, so that `l2_put` can tell whether the projector wrote anything since.
+    async fn l2_generation(&self) -> Option<String> {
+        let redis = self.redis.as_ref()?;
         let mut pipe = redis::pipe();
-        pipe.get(key);
         redis.generation(&mut pipe);
-        let read: Option<(Option<Vec<u8>>, String)> =
-            redis.call(|mut c| async move { pipe.query_async(&mut c).await }).await;
-        let Some((bytes, generation)) = read else { return (None, None) };
-        let value = bytes.and_then(|bytes| serde_json::from_slice(&bytes).ok());
-        if value.is_some() {
-            self.stats.l2_hits.fetch_add(1, Ordering::Relaxed);
-        }
-        (value, Some(generation))
+        let (generation,): (String,) =
+            redis.call(|mut c| async move { pipe.query_async(&mut c).await }).await?;
+        Some(generation)
     }
 
     /// Keeps what this replica read in Redis, unless something is there already (the projector
@@ -201,11 +203,11 @@ impl CachedReadStore {
         T: serde::Serialize + serde::de::DeserializeOwned,
         F: std::future::Future<Output = Result<T>>,
     {
-        let (cached, generation) = self.l2_get::<T>(key).await;
-        if let Some(value) = cached {
+        if let Some(value) = self.l2_get::<T>(key).await {
             return Ok(value);
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let generation = self.l2_generation().await;
         let value = load.await?;
         if let Some(generation) = generation {
             self.l2_put(key, &value, ttl, generation).await;

@@ -159,14 +159,16 @@ async fn a_deleted_movie_is_cached_as_gone_and_never_put_back() {
     assert_eq!(cached, vec![(id, None)]);
 }
 
-/// The fault campaign's seeds 16 and 30 over 100,000 movies: a replica read "no such movie"
-/// from the store, the movie was created and written through, the cache was emptied (a
-/// projector's restart resets it; so do FLUSHALL and a Redis restart), and only then did the
-/// replica cache what it had read: a tombstone for a live movie, for a day.
-#[tokio::test]
-async fn a_replica_paused_between_reading_and_caching_never_caches_what_a_later_write_replaced() {
-    let s = setup().await;
-    let id = Uuid::now_v7();
+/// A replica reads `id` from the store and pauses before caching what it read; meanwhile
+/// `change` is recorded at `expected`, written through, and the cache emptied (a projector's
+/// restart resets it; so do FLUSHALL and a Redis restart). Returns what the paused replica
+/// answered once it went on, and a second replica that reads after all that.
+async fn read_paused_across_a_write(
+    s: &Setup,
+    id: Uuid,
+    expected: Version,
+    change: MovieEvent,
+) -> (Option<MovieDoc>, Arc<CachedReadStore>) {
     let writer = CacheWriter::new(s.redis().await);
     let replica = s.replica(Some(s.redis().await)).await;
     let paused = s.store.pause.lock().await;
@@ -175,15 +177,25 @@ async fn a_replica_paused_between_reading_and_caching_never_caches_what_a_later_
         async move { replica.get(id).await.unwrap() }
     });
     eventually("the replica to read the store", async || s.store.gets.load(Ordering::SeqCst) == 1).await;
-    s.record(id, 0, created("Alien")).await;
+    s.record(id, expected, change).await;
     assert!(writer.refresh(s.store.as_ref(), [id]).await);
     assert!(writer.reset().await);
     drop(paused);
-    assert_eq!(read.await.unwrap(), None, "the paused replica answers what it read");
+    (read.await.unwrap(), s.replica(Some(s.redis().await)).await)
+}
 
-    let cached = writer.documents().await.unwrap();
+/// The fault campaign's seeds 16 and 30 over 100,000 movies: a replica read "no such movie"
+/// from the store, the movie was created and written through, the cache was emptied, and only
+/// then did the replica cache what it had read: a tombstone for a live movie, for a day.
+#[tokio::test]
+async fn a_replica_paused_between_reading_and_caching_never_caches_what_a_later_write_replaced() {
+    let s = setup().await;
+    let id = Uuid::now_v7();
+    let (read, other) = read_paused_across_a_write(&s, id, 0, created("Alien")).await;
+    assert_eq!(read, None, "the paused replica answers what it read");
+
+    let cached = CacheWriter::new(s.redis().await).documents().await.unwrap();
     assert!(cached.iter().all(|(_, doc)| doc.is_some()), "a tombstone for a live movie: {cached:?}");
-    let other = s.replica(Some(s.redis().await)).await;
     assert_eq!(other.get(id).await.unwrap().map(|d| d.name).as_deref(), Some("Alien"));
 }
 
@@ -194,21 +206,8 @@ async fn a_replica_paused_between_reading_and_caching_never_caches_a_replaced_ve
     let s = setup().await;
     let id = Uuid::now_v7();
     s.record(id, 0, created("Alien")).await;
-    let writer = CacheWriter::new(s.redis().await);
-    let replica = s.replica(Some(s.redis().await)).await;
-    let paused = s.store.pause.lock().await;
-    let read = tokio::spawn({
-        let replica = replica.clone();
-        async move { replica.get(id).await.unwrap() }
-    });
-    eventually("the replica to read the store", async || s.store.gets.load(Ordering::SeqCst) == 1).await;
-    s.record(id, 1, renamed("Aliens")).await;
-    assert!(writer.refresh(s.store.as_ref(), [id]).await);
-    assert!(writer.reset().await);
-    drop(paused);
-    assert_eq!(read.await.unwrap().unwrap().name, "Alien", "the paused replica answers what it read");
-
-    let other = s.replica(Some(s.redis().await)).await;
+    let (read, other) = read_paused_across_a_write(&s, id, 1, renamed("Aliens")).await;
+    assert_eq!(read.unwrap().name, "Alien", "the paused replica answers what it read");
     assert_eq!(other.get(id).await.unwrap().unwrap().name, "Aliens", "the old name was not cached");
 }
 

@@ -35,7 +35,7 @@ pub use crate::accounts::{
 };
 
 pub use service::{
-    fold, CommandContext, CommandError, CommandService, Folded, Outcome, SNAPSHOT_EVERY, SNAPSHOT_SCHEMA,
+    fold, CommandContext, CommandError, CommandService, Outcome, SNAPSHOT_EVERY, SNAPSHOT_SCHEMA,
 };
 
 /// The response header carrying the global log position of a write's event.

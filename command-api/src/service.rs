@@ -5,12 +5,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use movies_events::{
-    EventEnvelope, EventMetadata, Movie, MovieCommand, MovieDraft, MovieError, MovieEvent, NewEvent,
-    Position, Version,
+    EventEnvelope, EventMetadata, Movie, MovieCommand, MovieDraft, MovieError, NewEvent, Position, Version,
 };
-use movies_read_model::MovieDoc;
+use movies_read_model::{Folded, MovieDoc};
 use movies_store::{EventStore, Snapshot, StoreError};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -72,57 +70,23 @@ pub fn fold(id: Uuid, history: &[EventEnvelope]) -> (Movie, Option<MovieDoc>) {
 /// A new snapshot is stored once a stream has this many events past its last one: a command
 /// then folds at most this many events, however long the movie's history.
 pub const SNAPSHOT_EVERY: usize = 100;
-/// The layout of `Folded` in stored snapshots. Bump it when `Folded`, `Movie` or `MovieFields`
-/// change shape or meaning: snapshots of another layout are ignored and rebuilt from the log.
+/// The layout of `Folded` (read model) in stored snapshots. Bump it when `Folded`, `Movie` or
+/// `MovieFields` change shape or meaning: snapshots of another layout are ignored and rebuilt
+/// from the log.
 pub const SNAPSHOT_SCHEMA: i32 = 1;
 
-/// A stream folded up to a version: what a command decides against and answers with, and what
-/// a snapshot stores.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Folded {
-    pub movie: Movie,
-    pub version: Version,
-    /// The position of the event at `version`.
-    pub position: Position,
-    /// When the movie was first created, and when its last event was recorded.
-    pub created_at: Option<DateTime<Utc>>,
-    pub updated_at: Option<DateTime<Utc>>,
+fn snapshot_of(folded: &Folded) -> Option<Snapshot> {
+    let state = serde_json::to_value(folded).ok()?;
+    Some(Snapshot { version: folded.version, position: folded.position, schema: SNAPSHOT_SCHEMA, state })
 }
 
-impl Folded {
-    /// This state with `events` (the stream's next ones, in version order) folded in.
-    pub fn then<'a>(mut self, events: impl IntoIterator<Item = &'a EventEnvelope>) -> Self {
-        for envelope in events {
-            self.movie.apply(&envelope.event);
-            if matches!(envelope.event, MovieEvent::Created(_)) && self.created_at.is_none() {
-                self.created_at = Some(envelope.recorded_at);
-            }
-            self.version = envelope.stream_version;
-            self.position = envelope.position;
-            self.updated_at = Some(envelope.recorded_at);
-        }
-        self
+/// The state a snapshot stores, if it has this build's layout.
+fn from_snapshot(snapshot: Snapshot) -> Option<Folded> {
+    if snapshot.schema != SNAPSHOT_SCHEMA {
+        return None;
     }
-
-    /// The movie as the read side shows it; `None` while it is absent or deleted.
-    pub fn doc(&self, id: Uuid) -> Option<MovieDoc> {
-        let fields = self.movie.live()?;
-        Some(MovieDoc::new(id, fields, self.version, self.created_at?, self.updated_at?))
-    }
-
-    fn snapshot(&self) -> Option<Snapshot> {
-        let state = serde_json::to_value(self).ok()?;
-        Some(Snapshot { version: self.version, position: self.position, schema: SNAPSHOT_SCHEMA, state })
-    }
-
-    /// The state a snapshot stores, if it has this build's layout.
-    fn from_snapshot(snapshot: Snapshot) -> Option<Self> {
-        if snapshot.schema != SNAPSHOT_SCHEMA {
-            return None;
-        }
-        let folded: Folded = serde_json::from_value(snapshot.state).ok()?;
-        (folded.version == snapshot.version).then_some(folded)
-    }
+    let folded: Folded = serde_json::from_value(snapshot.state).ok()?;
+    (folded.version == snapshot.version).then_some(folded)
 }
 
 pub struct CommandService {
@@ -147,7 +111,7 @@ impl CommandService {
     /// events after it, and how many events that folded.
     async fn current(&self, id: Uuid) -> Result<(Folded, usize), CommandError> {
         let (snapshot, after) = self.events.load_from_snapshot(id).await?;
-        let start = match snapshot.map(Folded::from_snapshot) {
+        let start = match snapshot.map(from_snapshot) {
             Some(Some(folded)) => folded,
             None => Folded::default(),
             // A snapshot this build cannot read: the whole stream instead.
@@ -237,7 +201,7 @@ impl CommandService {
     /// Stores `folded` as the stream's snapshot. Best effort: without it, the next command folds
     /// more events, and the one after tries again.
     async fn save_snapshot(&self, id: Uuid, folded: &Folded) {
-        let Some(snapshot) = folded.snapshot() else { return };
+        let Some(snapshot) = snapshot_of(folded) else { return };
         if let Err(error) = self.events.save_snapshot(id, &snapshot).await {
             tracing::warn!(%id, error = format!("{error:#}"), "a snapshot was not stored");
         }

@@ -215,11 +215,43 @@ mod tests {
 /// The movie a stream's events describe (`None` if absent or deleted), with its version and
 /// the times its history gives: created when first created, updated at the last event.
 pub fn fold_doc(id: Uuid, history: &[movies_events::EventEnvelope]) -> Option<MovieDoc> {
-    let movie = movies_events::Movie::fold(history.iter().map(|e| &e.event));
-    let fields = movie.live()?;
-    let created = history.iter().find(|e| matches!(e.event, movies_events::MovieEvent::Created(_)))?;
-    let last = history.last()?;
-    Some(MovieDoc::new(id, fields, last.stream_version, created.recorded_at, last.recorded_at))
+    Folded::default().then(history).doc(id)
+}
+
+/// A stream folded up to a version: the movie's state and what its history says of it (version,
+/// position, times). What the command path decides against and keeps in snapshots, and what
+/// `fold_doc` makes a document of.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Folded {
+    pub movie: movies_events::Movie,
+    pub version: i64,
+    /// The position of the event at `version`.
+    pub position: i64,
+    /// When the movie was first created, and when its last event was recorded.
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl Folded {
+    /// This state with `events` (the stream's next ones, in version order) folded in.
+    pub fn then<'a>(mut self, events: impl IntoIterator<Item = &'a movies_events::EventEnvelope>) -> Self {
+        for envelope in events {
+            self.movie.apply(&envelope.event);
+            if matches!(envelope.event, movies_events::MovieEvent::Created(_)) && self.created_at.is_none() {
+                self.created_at = Some(envelope.recorded_at);
+            }
+            self.version = envelope.stream_version;
+            self.position = envelope.position;
+            self.updated_at = Some(envelope.recorded_at);
+        }
+        self
+    }
+
+    /// The movie as the read side shows it; `None` while it is absent or deleted.
+    pub fn doc(&self, id: Uuid) -> Option<MovieDoc> {
+        let fields = self.movie.live()?;
+        Some(MovieDoc::new(id, fields, self.version, self.created_at?, self.updated_at?))
+    }
 }
 
 /// A genre in the assignment's original shape.

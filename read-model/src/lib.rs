@@ -11,8 +11,8 @@ mod live;
 mod store;
 
 pub use doc::{
-    fold_doc, CompatMovie, Cursor, CursorError, Filters, GenreCount, GenreName, JsonDoc, JsonPage, ListQuery,
-    MovieDoc, Order, Page, SortField, SortValue,
+    fold_doc, CompatMovie, Cursor, CursorError, Filters, Folded, GenreCount, GenreName, JsonDoc, JsonPage,
+    ListQuery, MovieDoc, Order, Page, SortField, SortValue,
 };
 pub use live::Live;
 pub use store::{

@@ -552,8 +552,9 @@ async fn run(seed: u64) -> Report {
     let mut ingested = Arc::new(Vec::new());
     if catalogue > 0 {
         let data = cluster.dir.path().join("catalogue.json");
-        let (count, shape) = (catalogue.to_string(), seed.to_string());
-        let generate = ["generate", "--count", &count, "--seed", &shape, "--out", data.to_str().unwrap()];
+        let (count, generator_seed) = (catalogue.to_string(), seed.to_string());
+        let generate =
+            ["generate", "--count", &count, "--seed", &generator_seed, "--out", data.to_str().unwrap()];
         assert!(cluster.command(&generate).status().await.unwrap().success());
         assert!(cluster.command(&["ingest", data.to_str().unwrap()]).status().await.unwrap().success());
         // The faults meet a deployment at rest, not one still projecting its first catalogue.
