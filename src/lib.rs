@@ -20,7 +20,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
@@ -276,7 +276,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
         .route("/health", health)
         .route("/metrics", metrics)
         .route("/ready", ready)
-        .route("/", get(|| async { Redirect::temporary("/docs/") }))
+        .merge(movies_console::assets())
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/api/v1/openapi.json", openapi()));
     Ok(Embedded {
         router: layers(router, limiter),

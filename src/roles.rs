@@ -467,7 +467,8 @@ pub async fn query_api(settings: QueryApiSettings, shutdown: watch::Receiver<boo
     })
     .route("/health", health)
     .route("/metrics", metrics)
-    .route("/ready", ready);
+    .route("/ready", ready)
+    .merge(movies_console::assets());
     tracing::info!(listen = %listener.local_addr()?, "query-api serving");
     serve(listener, crate::layers(router, limiter), settings.http, shutdown).await
 }

@@ -31,6 +31,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+mod pages;
+
 pub const MAX_LIMIT: i64 = 100;
 pub const DEFAULT_LIMIT: i64 = 20;
 /// The longest a read waits for `min_position`.
@@ -100,6 +102,7 @@ pub fn router(state: QueryState) -> Router {
         .route("/api/v1/genres", get(list_genres))
         .route("/api/movies/", get(compat_list))
         .route("/api/movie/{id}/", get(compat_get))
+        .merge(pages::routes())
         .with_state(Shared(Arc::new(state)))
 }
 

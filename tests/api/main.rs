@@ -11,6 +11,7 @@ mod ingest;
 mod lifecycle;
 mod limits;
 mod observability;
+mod pages;
 mod queries;
 mod rate_limits;
 mod replay;

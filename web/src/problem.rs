@@ -159,13 +159,16 @@ impl IntoResponse for ApiError {
 
 const MAX_DETAIL_BYTES: usize = 4096;
 
-/// Rewrites any error response that is not yet problem+json into one, keeping its status and
+/// Rewrites any error response that is not yet problem+json (nor an HTML page) into one, keeping its status and
 /// headers (Allow, WWW-Authenticate, Retry-After) and using a plain-text body as the detail.
 pub async fn problem_layer(response: Response) -> Response {
     let status = response.status();
-    let is_problem =
-        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+    // A problem already, or a page for people (the console's error pages), is left as it is.
+    let kept = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes() || v.as_bytes().starts_with(b"text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || kept {
         return response;
     }
     let (mut parts, body) = response.into_parts();
