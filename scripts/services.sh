@@ -1,7 +1,8 @@
 # Starts what the tests and benchmarks need, each on a random loopback port and stopped on exit:
-# a throwaway Postgres, Redis and a Kafka-protocol broker, installing what is missing. Exports
-# MOVIES_TEST_POSTGRES, MOVIES_TEST_REDIS, MOVIES_TEST_KAFKA (and the server binaries the outage
-# tests start on their own). Fails loudly, never skips, when something cannot be had.
+# a throwaway Postgres, Redis, a Kafka-protocol broker and headless Chromium's WebDriver,
+# installing what is missing. Exports MOVIES_TEST_POSTGRES, MOVIES_TEST_REDIS, MOVIES_TEST_KAFKA,
+# MOVIES_TEST_WEBDRIVER (and the server binaries the outage tests start on their own). Fails
+# loudly, never skips, when something cannot be had.
 # Sourced by scripts/test and bench/*.sh; set MOVIES_TEST_KAFKA=host:port to use a broker you run
 # (Apache Kafka) instead of starting nisshi.
 # shellcheck shell=bash
@@ -111,3 +112,19 @@ if [ -z "${MOVIES_TEST_KAFKA:-}" ]; then
 fi
 echo "scripts/test: Kafka-protocol broker on $MOVIES_TEST_KAFKA"
 
+
+# ---- Headless Chromium for the console's browser tests: Debian's chromium and its WebDriver,
+# installed if missing; one chromedriver serves every test's sessions.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  [ "$(id -u)" = 0 ] || die "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
+  echo "scripts/test: installing chromium and chromium-driver" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+    || die "could not install chromium and chromium-driver"
+fi
+webdriver_port="$(free_port)"
+chromedriver --port="$webdriver_port" --allowed-ips=127.0.0.1 >"$work/chromedriver.log" 2>&1 &
+pids+=($!)
+wait_port 127.0.0.1 "$webdriver_port" 30 || { cat "$work/chromedriver.log" >&2; die "chromedriver did not start"; }
+export MOVIES_TEST_WEBDRIVER="http://127.0.0.1:$webdriver_port"
+export MOVIES_TEST_CHROMIUM="$(command -v chromium)"
+echo "scripts/test: Chromium's WebDriver on 127.0.0.1:$webdriver_port"

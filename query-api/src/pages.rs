@@ -197,6 +197,18 @@ fn results_section(params: &SearchPageParams, results: &Results) -> Markup {
     });
     html! {
         section #results .results aria-label="Results" {
+            div {
+                p.count role="status" {
+                    (count(results.total))
+                    @if !picked.is_empty() { " in " (picked.join(" and ")) }
+                }
+                ol.hits {
+                    @for item in &results.items { li { (hit(item)) } }
+                }
+                @if let Some(next) = next {
+                    a.more href=(next) rel="next" { "More results" }
+                }
+            }
             aside.facets {
                 h2 #genres-heading { "Genres" }
                 ul aria-labelledby="genres-heading" {
@@ -208,18 +220,6 @@ fn results_section(params: &SearchPageParams, results: &Results) -> Markup {
                             }
                         }
                     }
-                }
-            }
-            div {
-                p.count role="status" {
-                    (count(results.total))
-                    @if !picked.is_empty() { " in " (picked.join(" and ")) }
-                }
-                ol.hits {
-                    @for item in &results.items { li { (hit(item)) } }
-                }
-                @if let Some(next) = next {
-                    a.more href=(next) rel="next" { "More results" }
                 }
             }
         }
