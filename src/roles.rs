@@ -147,7 +147,9 @@ pub async fn command_api(
     );
     let router = router
         .route("/metrics", get(|| async { movies_web::metrics::render() }))
-        .route("/ready", crate::event_log_ready(ready_events));
+        .route("/ready", crate::event_log_ready(ready_events))
+        // The admin pages' stylesheet and script.
+        .merge(movies_console::assets());
     // The whole API's description (reads included) is served here, with the bundled UI.
     let router = router
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/api/v1/openapi.json", crate::openapi()));

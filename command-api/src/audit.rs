@@ -99,6 +99,20 @@ pub async fn history(events: &dyn EventStore, id: Uuid) -> Result<Vec<AuditEvent
     Ok(history_page(events, id, 0, usize::MAX).await?.0)
 }
 
+/// The audit trail of a loaded stream (in version order): each event with its fields' before
+/// and after.
+pub fn trail(stream: &[EventEnvelope]) -> Vec<AuditEvent> {
+    let mut state = Movie::Absent;
+    stream
+        .iter()
+        .map(|envelope| {
+            let event = audit_event(envelope, changes(&state, &envelope.event));
+            state.apply(&envelope.event);
+            event
+        })
+        .collect()
+}
+
 /// A page of one movie's history: up to `limit` events after version `after`, oldest first,
 /// each with its fields' before and after, and the version the next page starts after (if
 /// there is one). However long the history, an answer holds at most `limit` events.

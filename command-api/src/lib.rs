@@ -5,6 +5,7 @@
 
 mod accounts;
 pub mod audit;
+mod pages;
 mod service;
 
 use std::sync::Arc;
@@ -87,6 +88,7 @@ pub fn router(state: CommandState) -> Router {
         .route("/api/v1/admin/events", get(event_log))
         .route("/api/movies/", post(compat_create))
         .route("/api/movie/{id}/", put(compat_replace).delete(compat_delete))
+        .merge(pages::routes())
         .with_state(state)
 }
 
@@ -203,20 +205,35 @@ async fn issue_token(
     Json(request): Json<TokenRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let address = client.map(|Extension(ClientAddress(address))| address);
+    let token = sign_in(&state, &request.username, request.password, address).await?;
+    Ok(Json(TokenResponse {
+        access_token: token,
+        token_type: "Bearer".into(),
+        expires_in: ACCESS_TOKEN_TTL_SECONDS,
+    }))
+}
+
+/// A signed access token for the account `username` names, if `password` is its password and
+/// the account is enabled. Failures are counted per username and per client address, and
+/// refused while either is over its limit.
+async fn sign_in(
+    state: &CommandState,
+    username: &str,
+    password: String,
+    address: Option<std::net::IpAddr>,
+) -> Result<String, ApiError> {
     let wrong = || ApiError::Unauthorized("wrong username or password".into());
     // No account has a longer name: only the address is counted (keeping the name would cost
     // memory), and no store or hash is consulted.
-    let username =
-        (request.username.chars().count() <= MAX_USERNAME_CHARS).then_some(request.username.as_str());
-    state.throttle.check(username, address)?;
-    if username.is_none() {
+    let known = (username.chars().count() <= MAX_USERNAME_CHARS).then_some(username);
+    state.throttle.check(known, address)?;
+    if known.is_none() {
         state.throttle.failed(None, address);
         return Err(wrong());
     }
-    let account = state.accounts.find(&request.username).await.map_err(|e| ApiError::Internal(e.into()))?;
+    let account = state.accounts.find(username).await.map_err(|e| ApiError::Internal(e.into()))?;
     let hasher = state.hasher.clone();
     let hash = account.as_ref().map(|a| a.password_hash.clone());
-    let password = request.password;
     // argon2 is deliberately slow and takes 19 MiB a check: keep it off the async workers, and
     // run at most two per core at once (sign-ins from many addresses would otherwise grow with
     // the blocking pool's 512 threads, to gigabytes).
@@ -225,19 +242,14 @@ async fn issue_token(
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     let Some(account) = account.filter(|a| valid && !a.disabled) else {
-        state.throttle.failed(Some(&request.username), address);
+        state.throttle.failed(Some(username), address);
         return Err(wrong());
     };
     let now = chrono::Utc::now().timestamp();
-    let token = state
+    state
         .keys
         .issue(&account.username, account.role, now, ACCESS_TOKEN_TTL_SECONDS)
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(Json(TokenResponse {
-        access_token: token,
-        token_type: "Bearer".into(),
-        expires_in: ACCESS_TOKEN_TTL_SECONDS,
-    }))
+        .map_err(|e| ApiError::Internal(e.into()))
 }
 
 // ---- v1 movies ----
@@ -638,6 +650,11 @@ async fn event_log(
     _admin: Admin,
     Query(params): Query<LogParams>,
 ) -> Result<Json<EventLog>, ApiError> {
+    Ok(Json(log_page(&state, params).await?))
+}
+
+/// The page of the log `params` ask for, once they are checked.
+async fn log_page(state: &CommandState, params: LogParams) -> Result<EventLog, ApiError> {
     let limit = params.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::BadRequest(format!("limit must be between 1 and 500, not {limit}")));
@@ -663,7 +680,7 @@ async fn event_log(
     let (items, next) = audit::log_page(state.service.events().as_ref(), &filter, after, limit)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(Json(EventLog { items, next_cursor: next.map(audit::encode_cursor) }))
+    Ok(EventLog { items, next_cursor: next.map(audit::encode_cursor) })
 }
 
 // ---- the assignment's API ----

@@ -107,6 +107,12 @@ impl CommandService {
         Ok(self.current(id).await?.0.doc(id))
     }
 
+    /// The stream's state as commands see it: the movie (absent, live or deleted) and its version.
+    pub async fn state(&self, id: Uuid) -> Result<(Movie, Version), CommandError> {
+        let (folded, _) = self.current(id).await?;
+        Ok((folded.movie, folded.version))
+    }
+
     /// The stream's current state, from its snapshot (when one of this layout is stored) and the
     /// events after it, and how many events that folded.
     async fn current(&self, id: Uuid) -> Result<(Folded, usize), CommandError> {

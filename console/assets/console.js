@@ -1,8 +1,17 @@
 // Spares the search page a page load where it can: results (with facets) as you type, title
-// suggestions under the field, and more results as you scroll. Without this script the form and
+// suggestions under the field, and more results as you scroll; and moves the history's slider. Without this script the form and
 // the "More results" link do the same with a page load each; the server renders both.
 (() => {
   "use strict";
+  // A control that shows another page as it changes (the history's version slider).
+  for (const control of document.querySelectorAll("[data-submit-on-change]")) {
+    const output = control.form.querySelector(`output[for="${control.id}"]`);
+    control.addEventListener("input", () => {
+      if (output) output.textContent = `${control.value} of ${control.max}`;
+    });
+    control.addEventListener("change", () => control.form.requestSubmit());
+  }
+
   const form = document.querySelector("form.search");
   if (!form) return;
   const input = form.elements.q;

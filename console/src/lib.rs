@@ -90,6 +90,7 @@ pub fn page(title: &str, main: Markup) -> Markup {
                     a.brand href="/" { "Movies" }
                     nav aria-label="Site" {
                         a href="/" { "Search" }
+                        a href="/admin" { "Admin" }
                         a href="/docs/" { "API" }
                     }
                 }

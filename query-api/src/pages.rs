@@ -303,6 +303,7 @@ fn movie_main(movie: &MovieDoc) -> Markup {
     html! {
         p { a href="/" { "← Search" } }
         h1 { (movie.name) }
+        p.links { a href={ "/admin/movies/" (movie.id) } { "Edit" } a href={ "/admin/movies/" (movie.id) "/history" } { "History" } }
         dl.movie {
             dt { "Director" }
             dd { a href={ "/?q=" (urlencode(&movie.director)) } { (movie.director) } }

@@ -1,6 +1,7 @@
 //! HTTP tests against the all-in-one server spawned on port 0. Writes are checked through the
 //! query API (written, then visible), and bad input is checked to leave everything stored as it was.
 
+mod admin_pages;
 mod audit;
 mod auth;
 mod browser;
