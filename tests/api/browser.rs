@@ -173,3 +173,110 @@ async fn hits(client: &Client) -> Vec<String> {
     }
     names
 }
+
+/// Fills the field `id` with `text`, replacing what it held.
+async fn fill(client: &Client, id: &str, text: &str) {
+    let field = client.find(Locator::Id(id)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+async fn click(client: &Client, css: &str) {
+    client.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+}
+
+async fn heading(client: &Client) -> String {
+    client.find(Locator::Css("h1")).await.unwrap().text().await.unwrap()
+}
+
+/// Opens an admin page, signs in on the way, and waits to be back on it.
+async fn sign_in(client: &Client, app: &crate::helpers::TestApp, path: &str) {
+    client.goto(&app.url(path)).await.unwrap();
+    until(client, "the sign-in form", "return location.pathname === '/admin/sign-in'").await;
+    fill(client, "username", "admin").await;
+    fill(client, "password", crate::helpers::ADMIN_PASSWORD).await;
+    click(client, "main form button[type=submit]").await;
+    let back = format!("return location.pathname === '{path}'");
+    until(client, "back on the page asked for", &back).await;
+}
+
+#[tokio::test]
+async fn an_admin_creates_edits_settles_a_conflict_deletes_restores_travels_in_time_and_signs_out() {
+    let app = crate::helpers::spawn_app().await;
+    let admin = browser(true).await;
+    sign_in(&admin, &app, "/admin").await;
+    assert_eq!(heading(&admin).await, "Event log");
+
+    // Create: the movie is shown as readers see it.
+    click(&admin, "a[href='/admin/movies/new']").await;
+    until(&admin, "the new movie form", "return location.pathname === '/admin/movies/new'").await;
+    fill(&admin, "name", "Heat").await;
+    fill(&admin, "director", "Michael Mann").await;
+    fill(&admin, "popularity", "83").await;
+    fill(&admin, "imdb_score", "8.3").await;
+    fill(&admin, "genres", "Crime\nDrama").await;
+    click(&admin, "form.stacked button[type=submit]").await;
+    until(&admin, "the reader page", "return location.pathname.startsWith('/movies/')").await;
+    assert_eq!(heading(&admin).await, "Heat");
+    admin.find(Locator::LinkText("Edit")).await.unwrap().click().await.unwrap();
+    until(&admin, "the edit form", "return /^\\/admin\\/movies\\/[^/]+$/.test(location.pathname)").await;
+    let edit_url = admin.current_url().await.unwrap().path().to_owned();
+
+    // A second admin, without JavaScript, changes the director meanwhile.
+    let other = browser(false).await;
+    sign_in(&other, &app, &edit_url).await;
+    fill(&other, "director", "Someone Else").await;
+    click(&other, "form.stacked button[type=submit]").await;
+    until(&other, "the reader page", "return location.pathname.startsWith('/movies/')").await;
+    other.close().await.unwrap();
+
+    // The first admin's edit was made against the old version: it shows what changed.
+    fill(&admin, "name", "Heat (1995)").await;
+    click(&admin, "form.stacked button[type=submit]").await;
+    until(
+        &admin,
+        "the conflict",
+        "return document.querySelector('h1').textContent === 'Changed since you opened it'",
+    )
+    .await;
+    let changed = eval(
+        &admin,
+        "return [...document.querySelectorAll('table.diff tr.changed th')].map(t => t.textContent)",
+    )
+    .await;
+    assert_eq!(changed, json!(["Director"]));
+    click(&admin, ".actions button[type=submit]").await;
+    until(&admin, "the reader page", "return location.pathname.startsWith('/movies/')").await;
+    assert_eq!(heading(&admin).await, "Heat (1995)");
+    let director = admin.find(Locator::Css("dl.movie dd")).await.unwrap().text().await.unwrap();
+    assert_eq!(director, "Someone Else");
+
+    // Delete, then restore.
+    admin.goto(&app.url(&edit_url)).await.unwrap();
+    click(&admin, "form.danger button").await;
+    until(&admin, "the deleted movie", "return !!document.querySelector('p.notice')").await;
+    click(&admin, "main form[action$='/restore'] button").await;
+    until(&admin, "the reader page", "return location.pathname.startsWith('/movies/')").await;
+    assert_eq!(heading(&admin).await, "Heat (1995)");
+
+    // The history, and the movie as it was at version 1 (the slider moves the page).
+    admin.goto(&app.url(&format!("{edit_url}/history"))).await.unwrap();
+    assert_eq!(eval(&admin, "return document.querySelectorAll('ol.timeline > li').length").await, json!(5));
+    admin
+        .execute(
+            "const r = document.getElementById('version'); r.value = 1; r.dispatchEvent(new Event('change'))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    until(&admin, "the movie at version 1", "return location.search === '?version=1'").await;
+    let then = admin.find(Locator::Css("section.time-travel p strong")).await.unwrap().text().await.unwrap();
+    assert_eq!(then, "Heat");
+
+    // Signing out: admin pages ask to sign in again.
+    click(&admin, ".admin-bar button").await;
+    until(&admin, "the search page", "return location.pathname === '/'").await;
+    admin.goto(&app.url("/admin")).await.unwrap();
+    until(&admin, "the sign-in form", "return location.pathname === '/admin/sign-in'").await;
+    admin.close().await.unwrap();
+}
