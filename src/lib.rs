@@ -12,6 +12,7 @@ pub mod ingest;
 mod openapi;
 pub mod replay;
 pub mod roles;
+mod status;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -222,12 +223,17 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Embedded> {
     let start_head = write.events.head().await?;
 
     let keys_for_limits = keys.clone();
-    let command = movies_command_api::router(CommandState::new(
-        service,
-        write.accounts.clone(),
-        keys.clone(),
-        settings.hasher.clone(),
-    ));
+    let status = status::EmbeddedStatus {
+        events: write.events.clone(),
+        progress: projector.progress(),
+        generations: generations.clone(),
+        cache: cached.clone(),
+        data_dir: settings.data_dir.clone(),
+    };
+    let command = movies_command_api::router(
+        CommandState::new(service, write.accounts.clone(), keys.clone(), settings.hasher.clone())
+            .with_status(Arc::new(status)),
+    );
     let query = movies_query_api::router(QueryState {
         read_store: cached.clone(),
         uncached: read_store.clone(),

@@ -185,6 +185,9 @@ pub async fn replay(
             .progress_chars("=> "),
     );
     let started = Instant::now();
+    let names = plan.iter().map(|(p, ..)| (*p).to_owned()).collect();
+    let mut report = crate::status::ReplayReport::new(&settings.data_dir, names, head);
+    report.at(0);
     // The shadow is empty and nobody reads it yet: load it without secondary indexes and build
     // them once at the end, far cheaper than maintaining them row by row.
     let suspended = match &read_store {
@@ -236,6 +239,7 @@ pub async fn replay(
         }
         applied += batch.len() as u64;
         progress.set_position(after as u64);
+        report.at(after);
     }
     if let Some(store) = &read_store {
         let loaded = Instant::now();

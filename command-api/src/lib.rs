@@ -51,6 +51,8 @@ pub struct CommandState {
     /// The accounts as admins' tokens are checked against on every write (cached).
     subjects: Arc<dyn Subjects>,
     throttle: Arc<SignInThrottle>,
+    /// What the operator's status page shows (the deployment gathers it).
+    status: Option<Arc<dyn movies_console::StatusSource>>,
 }
 
 impl CommandState {
@@ -61,7 +63,12 @@ impl CommandState {
         hasher: PasswordHasher,
     ) -> Self {
         let subjects = Arc::new(AccountSubjects::new(accounts.clone()));
-        Self { service, accounts, keys, hasher, subjects, throttle: Default::default() }
+        Self { service, accounts, keys, hasher, subjects, throttle: Default::default(), status: None }
+    }
+
+    /// Shows what `status` gathers on the operator's status page.
+    pub fn with_status(self, status: Arc<dyn movies_console::StatusSource>) -> Self {
+        Self { status: Some(status), ..self }
     }
 }
 

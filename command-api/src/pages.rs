@@ -48,6 +48,7 @@ pub(crate) fn routes() -> Router<CommandState> {
         .route("/admin/movies/{id}/delete", post(delete))
         .route("/admin/movies/{id}/restore", post(restore))
         .route("/admin/movies/{id}/history", get(history_page))
+        .route("/admin/status", get(status_page))
 }
 
 // ---- cookies, the session and CSRF ----
@@ -198,6 +199,7 @@ fn admin_bar(session: &Session) -> Markup {
             nav aria-label="Admin" {
                 a href="/admin" { "Event log" }
                 a href="/admin/movies/new" { "New movie" }
+                a href="/admin/status" { "Status" }
             }
             form method="post" action="/admin/sign-out" {
                 (session.csrf.field())
@@ -1009,6 +1011,29 @@ async fn log_page(
         @if let Some(url) = next_url { a.more href=(url) { "Later events" } }
     };
     admin_page(StatusCode::OK, &headers, &session.csrf, "Event log", main)
+}
+
+// ---- the operator's status ----
+
+async fn status_page(State(state): State<CommandState>, session: Session, headers: HeaderMap) -> Response {
+    let report = match &state.status {
+        Some(source) => source.report().await,
+        None => {
+            let head = state.service.events().head().await.ok();
+            let degraded =
+                if head.is_none() { vec!["event log: unreachable".to_owned()] } else { Vec::new() };
+            let elsewhere = "This server sees the event log only. In the distributed deployment each query API's \
+                             /health reports its projections, cache and dependencies, and the relay's /health its publishing.";
+            movies_console::StatusReport {
+                log_head: head,
+                degraded,
+                elsewhere: Some(elsewhere.into()),
+                ..Default::default()
+            }
+        }
+    };
+    let main = html! { (admin_bar(&session)) (movies_console::status_main(&report, Utc::now())) };
+    admin_page(StatusCode::OK, &headers, &session.csrf, "Status", main)
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@
 //! from this origin only: text from the catalogue is escaped by the templates, and even an
 //! escape missed would not run.
 
+mod status;
+
 use std::sync::OnceLock;
 
 use axum::extract::Path;
@@ -17,6 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use maud::{html, Markup, DOCTYPE};
+
+pub use status::{status_main, CacheCounts, ProjectionStatus, ReplayProgress, StatusReport, StatusSource};
 
 /// What a console page may load and do.
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \

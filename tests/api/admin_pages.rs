@@ -443,3 +443,29 @@ async fn the_log_page_filters_by_type_and_actor_and_pages_on() {
     assert!(nobody.html.contains("No events match."));
     assert_eq!(visitor.get("/admin?since=soon").await.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn the_status_page_shows_projection_lag_the_cache_and_a_running_replays_progress() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    app.created(&token, &movie("Heat")).await;
+    let mut visitor = Visitor::new(&app);
+    assert_eq!(visitor.get("/admin/status").await.status, StatusCode::SEE_OTHER, "admins only");
+    visitor.sign_in().await;
+    let page = visitor.get("/admin/status").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains("Event log head: <strong>1</strong>"), "{}", page.html);
+    assert!(
+        page.html.contains("<th scope=\"row\">read store</th><td>0</td><td>1</td><td>0 events"),
+        "{}",
+        page.html
+    );
+    assert!(page.html.contains("Every dependency answers and keeps up."));
+    assert!(page.html.contains("No replay is running."));
+    // A replay in another process reports beside the data it builds.
+    let progress =
+        json!({ "projections": ["search"], "position": 1, "head": 4, "updated_at": chrono::Utc::now() });
+    std::fs::write(app.settings.data_dir.join("replay-progress.json"), progress.to_string()).unwrap();
+    let page = visitor.get("/admin/status").await;
+    assert!(page.html.contains("Rebuilding search: <strong>1 of 4</strong> events (25.0%)"), "{}", page.html);
+}
