@@ -711,7 +711,7 @@ async fn conflict(
                         th scope="row" { (label) }
                         td { (then) }
                         td { (now) @if then != now { " " span.tag { "changed meanwhile" } } }
-                        td { (mine) @if mine != then { " " span.tag { "your change" } } }
+                        td { @if mine != then { (mine) " " span.tag { "your change" } } @else { span.hint { "unchanged" } } }
                     }
                 }
             }
