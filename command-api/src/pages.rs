@@ -157,14 +157,14 @@ impl FromRequestParts<CommandState> for Session {
     }
 }
 
-/// `next` if it is a path on this site, else the admin home (never another site: no open
-/// redirect).
+/// `next` if it is a path on this site as a browser sends it (visible ASCII, percent-encoded),
+/// else the admin home (never another site: no open redirect).
 fn local(next: &str) -> &str {
     let local = next.starts_with('/')
         && !next.starts_with("//")
         && !next.starts_with("/\\")
         && next.len() <= 2000
-        && !next.chars().any(char::is_control);
+        && next.bytes().all(|b| b.is_ascii_graphic());
     if local {
         next
     } else {
@@ -1043,7 +1043,9 @@ mod tests {
     #[test]
     fn only_paths_on_this_site_are_followed_after_signing_in() {
         assert_eq!(local("/admin/movies/1?x=2"), "/admin/movies/1?x=2");
-        for elsewhere in ["https://evil.example/", "//evil.example/", "/\\evil.example", "evil", "/a\nb"] {
+        for elsewhere in
+            ["https://evil.example/", "//evil.example/", "/\\evil.example", "evil", "/a\nb", "/é"]
+        {
             assert_eq!(local(elsewhere), "/admin", "{elsewhere:?}");
         }
     }

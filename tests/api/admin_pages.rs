@@ -164,6 +164,15 @@ async fn an_admin_page_sends_a_visitor_to_sign_in_and_back() {
         )
         .await;
     assert_eq!(elsewhere.location(), "/admin");
+    // Nor is a path a Location header cannot carry as it is.
+    let unsendable = visitor
+        .post(
+            "/admin/sign-in",
+            &[("username", "admin"), ("password", ADMIN_PASSWORD), ("csrf", &csrf), ("next", "/admin/é")],
+        )
+        .await;
+    assert_eq!(unsendable.status, StatusCode::SEE_OTHER);
+    assert_eq!(unsendable.location(), "/admin");
 }
 
 #[tokio::test]

@@ -49,8 +49,8 @@ async fn an_anonymous_client_over_its_limit_gets_429_with_when_to_retry() {
     assert_eq!(response.headers()["ratelimit-remaining"], "0");
     let problem = assert_problem(response, StatusCode::TOO_MANY_REQUESTS).await;
     assert_eq!(problem["type"], "urn:movies:problem:rate-limited");
-    // Only the API is limited: health, readiness and metrics answer over the limit.
-    for path in ["/health", "/ready", "/metrics"] {
+    // Health, readiness, metrics and static files answer over the limit.
+    for path in ["/health", "/ready", "/metrics", "/assets/console.css", "/.well-known/jwks.json"] {
         assert_eq!(app.get(path).await.status(), StatusCode::OK, "{path}");
     }
 }
@@ -91,4 +91,23 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
         get_as(&app, None, Some("198.51.100.7, 203.0.113.1")).await.status(),
         StatusCode::TOO_MANY_REQUESTS
     );
+}
+
+#[tokio::test]
+async fn the_console_pages_count_against_the_same_limit_as_the_api() {
+    let (app, _dir) = limited(3, 0, vec![]).await;
+    for path in ["/?q=heat", "/movies/00000000-0000-0000-0000-000000000000", "/api/v1/search?q=heat"] {
+        assert_ne!(app.get(path).await.status(), StatusCode::TOO_MANY_REQUESTS, "{path}");
+    }
+    // Searching from the page is searching: over the limit, it waits like the API.
+    let response = app.get("/?q=heat").await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key("retry-after"));
+    // So does the sign-in form, whose failures are then counted by address as well.
+    let form = app.http.post(app.url("/admin/sign-in")).form(&[
+        ("username", "admin"),
+        ("password", "x"),
+        ("csrf", ""),
+    ]);
+    assert_eq!(form.send().await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
 }

@@ -26,9 +26,15 @@ use crate::{JwtKeys, Principal, Problem};
 
 const WINDOW_SECONDS: u64 = 60;
 
-/// Only the API is limited: health, readiness, metrics and the docs are polled by load
-/// balancers and scrapers from few addresses, and cost nothing worth limiting.
-const LIMITED_PREFIX: &str = "/api/";
+/// What is never limited: health, readiness and metrics are polled by load balancers and
+/// scrapers from few addresses; the docs, the console's bundled assets and the key set are
+/// static. They cost nothing worth limiting. Everything else is: the API, and the console's
+/// pages, which run the same searches and sign-ins.
+const EXEMPT: [&str; 6] = ["/health", "/ready", "/metrics", "/docs", "/assets/", "/.well-known/"];
+
+fn limited(path: &str) -> bool {
+    !EXEMPT.iter().any(|exempt| path.starts_with(exempt))
+}
 
 /// Requests per minute for each kind of caller; 0 means unlimited.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,7 +186,7 @@ where
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
-        if !request.uri().path().starts_with(LIMITED_PREFIX) {
+        if !limited(request.uri().path()) {
             return Either::Left(crate::take_ready(&mut self.inner).call(request));
         }
         let limiter = &self.limiter;
