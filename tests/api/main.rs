@@ -7,6 +7,7 @@ mod auth;
 mod browser;
 mod commands;
 mod compat;
+mod compression;
 mod errors;
 mod helpers;
 mod ingest;
