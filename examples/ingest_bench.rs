@@ -14,16 +14,21 @@ use movies_command_api::CommandService;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let BenchArgs { count, dir } = BenchArgs::from_command_line();
+    let BenchArgs { count, dir, shape } = BenchArgs::from_command_line();
     let settings = |name: &str| Settings::for_tools(dir.join(name), std::env::var("DATABASE_URL").ok());
 
     let baseline = movies::open_write_side(&settings("baseline")).await?;
     let started = Instant::now();
-    movies::generate::append_generated(baseline.events.as_ref(), count, |_| {}).await?;
+    movies::generate::append_generated(baseline.events.as_ref(), count, shape, |_| {}).await?;
     let base = count as f64 / started.elapsed().as_secs_f64();
 
     let file = dir.join("catalogue.json");
-    movies::generate::write(&mut std::io::BufWriter::new(std::fs::File::create(&file)?), count, 7)?;
+    movies::generate::write_shaped(
+        &mut std::io::BufWriter::new(std::fs::File::create(&file)?),
+        count,
+        7,
+        shape,
+    )?;
     let bytes = std::fs::read(&file)?;
     let write = movies::open_write_side(&settings("ingest")).await?;
     let service = CommandService::new(write.events.clone());

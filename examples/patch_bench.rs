@@ -29,7 +29,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let BenchArgs { count, dir } = BenchArgs::from_command_line();
+    let BenchArgs { count, dir, .. } = BenchArgs::from_command_line();
     let write =
         movies::open_write_side(&Settings::for_tools(dir, std::env::var("DATABASE_URL").ok())).await?;
     let service = CommandService::new(write.events.clone());

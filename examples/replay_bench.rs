@@ -14,13 +14,15 @@ use movies::Settings;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let BenchArgs { count, dir: data_dir } = BenchArgs::from_command_line();
+    let BenchArgs { count, dir: data_dir, shape } = BenchArgs::from_command_line();
     let settings = Settings::for_tools(data_dir, std::env::var("DATABASE_URL").ok());
     let write = movies::open_write_side(&settings).await?;
 
     let started = Instant::now();
-    movies::generate::append_generated(write.events.as_ref(), count, |n| eprint!("\rappended {n}/{count}"))
-        .await?;
+    movies::generate::append_generated(write.events.as_ref(), count, shape, |n| {
+        eprint!("\rappended {n}/{count}")
+    })
+    .await?;
     eprintln!();
     let fill = started.elapsed().as_secs_f64();
     println!("events in the log:   {count} (bulk-appended at {:.0} events/s)", count as f64 / fill);

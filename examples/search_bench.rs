@@ -55,7 +55,7 @@ fn measure(mut run: impl FnMut(usize)) -> Figures {
 }
 
 fn main() {
-    let BenchArgs { count, dir } = BenchArgs::from_command_line();
+    let BenchArgs { count, dir, shape } = BenchArgs::from_command_line();
     let dir = dir.as_path();
     // SEARCH_BENCH_REUSE=1 times queries on an index an earlier run left in INDEX_DIR (for
     // iterating on query code); the figures of record always build the index afresh.
@@ -66,7 +66,7 @@ fn main() {
     let index = TantivySearchIndex::open(dir).expect("open index");
 
     // ---- indexing: the projector's own path (apply + commit with checkpoint), in batches.
-    let mut generator = Generator::new(42, count);
+    let mut generator = Generator::with_shape(42, count, shape);
     let mut vocabulary: Vec<(String, String)> = Vec::new();
     let metadata =
         EventMetadata { actor: Actor { subject: "bench".into(), role: Role::System }, request_id: None };

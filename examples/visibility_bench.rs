@@ -118,7 +118,7 @@ fn report(label: &str, mut latencies: Vec<Duration>) -> (f64, f64) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let BenchArgs { count, dir } = BenchArgs::from_command_line();
+    let BenchArgs { count, dir, .. } = BenchArgs::from_command_line();
     let http = reqwest::Client::new();
     println!("| path | creates | p50 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|");

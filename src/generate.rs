@@ -603,14 +603,18 @@ pub fn write_shaped(out: &mut impl Write, count: usize, seed: u64, shape: Shape)
     out.flush()
 }
 
-/// What every benchmark example takes: how many generated movies, and a directory for what the
-/// run makes (`usage: NAME COUNT DIR`).
+/// What every benchmark example takes: how many generated movies, a directory for what the run
+/// makes, and the catalogue's shape (`usage: NAME [--shape classic] COUNT DIR`).
 #[derive(Debug, clap::Parser)]
 pub struct BenchArgs {
     /// How many generated movies.
     pub count: usize,
     /// Where the run's data goes.
     pub dir: std::path::PathBuf,
+    /// `realistic` (skewed like a real catalogue) or `classic` (the first benchmarks' shape, to
+    /// compare with their figures).
+    #[arg(long, value_enum, default_value_t = Shape::Realistic)]
+    pub shape: Shape,
 }
 
 impl BenchArgs {
@@ -620,16 +624,18 @@ impl BenchArgs {
     }
 }
 
-/// Appends `count` generated movies (seed 42) to `events` as `movie.created` events, 10,000 per
-/// transaction through the bulk append path, and returns their ids. For benchmarks: it skips
-/// the command path (the generator's movies are valid by construction) but not the event log.
+/// Appends `count` generated movies (seed 42, of `shape`) to `events` as `movie.created`
+/// events, 10,000 per transaction through the bulk append path, and returns their ids. For
+/// benchmarks: it skips the command path (the generator's movies are valid by construction)
+/// but not the event log.
 pub async fn append_generated(
     events: &dyn movies_store::EventStore,
     count: usize,
+    shape: Shape,
     mut progress: impl FnMut(usize),
 ) -> anyhow::Result<Vec<uuid::Uuid>> {
     use movies_events::{Actor, EventMetadata, MovieDraft, MovieEvent, MovieInput, NewEvent, Role};
-    let mut generator = Generator::new(42, count);
+    let mut generator = Generator::with_shape(42, count, shape);
     let metadata =
         EventMetadata { actor: Actor { subject: "bench".into(), role: Role::System }, request_id: None };
     let mut ids = Vec::with_capacity(count);
