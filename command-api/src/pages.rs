@@ -16,8 +16,8 @@
 
 #![allow(clippy::result_large_err, reason = "the error is the page a request is answered with, made once")]
 
-use axum::extract::rejection::{FormRejection, QueryRejection};
-use axum::extract::{Extension, FromRequestParts, Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Extension, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -107,6 +107,28 @@ impl Csrf {
                 "This form was not sent from this site's own page, or the page is too old. Open it again and resend.",
             ))
         }
+    }
+}
+
+/// A form posted from one of this site's pages: parsed, and its CSRF token checked (a page
+/// saying why otherwise). Extracted last, after the session.
+struct Posted<T>(T);
+
+/// A form that carries the CSRF token.
+trait WithCsrf {
+    fn csrf(&self) -> &str;
+}
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + WithCsrf> FromRequest<S> for Posted<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        let headers = request.headers().clone();
+        let Form(form) = Form::<T>::from_request(request, state)
+            .await
+            .map_err(|rejection| error_page(StatusCode::BAD_REQUEST, "Bad form", &rejection.body_text()))?;
+        Csrf::check(&headers, form.csrf())?;
+        Ok(Posted(form))
     }
 }
 
@@ -222,10 +244,6 @@ fn failed(error: ApiError) -> Response {
     }
 }
 
-fn form_error(rejection: FormRejection) -> Response {
-    error_page(StatusCode::BAD_REQUEST, "Bad form", &rejection.body_text())
-}
-
 // ---- signing in and out ----
 
 #[derive(Debug, Default, Deserialize)]
@@ -276,19 +294,18 @@ struct SignInForm {
     next: String,
 }
 
+impl WithCsrf for SignInForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 async fn sign_in(
     State(state): State<CommandState>,
     client: Option<Extension<ClientAddress>>,
     headers: HeaderMap,
-    form: Result<Form<SignInForm>, FormRejection>,
+    Posted(form): Posted<SignInForm>,
 ) -> Response {
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(rejection) => return form_error(rejection),
-    };
-    if let Err(refused) = Csrf::check(&headers, &form.csrf) {
-        return refused;
-    }
     let address = client.map(|Extension(ClientAddress(address))| address);
     let csrf = Csrf::of(&headers);
     let again = |status, problem: &str| {
@@ -320,16 +337,15 @@ struct CsrfForm {
     csrf: String,
 }
 
+impl WithCsrf for CsrfForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// Forgets the session in this browser. (The token itself stays valid until it expires, within
 /// the hour, but no script could read it.)
-async fn sign_out(headers: HeaderMap, form: Result<Form<CsrfForm>, FormRejection>) -> Response {
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(rejection) => return form_error(rejection),
-    };
-    if let Err(refused) = Csrf::check(&headers, &form.csrf) {
-        return refused;
-    }
+async fn sign_out(headers: HeaderMap, _: Posted<CsrfForm>) -> Response {
     let cleared = set_cookie(&headers, SESSION_COOKIE, "", 0);
     ([cleared], Redirect::to("/")).into_response()
 }
@@ -355,6 +371,12 @@ struct MovieForm {
     key: Option<String>,
     #[serde(default)]
     csrf: String,
+}
+
+impl WithCsrf for MovieForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 impl MovieForm {
@@ -486,15 +508,8 @@ async fn create(
     State(state): State<CommandState>,
     session: Session,
     headers: HeaderMap,
-    form: Result<Form<MovieForm>, FormRejection>,
+    Posted(form): Posted<MovieForm>,
 ) -> Response {
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(rejection) => return form_error(rejection),
-    };
-    if let Err(refused) = Csrf::check(&headers, &form.csrf) {
-        return refused;
-    }
     let draft = match form.draft() {
         Ok(draft) => draft,
         Err(errors) => {
@@ -599,15 +614,8 @@ async fn edit(
     session: Session,
     headers: HeaderMap,
     Path(id): Path<String>,
-    form: Result<Form<MovieForm>, FormRejection>,
+    Posted(form): Posted<MovieForm>,
 ) -> Response {
-    let Form(form) = match form {
-        Ok(form) => form,
-        Err(rejection) => return form_error(rejection),
-    };
-    if let Err(refused) = Csrf::check(&headers, &form.csrf) {
-        return refused;
-    }
     let Ok(id) = id.parse::<Uuid>() else {
         return failed(ApiError::NotFound(String::new()));
     };
@@ -735,17 +743,21 @@ struct VersionForm {
     version: Option<String>,
 }
 
+impl WithCsrf for VersionForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// Deletes or restores the movie at the version the page showed.
 async fn delete_or_restore(
     state: &CommandState,
     session: &Session,
     headers: &HeaderMap,
     id: &str,
-    form: Result<Form<VersionForm>, FormRejection>,
+    form: VersionForm,
     command: MovieCommand,
 ) -> Result<(Uuid, i64), Response> {
-    let Form(form) = form.map_err(form_error)?;
-    Csrf::check(headers, &form.csrf)?;
     let id = id.parse::<Uuid>().map_err(|_| failed(ApiError::NotFound(String::new())))?;
     let version = MovieForm { version: form.version, ..MovieForm::default() }.version()?;
     match state.service.execute(id, Some(version), command, context(&session.admin, headers, None)).await {
@@ -768,7 +780,7 @@ async fn delete(
     session: Session,
     headers: HeaderMap,
     Path(id): Path<String>,
-    form: Result<Form<VersionForm>, FormRejection>,
+    Posted(form): Posted<VersionForm>,
 ) -> Response {
     match delete_or_restore(&state, &session, &headers, &id, form, MovieCommand::Delete).await {
         // Readers no longer find it; the admin sees it deleted, with the way back.
@@ -782,7 +794,7 @@ async fn restore(
     session: Session,
     headers: HeaderMap,
     Path(id): Path<String>,
-    form: Result<Form<VersionForm>, FormRejection>,
+    Posted(form): Posted<VersionForm>,
 ) -> Response {
     match delete_or_restore(&state, &session, &headers, &id, form, MovieCommand::Restore).await {
         Ok((id, position)) => projected_movie(id, position),
