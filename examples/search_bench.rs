@@ -119,6 +119,22 @@ fn main() {
         .filter(|w| w.len() >= 5 && w.chars().all(char::is_alphabetic))
         .collect();
     let pick = |rng: &mut rand_chacha::ChaCha8Rng| words[rng.gen_range(0..words.len())].clone();
+    // The catalogue's most common title word ("the" in a realistic one): alone, every query's
+    // worst case, as are one letter and a two-letter prefix.
+    let common = {
+        let mut counts = std::collections::HashMap::<String, usize>::new();
+        for (name, _) in &vocabulary {
+            for word in name.split(' ') {
+                *counts.entry(word.to_lowercase()).or_default() += 1;
+            }
+        }
+        counts
+            .into_iter()
+            .max_by_key(|(word, n)| (*n, word.clone()))
+            .map(|(word, _)| word)
+            .unwrap_or_default()
+    };
+    println!("most common word:    {common:?}");
     let typo = |word: &str, rng: &mut rand_chacha::ChaCha8Rng| {
         let mut chars: Vec<char> = word.chars().collect();
         let at = rng.gen_range(1..chars.len());
@@ -146,6 +162,18 @@ fn main() {
                     text: format!("the {} of {} ", pick(r), pick(r)),
                     ..base.clone()
                 }),
+            ),
+            ("common word alone", make(&mut |_| SearchQuery { text: format!("{common} "), ..base.clone() })),
+            (
+                "one letter",
+                make(&mut |r| SearchQuery {
+                    text: char::from(b'a' + r.gen_range(0..26u8)).to_string(),
+                    ..base.clone()
+                }),
+            ),
+            (
+                "two-letter prefix",
+                make(&mut |r| SearchQuery { text: pick(r)[..2].to_owned(), ..base.clone() }),
             ),
             ("typo", make(&mut |r| SearchQuery { text: format!("{} ", typo(&pick(r), r)), ..base.clone() })),
             (
