@@ -342,6 +342,7 @@ pub fn readiness(dependencies: &[(&str, bool)]) -> axum::response::Response {
 /// The layers every deployment's HTTP server wears, the API's rate limits among them.
 pub fn layers(router: Router, limiter: Arc<RateLimiter>) -> Router {
     let stack = tower::ServiceBuilder::new()
+        .map_response(weak_etag_when_encoded)
         .layer(compression())
         .layer(EdgeLayer)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -366,6 +367,23 @@ fn compression() -> tower_http::compression::CompressionLayer<impl tower_http::c
     CompressionLayer::new()
         .quality(CompressionLevel::Precise(4))
         .compress_when(DefaultPredicate::new().and(SizeAbove::new(COMPRESS_FROM_BYTES - 1)))
+}
+
+/// A compressed response is another representation of the same version: its ETag is made weak
+/// (RFC 9110 asks a strong one to name exact bytes). Revalidation compares weakly, so either
+/// form of the tag still answers 304.
+fn weak_etag_when_encoded<B>(mut response: axum::http::Response<B>) -> axum::http::Response<B> {
+    use axum::http::header::{CONTENT_ENCODING, ETAG};
+    let headers = response.headers_mut();
+    if headers.contains_key(CONTENT_ENCODING) {
+        let strong = headers.get(ETAG).filter(|tag| !tag.as_bytes().starts_with(b"W/"));
+        if let Some(weak) = strong.and_then(|tag| {
+            axum::http::HeaderValue::from_bytes(&[b"W/".as_slice(), tag.as_bytes()].concat()).ok()
+        }) {
+            headers.insert(ETAG, weak);
+        }
+    }
+    response
 }
 
 /// Serves the embedded all-in-one process on `listener` until `shutdown` turns true.

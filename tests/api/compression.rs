@@ -79,3 +79,31 @@ async fn a_small_answer_such_as_a_movie_is_sent_as_it_is() {
     let (status, encoding, _, sent) = fetch(&app, &path, "br, gzip").await;
     assert_eq!((status, encoding, sent), (StatusCode::OK, None, plain));
 }
+
+#[tokio::test]
+async fn a_compressed_page_carries_its_version_as_a_weak_etag_and_still_revalidates() {
+    let app = spawn_seeded().await;
+    let (_, _, _, list) = fetch(&app, "/api/v1/movies?limit=1", "").await;
+    let id = serde_json::from_slice::<serde_json::Value>(&list).unwrap()["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/movies/{id}");
+    let plain = app.http.get(app.url(&path)).send().await.unwrap();
+    let strong = plain.headers()[header::ETAG].to_str().unwrap().to_owned();
+    assert!(strong.starts_with('"'), "{strong}");
+    let compressed = app.http.get(app.url(&path)).header(header::ACCEPT_ENCODING, "br").send().await.unwrap();
+    assert_eq!(compressed.headers()[header::CONTENT_ENCODING], "br");
+    assert_eq!(compressed.headers()[header::ETAG].to_str().unwrap(), format!("W/{strong}"));
+    for tag in [strong.clone(), format!("W/{strong}")] {
+        let again = app
+            .http
+            .get(app.url(&path))
+            .header(header::ACCEPT_ENCODING, "br")
+            .header(header::IF_NONE_MATCH, &tag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{tag}");
+    }
+}
