@@ -25,7 +25,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use maud::{html, Markup};
-use movies_console::{error_page, html_response, page};
+use movies_console::{error_page, failed_page, html_response, page};
 use movies_events::{FieldError, Movie, MovieCommand, MovieDraft, MovieFields, MovieInput, Role, Version};
 use movies_web::{ApiError, ClientAddress, Principal, ACCESS_TOKEN_TTL_SECONDS};
 use serde::Deserialize;
@@ -233,15 +233,7 @@ fn admin_bar(session: &Session) -> Markup {
 
 /// What a page shows of a failed request: the API's message, or a generic one for a fault.
 fn failed(error: ApiError) -> Response {
-    let status = error.status();
-    match error {
-        ApiError::Internal(_) | ApiError::Unavailable(_) => {
-            tracing::error!(error = format!("{error:#}"), "an admin page failed");
-            error_page(status, "Something went wrong", "Nothing was changed. Try again soon.")
-        }
-        ApiError::NotFound(_) => error_page(status, "Not found", "There is no such movie."),
-        other => error_page(status, "That cannot be done", &other.to_string()),
-    }
+    failed_page(error, "Nothing was changed. Try again soon.", "That cannot be done")
 }
 
 // ---- signing in and out ----

@@ -128,6 +128,22 @@ pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
     response
 }
 
+/// The page for a request that failed: a fault says only `fault` (the error itself is logged,
+/// never shown), a missing movie says so, and any other refusal shows the API's own message
+/// under the title `refused`.
+pub fn failed_page(error: movies_web::ApiError, fault: &str, refused: &str) -> Response {
+    use movies_web::ApiError;
+    let status = error.status();
+    match error {
+        ApiError::Internal(_) | ApiError::Unavailable(_) => {
+            tracing::error!(error = format!("{error:#}"), "a console page failed");
+            error_page(status, "Something went wrong", fault)
+        }
+        ApiError::NotFound(_) => error_page(status, "Not found", "There is no such movie."),
+        other => error_page(status, refused, &other.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use maud::{html, Markup, PreEscaped};
-use movies_console::{error_page, html_response, page};
+use movies_console::{error_page, failed_page, html_response, page};
 use movies_events::Position;
 use movies_read_model::MovieDoc;
 use movies_web::ApiError;
@@ -95,15 +95,7 @@ impl SearchPageParams {
 
 /// What a page shows of a failed request: the API's message, on a page.
 fn failed(error: ApiError) -> Response {
-    let status = error.status();
-    match error {
-        ApiError::Internal(_) | ApiError::Unavailable(_) => {
-            tracing::error!(error = format!("{error:#}"), "a page failed");
-            error_page(status, "Something went wrong", "The catalogue could not be read. Try again soon.")
-        }
-        ApiError::NotFound(_) => error_page(status, "Not found", "There is no such movie."),
-        other => error_page(status, "That search cannot be run", &other.to_string()),
-    }
+    failed_page(error, "The catalogue could not be read. Try again soon.", "That search cannot be run")
 }
 
 fn cache_headers(position: Position) -> [(header::HeaderName, HeaderValue); 2] {
