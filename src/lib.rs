@@ -342,8 +342,6 @@ pub fn readiness(dependencies: &[(&str, bool)]) -> axum::response::Response {
 /// The layers every deployment's HTTP server wears, the API's rate limits among them.
 pub fn layers(router: Router, limiter: Arc<RateLimiter>) -> Router {
     let stack = tower::ServiceBuilder::new()
-        .map_response(weak_etag_when_encoded)
-        .layer(compression())
         .layer(EdgeLayer)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(RateLimitLayer::new(limiter));
@@ -352,38 +350,6 @@ pub fn layers(router: Router, limiter: Arc<RateLimiter>) -> Router {
         .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED.into_response() })
         // One layer call: one boxed service per route to clone per request, not one a layer.
         .layer(stack)
-}
-
-/// Responses of at least this many bytes are compressed for a client that accepts it; below
-/// it, compressing saves too few bytes to pay for itself (a movie's detail is about 300).
-pub const COMPRESS_FROM_BYTES: u16 = 1024;
-
-/// Brotli or gzip (brotli preferred), as `Accept-Encoding` asks, at quality 4: about as fast as
-/// gzip's default and smaller (brotli's own default, 11, is far too slow for answers made per
-/// request). Bodies under `COMPRESS_FROM_BYTES` and images are sent as they are.
-fn compression() -> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate> {
-    use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
-    use tower_http::compression::{CompressionLayer, CompressionLevel};
-    CompressionLayer::new()
-        .quality(CompressionLevel::Precise(4))
-        .compress_when(DefaultPredicate::new().and(SizeAbove::new(COMPRESS_FROM_BYTES - 1)))
-}
-
-/// A compressed response is another representation of the same version: its ETag is made weak
-/// (RFC 9110 asks a strong one to name exact bytes). Revalidation compares weakly, so either
-/// form of the tag still answers 304.
-fn weak_etag_when_encoded<B>(mut response: axum::http::Response<B>) -> axum::http::Response<B> {
-    use axum::http::header::{CONTENT_ENCODING, ETAG};
-    let headers = response.headers_mut();
-    if headers.contains_key(CONTENT_ENCODING) {
-        let strong = headers.get(ETAG).filter(|tag| !tag.as_bytes().starts_with(b"W/"));
-        if let Some(weak) = strong.and_then(|tag| {
-            axum::http::HeaderValue::from_bytes(&[b"W/".as_slice(), tag.as_bytes()].concat()).ok()
-        }) {
-            headers.insert(ETAG, weak);
-        }
-    }
-    response
 }
 
 /// Serves the embedded all-in-one process on `listener` until `shutdown` turns true.

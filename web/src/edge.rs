@@ -76,6 +76,7 @@ where
         let method = request.method().clone();
         // Shares its bytes: no copy.
         let uri = request.uri().clone();
+        let encoding = crate::compress::accepted(request.headers());
         // Every log line of the request carries its id (also stored with the events it causes).
         Box::pin(logs::scope(id.clone(), async move {
             let started = Instant::now();
@@ -91,7 +92,6 @@ where
                     Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR, None).into_response()
                 }
             };
-            let mut response = response;
             let status = response.status();
             let elapsed = started.elapsed();
             let latency_ms = elapsed.as_secs_f64() * 1000.0;
@@ -103,6 +103,7 @@ where
                     tracing::debug!(%method, path = uri.path(), status = status.as_u16(), latency_ms, "request finished")
                 }
             }
+            let mut response = crate::compress::compress(response, encoding).await;
             response.headers_mut().insert(name, id);
             let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
             let (count, duration) = metrics::series(&method, route, status);

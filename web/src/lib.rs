@@ -5,6 +5,7 @@
 //! Knows nothing of stores or projections: handlers get their data through their own state.
 
 mod auth;
+mod compress;
 mod edge;
 mod json;
 pub mod logs;
