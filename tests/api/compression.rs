@@ -26,6 +26,13 @@ async fn fetch(
     (response.status(), encoding, vary, response.bytes().await.unwrap().to_vec())
 }
 
+/// The id of the first movie the API lists.
+async fn first_movie(app: &TestApp) -> String {
+    let (_, _, _, list) = fetch(app, "/api/v1/movies?limit=1", "").await;
+    let list: serde_json::Value = serde_json::from_slice(&list).unwrap();
+    list["items"][0]["id"].as_str().unwrap().to_owned()
+}
+
 fn unbrotli(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     brotli::Decompressor::new(bytes, 4096).read_to_end(&mut out).unwrap();
@@ -68,11 +75,7 @@ async fn a_large_answer_is_compressed_as_the_client_asks_and_decodes_to_the_same
 #[tokio::test]
 async fn a_small_answer_such_as_a_movie_is_sent_as_it_is() {
     let app = spawn_seeded().await;
-    let (_, _, _, list) = fetch(&app, "/api/v1/movies?limit=1", "").await;
-    let id = serde_json::from_slice::<serde_json::Value>(&list).unwrap()["items"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = first_movie(&app).await;
     let path = format!("/api/v1/movies/{id}");
     let (_, _, _, plain) = fetch(&app, &path, "").await;
     assert!(plain.len() < 1024, "{} bytes", plain.len());
@@ -83,11 +86,7 @@ async fn a_small_answer_such_as_a_movie_is_sent_as_it_is() {
 #[tokio::test]
 async fn a_compressed_page_carries_its_version_as_a_weak_etag_and_still_revalidates() {
     let app = spawn_seeded().await;
-    let (_, _, _, list) = fetch(&app, "/api/v1/movies?limit=1", "").await;
-    let id = serde_json::from_slice::<serde_json::Value>(&list).unwrap()["items"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = first_movie(&app).await;
     let path = format!("/movies/{id}");
     let plain = app.http.get(app.url(&path)).send().await.unwrap();
     let strong = plain.headers()[header::ETAG].to_str().unwrap().to_owned();
