@@ -1,12 +1,13 @@
-//! Response compression, inside the edge layer: a response of 1 KiB to 256 KiB of JSON, HTML,
+//! Response compression, inside the edge layer: a response of 1 KiB to 64 KiB of JSON, HTML,
 //! CSS or JavaScript is compressed when the client accepts brotli (preferred) or gzip, at
 //! quality 4 (about as fast as gzip's default and smaller; brotli's own default, 11, is far too
 //! slow for answers made per request). A request that accepts neither costs a header lookup.
 //!
 //! Every body here is a buffer made whole by its handler, so it is compressed in one piece. A
 //! movie's detail (about 300 bytes) is sent as it is: compressing it saves nothing. Above
-//! 256 KiB (only the bundled API docs' script) nothing is compressed: the docs are not rate
-//! limited, and compressing a megabyte per request would be a cheap way to burn a core.
+//! 64 KiB nothing is compressed: the largest API answers (100 search hits) and pages stay under
+//! it, and past it are only the bundled API docs' stylesheet and script, which are not rate
+//! limited: compressing them per request would be a cheap way to burn a core.
 
 use std::io::Write;
 
@@ -19,7 +20,7 @@ use http_body::Body as _;
 /// The smallest body worth compressing.
 pub const COMPRESS_FROM_BYTES: u64 = 1024;
 /// The largest body compressed per request.
-pub const COMPRESS_UP_TO_BYTES: u64 = 256 * 1024;
+pub const COMPRESS_UP_TO_BYTES: u64 = 64 * 1024;
 const QUALITY: u32 = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
