@@ -102,15 +102,7 @@ pub async fn history(events: &dyn EventStore, id: Uuid) -> Result<Vec<AuditEvent
 /// The audit trail of a loaded stream (in version order): each event with its fields' before
 /// and after.
 pub fn trail(stream: &[EventEnvelope]) -> Vec<AuditEvent> {
-    let mut state = Movie::Absent;
-    stream
-        .iter()
-        .map(|envelope| {
-            let event = audit_event(envelope, changes(&state, &envelope.event));
-            state.apply(&envelope.event);
-            event
-        })
-        .collect()
+    page_of(stream, 0, usize::MAX).0
 }
 
 /// A page of one movie's history: up to `limit` events after version `after`, oldest first,
@@ -122,20 +114,24 @@ pub async fn history_page(
     after: Version,
     limit: usize,
 ) -> Result<(Vec<AuditEvent>, Option<Version>), StoreError> {
+    Ok(page_of(&events.load(id).await?, after, limit))
+}
+
+/// `history_page` of a loaded stream.
+fn page_of(stream: &[EventEnvelope], after: Version, limit: usize) -> (Vec<AuditEvent>, Option<Version>) {
     let mut state = Movie::Absent;
     let mut trail = Vec::new();
-    let stream = events.load(id).await?;
     let mut rest = stream.iter().peekable();
     while let Some(envelope) = rest.next() {
         if envelope.stream_version > after {
             trail.push(audit_event(envelope, changes(&state, &envelope.event)));
             if trail.len() == limit && rest.peek().is_some() {
-                return Ok((trail, Some(envelope.stream_version)));
+                return (trail, Some(envelope.stream_version));
             }
         }
         state.apply(&envelope.event);
     }
-    Ok((trail, None))
+    (trail, None)
 }
 
 /// A page of the whole log: events matching `filter` after the cursor, and the next cursor.

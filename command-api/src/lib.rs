@@ -212,7 +212,7 @@ async fn issue_token(
     Json(request): Json<TokenRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let address = client.map(|Extension(ClientAddress(address))| address);
-    let token = sign_in(&state, &request.username, request.password, address).await?;
+    let (token, _) = sign_in(&state, &request.username, request.password, address).await?;
     Ok(Json(TokenResponse {
         access_token: token,
         token_type: "Bearer".into(),
@@ -220,15 +220,15 @@ async fn issue_token(
     }))
 }
 
-/// A signed access token for the account `username` names, if `password` is its password and
-/// the account is enabled. Failures are counted per username and per client address, and
-/// refused while either is over its limit.
+/// A signed access token for the account `username` names, and the account's role, if
+/// `password` is its password and the account is enabled. Failures are counted per username
+/// and per client address, and refused while either is over its limit.
 async fn sign_in(
     state: &CommandState,
     username: &str,
     password: String,
     address: Option<std::net::IpAddr>,
-) -> Result<String, ApiError> {
+) -> Result<(String, Role), ApiError> {
     let wrong = || ApiError::Unauthorized("wrong username or password".into());
     // No account has a longer name: only the address is counted (keeping the name would cost
     // memory), and no store or hash is consulted.
@@ -253,10 +253,11 @@ async fn sign_in(
         return Err(wrong());
     };
     let now = chrono::Utc::now().timestamp();
-    state
+    let token = state
         .keys
         .issue(&account.username, account.role, now, ACCESS_TOKEN_TTL_SECONDS)
-        .map_err(|e| ApiError::Internal(e.into()))
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok((token, account.role))
 }
 
 // ---- v1 movies ----

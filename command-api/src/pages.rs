@@ -25,7 +25,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use maud::{html, Markup};
-use movies_console::{error_page, failed_page, html_response, page};
+use movies_console::{error_page, failed_page, html_response, page, PageQuery};
 use movies_events::{FieldError, Movie, MovieCommand, MovieDraft, MovieFields, MovieInput, Role, Version};
 use movies_web::{ApiError, ClientAddress, Principal, ACCESS_TOKEN_TTL_SECONDS};
 use serde::Deserialize;
@@ -304,8 +304,8 @@ async fn sign_in(
         sign_in_form(status, &headers, &csrf, local(&form.next), &form.username, Some(problem))
     };
     match crate::sign_in(&state, &form.username, form.password.clone(), address).await {
-        Ok(token) => {
-            if state.keys.verify(&token).is_none_or(|claims| claims.role != Role::Admin) {
+        Ok((token, role)) => {
+            if role != Role::Admin {
                 return again(
                     StatusCode::FORBIDDEN,
                     "This account is not an admin's: the console is for admins.",
@@ -820,12 +820,8 @@ async fn history_page(
     session: Session,
     headers: HeaderMap,
     Path(id): Path<String>,
-    params: Result<Query<HistoryParams>, QueryRejection>,
+    PageQuery(params): PageQuery<HistoryParams>,
 ) -> Response {
-    let params = match params {
-        Ok(Query(params)) => params,
-        Err(rejection) => return error_page(StatusCode::BAD_REQUEST, "Bad request", &rejection.body_text()),
-    };
     let Ok(id) = id.parse::<Uuid>() else {
         return failed(ApiError::NotFound(String::new()));
     };
@@ -847,12 +843,13 @@ async fn history_page(
         (None, Some(version)) => usize::try_from(version).unwrap_or(0).min(latest),
         (None, None) => latest,
     };
-    let (then, _) = fold(id, &stream[..shown]);
-    let trail = audit::trail(&stream);
-    let name = match fold(id, &stream).0 {
-        Movie::Live(f) | Movie::Deleted(f) => f.name,
+    let (now, _) = fold(id, &stream);
+    let name = match &now {
+        Movie::Live(f) | Movie::Deleted(f) => f.name.clone(),
         Movie::Absent => String::new(),
     };
+    let then = if shown == latest { now } else { fold(id, &stream[..shown]).0 };
+    let trail = audit::trail(&stream);
     let at = shown.checked_sub(1).map(|i| &trail[i]);
     let main = html! {
         (admin_bar(&session))
@@ -946,12 +943,8 @@ async fn log_page(
     State(state): State<CommandState>,
     session: Session,
     headers: HeaderMap,
-    params: Result<Query<LogPageParams>, QueryRejection>,
+    PageQuery(params): PageQuery<LogPageParams>,
 ) -> Response {
-    let params = match params {
-        Ok(Query(params)) => params,
-        Err(rejection) => return error_page(StatusCode::BAD_REQUEST, "Bad request", &rejection.body_text()),
-    };
     let present =
         |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
     let mut bad = None;

@@ -128,6 +128,20 @@ pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
     response
 }
 
+/// A page's query string, parsed; a malformed one is answered with a 400 page saying why.
+pub struct PageQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S> for PageQuery<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Response> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(query)| PageQuery(query))
+            .map_err(|rejection| error_page(StatusCode::BAD_REQUEST, "Bad request", &rejection.body_text()))
+    }
+}
+
 /// The page for a request that failed: a fault says only `fault` (the error itself is logged,
 /// never shown), a missing movie says so, and any other refusal shows the API's own message
 /// under the title `refused`.

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use maud::{html, Markup, PreEscaped};
-use movies_console::{error_page, failed_page, html_response, page};
+use movies_console::{error_page, failed_page, html_response, page, PageQuery};
 use movies_events::Position;
 use movies_read_model::MovieDoc;
 use movies_web::ApiError;
@@ -259,13 +259,9 @@ struct MoviePageParams {
 async fn movie_page(
     State(state): State<Shared>,
     Path(id): Path<String>,
-    params: Result<Query<MoviePageParams>, QueryRejection>,
+    PageQuery(params): PageQuery<MoviePageParams>,
     cached: IfNoneMatch,
 ) -> Response {
-    let params = match params {
-        Ok(Query(params)) => params,
-        Err(rejection) => return error_page(StatusCode::BAD_REQUEST, "Bad request", &rejection.body_text()),
-    };
     // Any id that is not a movie's is a page that does not exist.
     let Ok(id) = id.parse::<Uuid>() else {
         return failed(ApiError::NotFound(String::new()));
