@@ -336,7 +336,7 @@ impl GenreBits {
         (self.any == 0 || mask & self.any != 0) && mask & self.all == self.all
     }
 
-    fn is_empty(self) -> bool {
+    pub(crate) fn is_empty(self) -> bool {
         self.any | self.all == 0
     }
 }

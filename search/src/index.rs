@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::{Directory, MmapDirectory, WatchCallback, WatchHandle};
 use tantivy::query::{
-    AllQuery, BooleanQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery,
+    AllQuery, BooleanQuery, ConstScoreQuery, EnableScoring, FuzzyTermQuery, Occur, Query, RangeQuery,
+    TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption, Value};
 use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, SimpleTokenizer, TextAnalyzer};
@@ -28,6 +29,7 @@ use crate::keys::*;
 use crate::query::*;
 use crate::rank::Best;
 use crate::schema::*;
+use crate::walk::{Orders, Walk};
 use crate::words::{typo_budget, DenseTerms, TextQuery, Way, Word, WordWays};
 
 #[derive(Serialize, Deserialize)]
@@ -80,6 +82,8 @@ pub struct TantivySearchIndex {
     segment_tables: Arc<SegmentTables>,
     /// The bitsets of terms in many documents, kept across searches (see `word`).
     dense: DenseTerms,
+    /// Per-segment rank orders and genre bitsets for walking dense words (see `walk`).
+    orders: Orders,
 }
 
 impl TantivySearchIndex {
@@ -187,6 +191,7 @@ impl TantivySearchIndex {
             summaries: Summaries::default(),
             segment_tables,
             dense: DenseTerms::default(),
+            orders: Orders::default(),
         })
     }
 
@@ -591,14 +596,18 @@ impl TantivySearchIndex {
     ) -> Result<(Box<dyn Query>, PostFilter)> {
         let (mut clauses, post) = self.filters(filters, !words.is_empty(), registry);
         if !words.is_empty() {
-            let words = words.iter().map(|word| self.word_ways(searcher, word, fields));
-            let text = TextQuery::new(words.collect::<Result<_>>()?, self.dense.clone());
-            clauses.push((Occur::Must, Box::new(text)));
+            clauses.push((Occur::Must, Box::new(self.text_query(searcher, words, fields)?)));
         }
         if clauses.is_empty() {
             return Ok((Box::new(AllQuery), post));
         }
         Ok((Box::new(BooleanQuery::new(clauses)), post))
+    }
+
+    /// Every word in any of `fields`, scored by how and where it matched.
+    fn text_query(&self, searcher: &Searcher, words: &[Word], fields: &[(Field, f32)]) -> Result<TextQuery> {
+        let words = words.iter().map(|word| self.word_ways(searcher, word, fields));
+        Ok(TextQuery::new(words.collect::<Result<_>>()?, self.dense.clone()))
     }
 
     fn text_fields(&self) -> [(Field, f32); 3] {
@@ -647,7 +656,6 @@ impl TantivySearchIndex {
         let words = self.words(&q.text)?;
         // Fetched once: filters, the browse plan and facets all name genres by their bits.
         let registry = self.genre_registry();
-        let (query, post) = self.query(&searcher, &words, &self.text_fields(), &q.filters, &registry)?;
         let sort =
             if q.sort == SearchSort::Relevance && words.is_empty() { SearchSort::Popularity } else { q.sort };
         let natural = if sort == SearchSort::Name { Order::Asc } else { Order::Desc };
@@ -665,9 +673,16 @@ impl TantivySearchIndex {
         };
         let browsed = match self.browse_plan(q, sort, ascending, &words, &registry) {
             Some(browse) => self.summaries.browse(&searcher, &browse)?,
-            None => None,
+            None => match self.walk_plan(q, sort, ascending, &words, &registry) {
+                Some(walk) => {
+                    let text = self.text_query(&searcher, &words, &self.text_fields())?;
+                    let text = text.text_weight(EnableScoring::disabled_from_searcher(&searcher))?;
+                    self.orders.walk(&searcher, &self.segment_tables, &text, &walk, registry.len())?
+                }
+                None => None,
+            },
         };
-        // Both paths leave out keys at or past the cursor (they were on earlier pages).
+        // Every path leaves out keys at or past the cursor (they were on earlier pages).
         let (mut ranked, total, facet_counts) = match browsed {
             Some(Browsed { ranked, total, bit_counts }) => {
                 let facets = q.facets.then(|| {
@@ -681,6 +696,8 @@ impl TantivySearchIndex {
                 (ranked, total, facets)
             }
             None => {
+                let (query, post) =
+                    self.query(&searcher, &words, &self.text_fields(), &q.filters, &registry)?;
                 let facets = q.facets.then_some(GenreFacets { registry, tables: &self.segment_tables });
                 searcher.search(
                     &query,
@@ -754,6 +771,40 @@ impl TantivySearchIndex {
         })
     }
 
+    /// A search with words that walks their matches as bitsets in rank order (see `walk`): by
+    /// popularity, or by relevance for one word, highest first, with genre filters only.
+    fn walk_plan(
+        &self,
+        q: &SearchQuery,
+        sort: SearchSort,
+        ascending: bool,
+        words: &[Word],
+        registry: &[String],
+    ) -> Option<Walk> {
+        let f = &q.filters;
+        let ranges = [f.min_score, f.max_score, f.min_popularity, f.max_popularity];
+        if words.is_empty() || ascending || f.director.is_some() || ranges.iter().any(Option::is_some) {
+            return None;
+        }
+        let relevance = match sort {
+            SearchSort::Popularity => false,
+            SearchSort::Relevance if words.len() == 1 => true,
+            _ => return None,
+        };
+        let wanted = q.offset + q.limit.max(1) + 1;
+        Some(Walk {
+            relevance,
+            genres: GenreBits {
+                any: genre_mask(registry, &f.genre_any)?,
+                all: genre_mask(registry, &f.genre_all)?,
+            },
+            after: q.after.map(|c| c.0),
+            wanted,
+            skip: q.offset,
+            facets: q.facets,
+        })
+    }
+
     /// Every document in the index as (movie id, fields, version): what `movies verify` compares
     /// with the log. Reads the whole index: an operator's tool, not a request path.
     pub fn documents(&self) -> Result<Vec<(Uuid, MovieFields, Version)>> {
@@ -794,20 +845,43 @@ impl TantivySearchIndex {
         if words.is_empty() {
             return Ok(Vec::new());
         }
-        let (query, _) =
-            self.query(&searcher, &words, &[(self.fields.name, 3.0)], &SearchFilters::default(), &[])?;
-        let collector = Best {
-            tables: &self.segment_tables,
-            sort: SearchSort::Relevance,
-            query_words: words.len(),
-            ascending: false,
-            after: None,
-            keep: limit.max(1) * 2,
-            skip: 0,
+        let (fields, keep) = ([(self.fields.name, 3.0)], limit.max(1) * 2);
+        // One word (a prefix being typed) may match a large share of the titles: walked.
+        let walked = match words.len() {
+            1 => {
+                let text = self.text_query(&searcher, &words, &fields)?;
+                let text = text.text_weight(EnableScoring::disabled_from_searcher(&searcher))?;
+                let walk = Walk {
+                    relevance: true,
+                    genres: GenreBits::default(),
+                    after: None,
+                    wanted: keep,
+                    skip: 0,
+                    facets: false,
+                };
+                self.orders.walk(&searcher, &self.segment_tables, &text, &walk, 0)?
+            }
+            _ => None,
+        };
+        let ranked = match walked {
+            Some(walked) => walked.ranked,
+            None => {
+                let (query, _) = self.query(&searcher, &words, &fields, &SearchFilters::default(), &[])?;
+                let collector = Best {
+                    tables: &self.segment_tables,
+                    sort: SearchSort::Relevance,
+                    query_words: words.len(),
+                    ascending: false,
+                    after: None,
+                    keep,
+                    skip: 0,
+                };
+                searcher.search(&query, &collector)?
+            }
         };
         let mut seen = std::collections::HashSet::new();
         let mut hits = Vec::new();
-        for (key, address) in searcher.search(&query, &collector)? {
+        for (key, address) in ranked {
             let score = f32::from_bits(key.0 as u32);
             if let Some(hit) = self.hit(&searcher, address, score, &words)? {
                 if seen.insert(hit.name.to_lowercase()) && hits.len() < limit {
@@ -1281,6 +1355,78 @@ mod tests {
                 assert!(expected.0.len() > 10, "{text:?} by {sort:?}: {}", expected.0.len());
                 assert!(walk(&with, &q) == expected, "{text:?} by {sort:?} {order:?}");
             }
+        }
+    }
+
+    #[test]
+    fn walking_dense_words_in_rank_order_answers_as_the_full_search_would() {
+        let index = TantivySearchIndex::in_memory().unwrap();
+        corpus(&index);
+        let genre = |names: &[&str]| names.iter().map(|g| (*g).to_owned()).collect::<Vec<_>>();
+        // A dense title word, a prefix over two title words and every director, a prefix of
+        // genres only, a rare word, several words by popularity.
+        for text in ["golden ", "s", "c", "golden", "river 17", "silent storm"] {
+            for sort in [SearchSort::Relevance, SearchSort::Popularity] {
+                for (any, all) in [
+                    (vec![], vec![]),
+                    (genre(&["Horror", "War"]), vec![]),
+                    (vec![], genre(&["Drama", "Crime"])),
+                    (genre(&["Comedy"]), genre(&["Drama"])),
+                ] {
+                    let filters = SearchFilters { genre_any: any, genre_all: all, ..Default::default() };
+                    let q = SearchQuery {
+                        text: text.into(),
+                        sort,
+                        limit: 7,
+                        facets: true,
+                        filters,
+                        ..Default::default()
+                    };
+                    let words = index.words(text).unwrap();
+                    let registry = index.genre_registry();
+                    let planned = index.walk_plan(&q, sort, false, &words, &registry).is_some();
+                    assert_eq!(planned, sort == SearchSort::Popularity || words.len() == 1, "{text:?}");
+                    // A range every movie is in takes the query off the walk.
+                    let mut full = q.clone();
+                    full.filters.min_score = Some(-1.0);
+                    assert!(index.walk_plan(&full, sort, false, &words, &registry).is_none());
+                    let case = format!("{text:?} by {sort:?} {:?}", q.filters);
+                    let (walked, expected) = (walk(&index, &q), walk(&index, &full));
+                    if q.filters == SearchFilters::default() {
+                        assert!(expected.0.len() > 7 || text == "river 17", "{case}: {}", expected.0.len());
+                    }
+                    assert!(
+                        walked == expected,
+                        "{case}: {} walked, {} expected",
+                        walked.0.len(),
+                        expected.0.len()
+                    );
+                    // Offsets skip into the same order.
+                    let skipped = SearchQuery { offset: 5, limit: 20, ..q.clone() };
+                    let (a, b) = (
+                        index.search(&skipped).unwrap(),
+                        index.search(&SearchQuery { offset: 5, limit: 20, ..full.clone() }).unwrap(),
+                    );
+                    let ids =
+                        |page: &SearchPage| page.hits.iter().map(|h| (h.id, h.score)).collect::<Vec<_>>();
+                    assert_eq!((ids(&a), a.total), (ids(&b), b.total), "{case} from offset 5");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn suggestions_walked_in_rank_order_are_those_of_the_full_search() {
+        let with = TantivySearchIndex::in_memory().unwrap();
+        // Without segment tables, nothing is walked.
+        let mut without = TantivySearchIndex::in_memory().unwrap();
+        without.segment_tables = Arc::new(SegmentTables { limit: 0, ..SegmentTables::default() });
+        corpus(&with);
+        corpus(&without);
+        for text in ["g", "s", "golden", "sil", "golden r", "storm 1"] {
+            let expected = without.suggest(text, 10).unwrap();
+            assert!(!expected.is_empty(), "{text:?}");
+            assert_eq!(with.suggest(text, 10).unwrap(), expected, "{text:?}");
         }
     }
 

@@ -16,6 +16,7 @@
 //! - `facets`: per-segment genre and score tables, genre filters and facet counts;
 //! - `rank`: the collector that keeps the best hits by sort key;
 //! - `browse`: browsing by genre from per-segment summaries, without words;
+//! - `walk`: dense words' pages, totals and facets from bitsets and a rank order, unscored;
 //! - `index`: the index itself: applying events, its gapless checkpoint, search and suggest;
 //! - `port`: the traits its users name (`SearchIndex` to read, `SearchProjection` to write).
 //!
@@ -30,6 +31,7 @@ mod port;
 mod query;
 mod rank;
 mod schema;
+mod walk;
 mod words;
 
 pub use index::TantivySearchIndex;

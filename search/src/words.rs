@@ -31,7 +31,7 @@ const DENSE_SHARE: u32 = 16;
 /// Memory the kept bitsets may take: about a hundred dense terms at 5M movies.
 const DENSE_BYTES: u64 = 64 << 20;
 
-type Bits = Arc<Vec<u64>>;
+pub(crate) type Bits = Arc<Vec<u64>>;
 
 /// The bitsets of dense terms, per segment, least recently used dropped first. Entries of
 /// segments merged away are never asked for again and age out.
@@ -101,6 +101,14 @@ type Levels = Vec<(Score, Vec<WayWeight>)>;
 
 impl Query for TextQuery {
     fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(self.text_weight(scoring)?))
+    }
+}
+
+impl TextQuery {
+    /// The query's weight as itself: what a walk in rank order reads each segment's matches
+    /// from (see `walk`).
+    pub(crate) fn text_weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<TextWeight> {
         // The ways' own scores are never read: each way's score is its level's.
         let unscored = EnableScoring::Disabled { schema: scoring.schema(), searcher_opt: scoring.searcher() };
         let mut words = Vec::with_capacity(self.words.len());
@@ -120,12 +128,12 @@ impl Query for TextQuery {
             }
             words.push((levels, word.required));
         }
-        Ok(Box::new(TextWeight { words, dense: self.dense.clone() }))
+        Ok(TextWeight { words, dense: self.dense.clone() })
     }
 }
 
-struct TextWeight {
-    pub(crate) words: Vec<(Levels, bool)>,
+pub(crate) struct TextWeight {
+    words: Vec<(Levels, bool)>,
     pub(crate) dense: DenseTerms,
 }
 
@@ -213,26 +221,41 @@ impl TextWeight {
     }
 }
 
-impl Weight for TextWeight {
-    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+impl TextWeight {
+    /// How many words the query has.
+    pub(crate) fn words(&self) -> usize {
+        self.words.len()
+    }
+
+    /// The segment's matches, or `None` if it has none.
+    pub(crate) fn matches(&self, reader: &SegmentReader) -> tantivy::Result<Option<Matches>> {
         let (mut required, mut optional) = (Vec::new(), Vec::new());
         for (levels, must) in &self.words {
             match (self.word(reader, levels)?, must) {
                 (Some(word), true) => required.push(word),
                 (Some(word), false) => optional.push(word),
-                (None, true) => return Ok(Box::new(EmptyScorer)),
+                (None, true) => return Ok(None),
                 (None, false) => {}
             }
         }
         let mut sets = required.iter().map(|word| &word.matches);
         let Some(first) = sets.next() else {
-            return Ok(Box::new(EmptyScorer));
+            return Ok(None);
         };
         let mut candidates = first.clone();
         for bits in sets {
             Arc::make_mut(&mut candidates).iter_mut().zip(bits.iter()).for_each(|(all, bits)| *all &= bits);
         }
-        Ok(Box::new(TextScorer::new(candidates, required, optional, boost)))
+        Ok(Some(Matches { candidates, required, optional }))
+    }
+}
+
+impl Weight for TextWeight {
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        match self.matches(reader)? {
+            Some(matches) => Ok(Box::new(TextScorer::new(matches, boost))),
+            None => Ok(Box::new(EmptyScorer)),
+        }
     }
 
     fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
@@ -260,12 +283,12 @@ fn insert(bits: &mut [u64], doc: DocId) {
     bits[doc as usize / 64] |= 1 << (doc % 64);
 }
 
-fn has(bits: &[u64], doc: DocId) -> bool {
+pub(crate) fn has(bits: &[u64], doc: DocId) -> bool {
     bits[doc as usize / 64] >> (doc % 64) & 1 == 1
 }
 
 /// One word's matches in a segment, and which level each took.
-struct WordBits {
+pub(crate) struct WordBits {
     pub(crate) matches: Bits,
     /// Every level but the last, best first.
     pub(crate) levels: Vec<(Score, Bits)>,
@@ -279,11 +302,26 @@ impl WordBits {
     }
 }
 
-/// Walks the documents with every required word, scoring each by all the words it has.
-struct TextScorer {
+/// A segment's documents with every required word, and each word's levels to score them by.
+pub(crate) struct Matches {
     pub(crate) candidates: Bits,
     pub(crate) required: Vec<WordBits>,
     pub(crate) optional: Vec<WordBits>,
+}
+
+impl Matches {
+    /// The score of a candidate: the sum of the best way each word it has matches.
+    pub(crate) fn score(&self, doc: DocId) -> Score {
+        let required: Score = self.required.iter().map(|word| word.score(doc)).sum();
+        let optional: Score =
+            self.optional.iter().filter(|word| has(&word.matches, doc)).map(|word| word.score(doc)).sum();
+        required + optional
+    }
+}
+
+/// Walks the documents with every required word, scoring each by all the words it has.
+struct TextScorer {
+    pub(crate) matches: Matches,
     pub(crate) boost: Score,
     pub(crate) len: u32,
     pub(crate) bucket: usize,
@@ -293,10 +331,10 @@ struct TextScorer {
 }
 
 impl TextScorer {
-    fn new(candidates: Bits, required: Vec<WordBits>, optional: Vec<WordBits>, boost: Score) -> Self {
-        let len = candidates.iter().map(|bits| bits.count_ones()).sum();
-        let ahead = candidates.first().copied().unwrap_or(0);
-        let mut scorer = Self { candidates, required, optional, boost, len, bucket: 0, ahead, doc: 0 };
+    fn new(matches: Matches, boost: Score) -> Self {
+        let len = matches.candidates.iter().map(|bits| bits.count_ones()).sum();
+        let ahead = matches.candidates.first().copied().unwrap_or(0);
+        let mut scorer = Self { matches, boost, len, bucket: 0, ahead, doc: 0 };
         scorer.advance();
         scorer
     }
@@ -306,7 +344,7 @@ impl DocSet for TextScorer {
     fn advance(&mut self) -> DocId {
         while self.ahead == 0 {
             self.bucket += 1;
-            match self.candidates.get(self.bucket) {
+            match self.matches.candidates.get(self.bucket) {
                 Some(&bits) => self.ahead = bits,
                 None => {
                     self.doc = TERMINATED;
@@ -326,8 +364,8 @@ impl DocSet for TextScorer {
         }
         let bucket = target as usize / 64;
         if bucket > self.bucket {
-            let Some(&bits) = self.candidates.get(bucket) else {
-                self.bucket = self.candidates.len();
+            let Some(&bits) = self.matches.candidates.get(bucket) else {
+                self.bucket = self.matches.candidates.len();
                 self.doc = TERMINATED;
                 return TERMINATED;
             };
@@ -348,11 +386,7 @@ impl DocSet for TextScorer {
 
 impl Scorer for TextScorer {
     fn score(&mut self) -> Score {
-        let doc = self.doc;
-        let required: Score = self.required.iter().map(|word| word.score(doc)).sum();
-        let optional: Score =
-            self.optional.iter().filter(|word| has(&word.matches, doc)).map(|word| word.score(doc)).sum();
-        (required + optional) * self.boost
+        self.matches.score(self.doc) * self.boost
     }
 }
 
@@ -435,7 +469,7 @@ mod tests {
         for word in &required[1..] {
             candidates.iter_mut().zip(word.matches.iter()).for_each(|(all, bits)| *all &= bits);
         }
-        TextScorer::new(Arc::new(candidates), required, optional, 1.0)
+        TextScorer::new(Matches { candidates: Arc::new(candidates), required, optional }, 1.0)
     }
 
     fn walk(mut scorer: TextScorer) -> Vec<(DocId, Score)> {
