@@ -1416,6 +1416,17 @@ mod tests {
     }
 
     #[test]
+    fn a_prefix_whose_completions_are_dense_is_kept_whole_and_answers_the_same_from_it() {
+        let index = TantivySearchIndex::in_memory().unwrap();
+        corpus(&index);
+        let q = SearchQuery { text: "s".into(), limit: 10, facets: true, ..Default::default() };
+        let first = index.search(&q).unwrap();
+        // "silent" and "storm" in titles ("someone" alone among directors is a single term).
+        assert!(index.dense.unions() > 0);
+        assert_eq!(index.search(&q).unwrap(), first);
+    }
+
+    #[test]
     fn suggestions_walked_in_rank_order_are_those_of_the_full_search() {
         let with = TantivySearchIndex::in_memory().unwrap();
         // Without segment tables, nothing is walked.

@@ -33,10 +33,12 @@ const DENSE_BYTES: u64 = 64 << 20;
 
 pub(crate) type Bits = Arc<Vec<u64>>;
 
-/// The bitsets of dense terms, per segment, least recently used dropped first. Entries of
-/// segments merged away are never asked for again and age out.
+/// The bitsets of dense terms, and of dense unions of terms (a prefix's completions: "s" has
+/// fifty, each read from its postings, and together they are in most titles), per segment,
+/// least recently used dropped first. Entries of segments merged away are never asked for again
+/// and age out.
 #[derive(Clone, Debug)]
-pub(crate) struct DenseTerms(moka::sync::Cache<(SegmentId, Term), Bits>);
+pub(crate) struct DenseTerms(moka::sync::Cache<(SegmentId, Vec<Term>), Bits>);
 
 impl Default for DenseTerms {
     fn default() -> Self {
@@ -46,6 +48,15 @@ impl Default for DenseTerms {
                 .weigher(|_, bits: &Bits| u32::try_from(bits.len() * 8).unwrap_or(u32::MAX))
                 .build(),
         )
+    }
+}
+
+impl DenseTerms {
+    /// How many unions of several terms are kept.
+    #[cfg(test)]
+    pub(crate) fn unions(&self) -> usize {
+        self.0.run_pending_tasks();
+        self.0.iter().filter(|(key, _)| key.1.len() > 1).count()
     }
 }
 
@@ -181,7 +192,7 @@ impl TextWeight {
         if info.doc_freq.saturating_mul(DENSE_SHARE) < reader.max_doc() {
             return read(level.own(buckets));
         }
-        let key = (reader.segment_id(), term.clone());
+        let key = (reader.segment_id(), vec![term.clone()]);
         let bits = self.dense.0.try_get_with(key, || -> tantivy::Result<Bits> {
             let mut bits = vec![0u64; buckets];
             read(&mut bits)?;
@@ -197,6 +208,19 @@ impl TextWeight {
         // Only levels with matches take memory (a title word is seldom a director's name).
         let mut found: Vec<(Score, Bits)> = Vec::with_capacity(levels.len());
         for (score, ways) in levels {
+            // A level of several terms is kept whole when it is dense.
+            let terms: Option<Vec<Term>> = ways
+                .iter()
+                .map(|way| match way {
+                    WayWeight::Term(term) => Some(term.clone()),
+                    WayWeight::Weight(_) => None,
+                })
+                .collect();
+            let key = terms.filter(|terms| terms.len() > 1).map(|terms| (reader.segment_id(), terms));
+            if let Some(bits) = key.as_ref().and_then(|key| self.dense.0.get(key)) {
+                found.push((*score, bits));
+                continue;
+            }
             let mut level = Level::default();
             for way in ways {
                 match way {
@@ -209,7 +233,16 @@ impl TextWeight {
                     }
                 }
             }
-            found.extend(level.union(buckets).map(|bits| (*score, bits)));
+            let Some(bits) = level.union(buckets) else {
+                continue;
+            };
+            if let Some(key) = key {
+                let count: u32 = bits.iter().map(|word| word.count_ones()).sum();
+                if count.saturating_mul(DENSE_SHARE) >= reader.max_doc() {
+                    self.dense.0.insert(key, bits.clone());
+                }
+            }
+            found.push((*score, bits));
         }
         let all = Level { shared: found.iter().map(|(_, bits)| bits.clone()).collect(), own: None };
         let Some(matches) = all.union(buckets) else {
