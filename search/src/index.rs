@@ -30,7 +30,7 @@ use crate::query::*;
 use crate::rank::Best;
 use crate::schema::*;
 use crate::walk::{Orders, Walk};
-use crate::words::{typo_budget, DenseTerms, TextQuery, Way, Word, WordWays};
+use crate::words::{typo_budget, Completions, DenseTerms, TextQuery, Way, Word, WordWays};
 
 #[derive(Serialize, Deserialize)]
 struct Checkpoint {
@@ -84,6 +84,8 @@ pub struct TantivySearchIndex {
     dense: DenseTerms,
     /// Per-segment rank orders and genre bitsets for walking dense words (see `walk`).
     orders: Orders,
+    /// Each segment's most frequent completions of the prefixes searches have asked for.
+    completions: Completions,
 }
 
 impl TantivySearchIndex {
@@ -192,6 +194,7 @@ impl TantivySearchIndex {
             segment_tables,
             dense: DenseTerms::default(),
             orders: Orders::default(),
+            completions: Completions::default(),
         })
     }
 
@@ -469,33 +472,24 @@ impl TantivySearchIndex {
         Ok(words)
     }
 
-    /// The most frequent indexed completions of `prefix` in `field`, across segments.
+    /// The most frequent indexed completions of `prefix` in `field`, across segments: each
+    /// segment's most frequent ones (kept per segment, see `Completions`) added up.
     fn completions(&self, searcher: &Searcher, field: Field, prefix: &str) -> Result<Vec<Term>> {
-        let mut counts: HashMap<Vec<u8>, u32> = HashMap::new();
+        let mut counts: HashMap<&[u8], u32> = HashMap::new();
+        let mut kept = Vec::with_capacity(searcher.segment_readers().len());
         for segment in searcher.segment_readers() {
-            let inverted = segment.inverted_index(field)?;
-            let mut stream = inverted
-                .terms()
-                .range()
-                .ge(prefix.as_bytes())
-                .into_stream()
-                .map_err(tantivy::TantivyError::from)?;
-            let mut seen = 0;
-            while stream.advance() && seen < 20 * PREFIX_EXPANSIONS {
-                if !stream.key().starts_with(prefix.as_bytes()) {
-                    break;
-                }
-                *counts.entry(stream.key().to_vec()).or_default() += stream.value().doc_freq;
-                seen += 1;
-            }
+            kept.push(self.completions.of(segment, field, prefix)?);
+        }
+        for (text, freq) in kept.iter().flat_map(|top| top.iter()) {
+            *counts.entry(text.as_slice()).or_default() += freq;
         }
         let mut ranked: Vec<_> = counts.into_iter().collect();
-        ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
         Ok(ranked
             .into_iter()
             .take(PREFIX_EXPANSIONS)
-            .filter_map(|(bytes, _)| String::from_utf8(bytes).ok())
-            .map(|text| Term::from_field_text(field, &text))
+            .filter_map(|(bytes, _)| std::str::from_utf8(bytes).ok())
+            .map(|text| Term::from_field_text(field, text))
             .collect())
     }
 
@@ -1413,6 +1407,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_prefix_completes_to_its_most_frequent_words_however_many_come_before_them() {
+        let index = TantivySearchIndex::in_memory().unwrap();
+        // 10,000 rare words sort before "star", which five titles share (however the writer
+        // splits them among segments).
+        let rare = (0..10_000).map(|n| format!("Saa{n:05}"));
+        let names: Vec<String> = rare.chain((0..5).map(|n| format!("Star {n}"))).collect();
+        let events: Vec<EventEnvelope> = names
+            .iter()
+            .enumerate()
+            .map(|(n, name)| {
+                created(
+                    n as i64 + 1,
+                    MovieFields { name: name.clone(), director: "Xavier".into(), ..golden() },
+                )
+            })
+            .collect();
+        index.apply(&events).unwrap();
+        let page = index.search(&SearchQuery { text: "s".into(), limit: 100, ..Default::default() }).unwrap();
+        let stars = page.hits.iter().filter(|hit| hit.name.starts_with("Star")).count();
+        assert_eq!(stars, 5, "{} hits of {}", page.hits.len(), page.total);
+        assert_eq!(page.total, PREFIX_EXPANSIONS - 1 + 5);
     }
 
     #[test]

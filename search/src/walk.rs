@@ -47,16 +47,21 @@ pub(crate) struct SegmentOrder {
     genres: Vec<Vec<u64>>,
 }
 
+/// A segment's order once made; `None` inside: it could not be made.
+type OrderCell = OnceLock<Option<Arc<SegmentOrder>>>;
+
 /// The orders of the segments searches have met, and each segment's alive bits as words by its
 /// number of deleted documents.
 #[derive(Default)]
 pub(crate) struct Orders {
-    orders: Mutex<HashMap<SegmentId, Arc<OnceLock<Arc<SegmentOrder>>>>>,
+    orders: Mutex<HashMap<SegmentId, Arc<OrderCell>>>,
     alive: Mutex<HashMap<SegmentId, (u32, Bits)>>,
 }
 
 impl Orders {
-    fn of(&self, segment: &SegmentReader, table: &SegmentTable) -> tantivy::Result<Arc<SegmentOrder>> {
+    /// The segment's order, made by the first search that needs it while concurrent ones wait
+    /// for it; `None` when its rank column cannot be read (the general search reports that).
+    fn of(&self, segment: &SegmentReader, table: &SegmentTable) -> Option<Arc<SegmentOrder>> {
         let cell = self
             .orders
             .lock()
@@ -64,12 +69,7 @@ impl Orders {
             .entry(segment.segment_id())
             .or_default()
             .clone();
-        if let Some(order) = cell.get() {
-            return Ok(order.clone());
-        }
-        // Concurrent searches that meet a new segment wait for one build.
-        let built = order_of(segment, table)?;
-        Ok(cell.get_or_init(|| Arc::new(built)).clone())
+        cell.get_or_init(|| order_of(segment, table).ok().map(Arc::new)).clone()
     }
 
     /// The segment's alive documents as bitset words, or `None` when none is deleted.
@@ -115,14 +115,16 @@ impl Orders {
         self.retain(searcher);
         let mut segments = Vec::new();
         for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
-            let Some(table) = tables.of(segment) else {
+            let Some((table, order)) =
+                tables.of(segment).and_then(|t| Some((t.clone(), self.of(segment, &t)?)))
+            else {
                 return Ok(None);
             };
-            segments.push((ordinal as u32, segment, table));
+            segments.push((ordinal as u32, segment, table, order));
         }
         let executor = searcher.index().search_executor();
         let fruits = executor.map(
-            |(ordinal, segment, table)| self.segment(ordinal, segment, &table, text, walk),
+            |(ordinal, segment, table, order)| self.segment(ordinal, segment, &table, &order, text, walk),
             segments.into_iter(),
         )?;
         let (mut ranked, mut total, mut bit_counts) = (Vec::new(), 0, [0u64; 64]);
@@ -141,13 +143,13 @@ impl Orders {
         ordinal: u32,
         segment: &SegmentReader,
         table: &SegmentTable,
+        order: &SegmentOrder,
         text: &TextWeight,
         walk: &Walk,
     ) -> tantivy::Result<Option<Browsed>> {
         let Some(matches) = text.matches(segment)? else {
             return Ok(None);
         };
-        let order = self.of(segment, table)?;
         let n = segment.max_doc() as usize;
         let mut live = (*matches.candidates).clone();
         if let Some(alive) = self.alive(segment) {
