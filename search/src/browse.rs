@@ -65,26 +65,35 @@ struct Summary {
 
 /// Summaries of the segments searches have met, by segment and number of deleted documents (a
 /// delete changes the segment's live documents, so its summary is made again).
-#[derive(Default)]
-pub(crate) struct Summaries(Mutex<HashMap<SegmentId, (u32, Arc<Summary>)>>);
+pub(crate) struct Summaries {
+    made: Mutex<HashMap<SegmentId, (u32, Arc<Summary>)>>,
+    /// Documents kept per segment in each ordered list (`LISTED`; fewer in tests).
+    pub(crate) listed: usize,
+}
+
+impl Default for Summaries {
+    fn default() -> Self {
+        Self { made: Mutex::default(), listed: LISTED }
+    }
+}
 
 impl Summaries {
     fn of(&self, segment: &SegmentReader) -> tantivy::Result<Arc<Summary>> {
         let (id, deleted) = (segment.segment_id(), segment.num_deleted_docs());
-        if let Some((d, summary)) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+        if let Some((d, summary)) = self.made.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
             if *d == deleted {
                 return Ok(summary.clone());
             }
         }
-        let summary = Arc::new(summarise(segment)?);
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(id, (deleted, summary.clone()));
+        let summary = Arc::new(summarise(segment, self.listed)?);
+        self.made.lock().unwrap_or_else(|p| p.into_inner()).insert(id, (deleted, summary.clone()));
         Ok(summary)
     }
 
     /// Forgets segments the searcher no longer has (merged away).
     fn retain(&self, searcher: &Searcher) {
         let live: Vec<SegmentId> = searcher.segment_readers().iter().map(|s| s.segment_id()).collect();
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).retain(|id, _| live.contains(id));
+        self.made.lock().unwrap_or_else(|p| p.into_inner()).retain(|id, _| live.contains(id));
     }
 
     /// The page, total and facets of `browse`, or `None` when a summary cannot answer exactly
@@ -129,13 +138,13 @@ impl Summaries {
 }
 
 /// Reads every live document's mask and keys once.
-fn summarise(segment: &SegmentReader) -> tantivy::Result<Summary> {
+fn summarise(segment: &SegmentReader, listed: usize) -> tantivy::Result<Summary> {
     let fast = segment.fast_fields();
     let column = |name| fast.u64(name).map(|c| c.first_or_default_col(0));
     let (masks_column, rank, score) = (column("genre_mask")?, column("rank_pack")?, column("score_pack")?);
     let alive = segment.alive_bitset();
     let mut masks: HashMap<u64, u64> = HashMap::new();
-    // Min-heaps of the best LISTED keys of each order (ascending orders keep inverted keys).
+    // Min-heaps of the best `listed` keys of each order (ascending orders keep inverted keys).
     let mut heaps: [std::collections::BinaryHeap<std::cmp::Reverse<(u64, u64, DocId)>>; 4] =
         Default::default();
     let mut live = 0;
@@ -157,7 +166,7 @@ fn summarise(segment: &SegmentReader) -> tantivy::Result<Summary> {
             *masks.entry(m[i]).or_default() += 1;
             // In `Order`'s order.
             for (heap, key) in heaps.iter_mut().zip([r[i], !r[i], s[i], !s[i]]) {
-                if heap.len() < LISTED {
+                if heap.len() < listed {
                     heap.push(std::cmp::Reverse((key, m[i], *doc)));
                 } else if heap.peek().is_some_and(|least| key > least.0 .0) {
                     heap.pop();

@@ -667,14 +667,22 @@ impl TantivySearchIndex {
         };
         let browsed = match self.browse_plan(q, sort, ascending, &words, &registry) {
             Some(browse) => self.summaries.browse(&searcher, &browse)?,
-            None => match self.walk_plan(q, sort, ascending, &words, &registry) {
-                Some(walk) => {
-                    let text = self.text_query(&searcher, &words, &self.text_fields())?;
-                    let text = text.text_weight(EnableScoring::disabled_from_searcher(&searcher))?;
-                    self.orders.walk(&searcher, &self.segment_tables, &text, &walk, registry.len())?
-                }
-                None => None,
-            },
+            None => None,
+        };
+        // What the summaries cannot answer (a page past their lists) may still be walked.
+        let browsed = match (browsed, self.walk_plan(q, sort, ascending, &words, &registry)) {
+            (Some(browsed), _) => Some(browsed),
+            (None, Some(walk)) => {
+                let text = match words.is_empty() {
+                    true => None,
+                    false => Some(
+                        self.text_query(&searcher, &words, &self.text_fields())?
+                            .text_weight(EnableScoring::disabled_from_searcher(&searcher))?,
+                    ),
+                };
+                self.orders.walk(&searcher, &self.segment_tables, text.as_ref(), &walk, registry.len())?
+            }
+            (None, None) => None,
         };
         // Every path leaves out keys at or past the cursor (they were on earlier pages).
         let (mut ranked, total, facet_counts) = match browsed {
@@ -765,8 +773,9 @@ impl TantivySearchIndex {
         })
     }
 
-    /// A search with words that walks their matches as bitsets in rank order (see `walk`): by
-    /// popularity, or by relevance for one word, highest first, with genre filters only.
+    /// A search that walks its matches as bitsets in rank order (see `walk`): by popularity
+    /// (with words or without), or by relevance for one word, highest first, with genre filters
+    /// only.
     fn walk_plan(
         &self,
         q: &SearchQuery,
@@ -777,7 +786,7 @@ impl TantivySearchIndex {
     ) -> Option<Walk> {
         let f = &q.filters;
         let ranges = [f.min_score, f.max_score, f.min_popularity, f.max_popularity];
-        if words.is_empty() || ascending || f.director.is_some() || ranges.iter().any(Option::is_some) {
+        if ascending || f.director.is_some() || ranges.iter().any(Option::is_some) {
             return None;
         }
         let relevance = match sort {
@@ -853,7 +862,7 @@ impl TantivySearchIndex {
                     skip: 0,
                     facets: false,
                 };
-                self.orders.walk(&searcher, &self.segment_tables, &text, &walk, 0)?
+                self.orders.walk(&searcher, &self.segment_tables, Some(&text), &walk, 0)?
             }
             _ => None,
         };
@@ -1406,6 +1415,32 @@ mod tests {
                     assert_eq!((ids(&a), a.total), (ids(&b), b.total), "{case} from offset 5");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn browsing_past_the_summaries_lists_is_walked_as_the_full_search_would_answer() {
+        let mut index = TantivySearchIndex::in_memory().unwrap();
+        // Lists of 16: every page past the first few goes past them.
+        index.summaries.listed = 16;
+        corpus(&index);
+        for genres in [vec![], vec!["War".to_owned()], vec!["Horror".to_owned(), "Crime".to_owned()]] {
+            let filters = SearchFilters { genre_all: genres, ..Default::default() };
+            let q = SearchQuery {
+                sort: SearchSort::Popularity,
+                limit: 50,
+                facets: true,
+                filters,
+                ..Default::default()
+            };
+            let registry = index.genre_registry();
+            assert!(index.browse_plan(&q, SearchSort::Popularity, false, &[], &registry).is_some());
+            assert!(index.walk_plan(&q, SearchSort::Popularity, false, &[], &registry).is_some());
+            let mut full = q.clone();
+            full.filters.min_score = Some(-1.0);
+            let (walked, expected) = (walk(&index, &q), walk(&index, &full));
+            assert!(expected.0.len() > 100, "{:?}: {}", q.filters, expected.0.len());
+            assert!(walked == expected, "{:?}", q.filters);
         }
     }
 

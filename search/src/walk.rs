@@ -11,6 +11,9 @@
 //!   and each tier is walked in rank order until the page is full. A tier with few matches is
 //!   read directly and sorted instead.
 //!
+//! Browsing without words, by popularity, is walked the same way when the segment summaries
+//! cannot answer (a page past their lists: a rare genre's first page at 5M, or a deep cursor).
+//!
 //! Several words by relevance add up scores in too many combinations for tiers; they, ranges,
 //! directors and names are left to the general search, as are segments without a genre table.
 
@@ -101,14 +104,14 @@ impl Orders {
         &self,
         searcher: &Searcher,
         tables: &SegmentTables,
-        text: &TextWeight,
+        text: Option<&TextWeight>,
         walk: &Walk,
         genres_registered: usize,
     ) -> tantivy::Result<Option<Browsed>> {
         // By relevance, tiers are one word's levels (several words' scores add up).
         let genres_counted = walk.facets || !walk.genres.is_empty();
         if (genres_counted && genres_registered > OVERFLOW_BIT as usize)
-            || (walk.relevance && text.words() != 1)
+            || (walk.relevance && text.is_none_or(|text| text.words() != 1))
         {
             return Ok(None);
         }
@@ -144,10 +147,15 @@ impl Orders {
         segment: &SegmentReader,
         table: &SegmentTable,
         order: &SegmentOrder,
-        text: &TextWeight,
+        text: Option<&TextWeight>,
         walk: &Walk,
     ) -> tantivy::Result<Option<Browsed>> {
-        let Some(matches) = text.matches(segment)? else {
+        let matches = match text {
+            Some(text) => text.matches(segment)?,
+            // Without words, every document matches.
+            None => Some(Matches::everything(segment.max_doc())),
+        };
+        let Some(matches) = matches else {
             return Ok(None);
         };
         let n = segment.max_doc() as usize;

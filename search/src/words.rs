@@ -406,6 +406,17 @@ pub(crate) struct Matches {
 }
 
 impl Matches {
+    /// Every document of a segment of `max_doc`, scored nothing.
+    pub(crate) fn everything(max_doc: DocId) -> Self {
+        let mut candidates = vec![u64::MAX; (max_doc as usize).div_ceil(64)];
+        if !max_doc.is_multiple_of(64) {
+            if let Some(last) = candidates.last_mut() {
+                *last = (1 << (max_doc % 64)) - 1;
+            }
+        }
+        Self { candidates: Arc::new(candidates), required: Vec::new(), optional: Vec::new() }
+    }
+
     /// The score of a candidate: the sum of the best way each word it has matches.
     pub(crate) fn score(&self, doc: DocId) -> Score {
         let required: Score = self.required.iter().map(|word| word.score(doc)).sum();
