@@ -748,9 +748,7 @@ impl TantivySearchIndex {
         words: &[Word],
         registry: &[String],
     ) -> Option<Browse> {
-        let f = &q.filters;
-        let ranges = [f.min_score, f.max_score, f.min_popularity, f.max_popularity];
-        if !words.is_empty() || q.offset != 0 || f.director.is_some() || ranges.iter().any(Option::is_some) {
+        if !words.is_empty() || q.offset != 0 || !genres_only(&q.filters) {
             return None;
         }
         let order = match (sort, ascending) {
@@ -762,10 +760,7 @@ impl TantivySearchIndex {
         };
         Some(Browse {
             order,
-            genres: GenreBits {
-                any: genre_mask(registry, &f.genre_any)?,
-                all: genre_mask(registry, &f.genre_all)?,
-            },
+            genres: genre_bits(registry, &q.filters)?,
             tail: flip(ascending),
             after: q.after.map(|c| c.0),
             wanted: q.limit.max(1) + 1,
@@ -784,9 +779,7 @@ impl TantivySearchIndex {
         words: &[Word],
         registry: &[String],
     ) -> Option<Walk> {
-        let f = &q.filters;
-        let ranges = [f.min_score, f.max_score, f.min_popularity, f.max_popularity];
-        if ascending || f.director.is_some() || ranges.iter().any(Option::is_some) {
+        if ascending || !genres_only(&q.filters) {
             return None;
         }
         let relevance = match sort {
@@ -797,10 +790,7 @@ impl TantivySearchIndex {
         let wanted = q.offset + q.limit.max(1) + 1;
         Some(Walk {
             relevance,
-            genres: GenreBits {
-                any: genre_mask(registry, &f.genre_any)?,
-                all: genre_mask(registry, &f.genre_all)?,
-            },
+            genres: genre_bits(registry, &q.filters)?,
             after: q.after.map(|c| c.0),
             wanted,
             skip: q.offset,
@@ -894,6 +884,18 @@ impl TantivySearchIndex {
         }
         Ok(hits)
     }
+}
+
+/// Whether the filters name genres at most (no director, no score or popularity range): what
+/// the summaries and the walk can answer.
+fn genres_only(f: &SearchFilters) -> bool {
+    let ranges = [f.min_score, f.max_score, f.min_popularity, f.max_popularity];
+    f.director.is_none() && ranges.iter().all(Option::is_none)
+}
+
+/// The genre filters as mask bits, if every genre named has a bit of its own.
+fn genre_bits(registry: &[String], f: &SearchFilters) -> Option<GenreBits> {
+    Some(GenreBits { any: genre_mask(registry, &f.genre_any)?, all: genre_mask(registry, &f.genre_all)? })
 }
 
 #[cfg(test)]
