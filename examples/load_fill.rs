@@ -16,6 +16,17 @@ use rand::{Rng, SeedableRng};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
+    let filled = fill().await;
+    if let Err(error) = &filled {
+        // Each cause as its type sees it: some (a database's) say nothing in their message.
+        for cause in error.chain() {
+            eprintln!("caused by: {cause:?}");
+        }
+    }
+    filled
+}
+
+async fn fill() -> anyhow::Result<()> {
     let BenchArgs { count, dir: data_dir, shape } = BenchArgs::from_command_line();
     let settings = Settings::for_tools(data_dir.clone(), None);
     let write = movies::open_write_side(&settings).await?;
