@@ -584,16 +584,21 @@ macro_rules! sql_read_store {
 
             async fn restore_indexes(&self, suspended: SuspendedIndexes) -> Result<()> {
                 // At the same time, each on a connection of its own: building an index is bound
-                // by one core (a pool of one connection builds them in turn).
-                futures::future::try_join_all(suspended.0.iter().map(|statement| async move {
-                    let mut tx = self.writer().begin().await?;
-                    if let Some(setting) = $restore_setting {
-                        sqlx::query(setting).execute(&mut *tx).await?;
-                    }
-                    sqlx::query(statement).execute(&mut *tx).await?;
-                    tx.commit().await
-                }))
-                .await?;
+                // by one core. No more at once than the pool has connections: one waiting for
+                // a connection while another builds would time out (SQLite's one writer took
+                // over 30 s an index at 5M movies, the pool's wait).
+                let connections = self.writer().options().get_max_connections().max(1) as usize;
+                for group in suspended.0.chunks(connections) {
+                    futures::future::try_join_all(group.iter().map(|statement| async move {
+                        let mut tx = self.writer().begin().await?;
+                        if let Some(setting) = $restore_setting {
+                            sqlx::query(setting).execute(&mut *tx).await?;
+                        }
+                        sqlx::query(statement).execute(&mut *tx).await?;
+                        tx.commit().await
+                    }))
+                    .await?;
+                }
                 self.loading.store(false, Ordering::SeqCst);
                 Ok(())
             }
