@@ -8,6 +8,9 @@ use movies_read_model::{
 };
 use movies_store::connect_postgres;
 use movies_store::testing::{postgres_database, recorded};
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 fn created(name: &str, genres: &[&str]) -> MovieEvent {
@@ -93,4 +96,81 @@ async fn sqlite_bulk_load_keeps_genres_exact_and_restores_its_indexes() {
     let store = SqliteReadStore::open(file.writer, file.reader).await.unwrap();
     edits_and_deletes_keep_genres_exact_while_suspended(&store).await;
     awkward_text_and_numbers_read_back_exactly(&store).await;
+}
+
+/// Rebuilding the indexes must not start more builds than the pool has connections: a build
+/// that waits (here for a lock another connection holds; at 5M movies, for its own sort) would
+/// leave the rest waiting for a connection past the pool's limit, and the rebuild would fail.
+/// `hold` takes a lock the builds wait for, says so on its sender, and keeps it for `HELD`.
+async fn indexes_come_back_when_one_build_outlasts_the_pools_wait<F>(
+    store: &dyn BulkLoad,
+    hold: impl FnOnce(oneshot::Sender<()>) -> F,
+) where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let suspended = store.suspend_indexes().await.unwrap();
+    let count = suspended.len();
+    assert!(count > 1, "more than one build, so one can wait behind another");
+    let (taken, wait) = oneshot::channel();
+    let held = tokio::spawn(hold(taken));
+    wait.await.expect("the lock is taken");
+    store.restore_indexes(suspended).await.expect("the indexes are rebuilt");
+    held.await.unwrap();
+    assert_eq!(store.suspend_indexes().await.unwrap().len(), count);
+}
+
+/// How long a build is held up, against how long the pool lets a caller wait for a connection.
+const HELD: Duration = Duration::from_millis(2500);
+const POOL_WAIT: Duration = Duration::from_millis(800);
+
+#[tokio::test]
+async fn postgres_index_rebuild_outlasting_the_pools_wait_still_completes() {
+    let url = postgres_database().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(POOL_WAIT)
+        .connect(&url)
+        .await
+        .unwrap();
+    let store = PgReadStore::open(pool).await.unwrap();
+    indexes_come_back_when_one_build_outlasts_the_pools_wait(&store, |taken| async move {
+        use sqlx::Connection;
+        let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
+        let mut tx = other.begin().await.unwrap();
+        // Conflicts with the lock each index's and the foreign key's build takes.
+        sqlx::query("LOCK TABLE movies, movie_genres IN ROW EXCLUSIVE MODE").execute(&mut *tx).await.unwrap();
+        taken.send(()).unwrap();
+        tokio::time::sleep(HELD).await;
+        tx.commit().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_index_rebuild_outlasting_the_pools_wait_still_completes() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteConnectOptions::new()
+        .filename(dir.path().join("read.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(20));
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(POOL_WAIT)
+        .connect_with(options.clone())
+        .await
+        .unwrap();
+    let reader = SqlitePoolOptions::new().max_connections(2).connect_with(options.clone()).await.unwrap();
+    let store = SqliteReadStore::open(writer, reader).await.unwrap();
+    indexes_come_back_when_one_build_outlasts_the_pools_wait(&store, |taken| async move {
+        use sqlx::{ConnectOptions, Connection};
+        let mut other = options.connect().await.unwrap();
+        // SQLite's one writer lock.
+        let tx = other.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        taken.send(()).unwrap();
+        tokio::time::sleep(HELD).await;
+        tx.commit().await.unwrap();
+    })
+    .await;
 }
