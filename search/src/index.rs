@@ -12,10 +12,7 @@ use movies_read_model::{Order, ProjectionError, ProjectionResult as Result};
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::{Directory, MmapDirectory, WatchCallback, WatchHandle};
-use tantivy::query::{
-    AllQuery, BooleanQuery, ConstScoreQuery, EnableScoring, FuzzyTermQuery, Occur, Query, RangeQuery,
-    TermQuery,
-};
+use tantivy::query::{AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Value};
 use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, SimpleTokenizer, TextAnalyzer};
 use tantivy::{
@@ -30,7 +27,7 @@ use crate::query::*;
 use crate::rank::Best;
 use crate::schema::*;
 use crate::walk::{Orders, Walk};
-use crate::words::{typo_budget, Completions, DenseTerms, TextQuery, Way, Word, WordWays};
+use crate::words::{typo_budget, Completions, DenseTerms, TextQuery, Typos, Way, Word, WordWays};
 
 #[derive(Serialize, Deserialize)]
 struct Checkpoint {
@@ -86,6 +83,8 @@ pub struct TantivySearchIndex {
     orders: Orders,
     /// Each segment's most frequent completions of the prefixes searches have asked for.
     completions: Completions,
+    /// Each segment's typo neighbours of the words searches have asked for.
+    typos: Typos,
 }
 
 impl TantivySearchIndex {
@@ -195,6 +194,7 @@ impl TantivySearchIndex {
             dense: DenseTerms::default(),
             orders: Orders::default(),
             completions: Completions::default(),
+            typos: Typos::default(),
         })
     }
 
@@ -508,7 +508,7 @@ impl TantivySearchIndex {
             let budget = typo_budget(&word.text);
             // Genres are a small vocabulary of whole words: typos there cost more than they find.
             if budget > 0 && field != self.fields.genres {
-                ways.push((10.0 + weight, Way::Query(Box::new(FuzzyTermQuery::new(term, budget, true)))));
+                ways.push((10.0 + weight, Way::Typo(term, budget)));
             }
         }
         Ok(WordWays { ways, required: !word.common })
@@ -601,7 +601,7 @@ impl TantivySearchIndex {
     /// Every word in any of `fields`, scored by how and where it matched.
     fn text_query(&self, searcher: &Searcher, words: &[Word], fields: &[(Field, f32)]) -> Result<TextQuery> {
         let words = words.iter().map(|word| self.word_ways(searcher, word, fields));
-        Ok(TextQuery::new(words.collect::<Result<_>>()?, self.dense.clone()))
+        Ok(TextQuery::new(words.collect::<Result<_>>()?, self.dense.clone(), self.typos.clone()))
     }
 
     fn text_fields(&self) -> [(Field, f32); 3] {
@@ -675,10 +675,7 @@ impl TantivySearchIndex {
             (None, Some(walk)) => {
                 let text = match words.is_empty() {
                     true => None,
-                    false => Some(
-                        self.text_query(&searcher, &words, &self.text_fields())?
-                            .text_weight(EnableScoring::disabled_from_searcher(&searcher))?,
-                    ),
+                    false => Some(self.text_query(&searcher, &words, &self.text_fields())?.text_weight()),
                 };
                 self.orders.walk(&searcher, &self.segment_tables, text.as_ref(), &walk, registry.len())?
             }
@@ -843,7 +840,7 @@ impl TantivySearchIndex {
         let walked = match words.len() {
             1 => {
                 let text = self.text_query(&searcher, &words, &fields)?;
-                let text = text.text_weight(EnableScoring::disabled_from_searcher(&searcher))?;
+                let text = text.text_weight();
                 let walk = Walk {
                     relevance: true,
                     genres: GenreBits::default(),

@@ -253,20 +253,25 @@ impl Orders {
 }
 
 /// The matches split by score, best first: by relevance, the one word's levels (a match in
-/// the level of the best way it matched); by popularity, one tier.
-fn tiers(matches: &Matches, live: Vec<u64>, relevance: bool) -> Vec<(f32, Vec<u64>)> {
-    let (true, [word]) = (relevance, matches.required.as_slice()) else {
-        return vec![(0.0, live)];
+/// the level of the best way it matched); by popularity, one tier. Each tier is made when the
+/// walk reaches it: the page usually fills from the first.
+fn tiers(matches: &Matches, live: Vec<u64>, relevance: bool) -> impl Iterator<Item = (f32, Vec<u64>)> + '_ {
+    let word = match (relevance, matches.required.as_slice()) {
+        (true, [word]) => Some(word),
+        _ => None,
     };
-    let mut rest = live;
-    let mut tiers = Vec::with_capacity(word.levels.len() + 1);
-    for (score, bits) in &word.levels {
-        let tier: Vec<u64> = rest.iter().zip(bits.iter()).map(|(rest, bits)| rest & bits).collect();
-        rest.iter_mut().zip(bits.iter()).for_each(|(rest, bits)| *rest &= !bits);
-        tiers.push((*score, tier));
-    }
-    tiers.push((word.last, rest));
-    tiers
+    let mut levels = word.into_iter().flat_map(|word| word.levels.iter());
+    let last = word.map_or(0.0, |word| word.last);
+    let mut rest = Some(live);
+    std::iter::from_fn(move || {
+        let remaining = rest.as_mut()?;
+        let Some((score, bits)) = levels.next() else {
+            return rest.take().map(|rest| (last, rest));
+        };
+        let tier = remaining.iter().zip(bits.iter()).map(|(rest, bits)| rest & bits).collect();
+        remaining.iter_mut().zip(bits.iter()).for_each(|(rest, bits)| *rest &= !bits);
+        Some((*score, tier))
+    })
 }
 
 /// Reads every document's rank once and sorts them; and each genre bit's documents from the

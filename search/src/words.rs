@@ -14,7 +14,7 @@
 //! in a third of the genres) would be read again by every search that names them: their bitsets
 //! are kept (`DenseTerms`), so such a word costs a lookup instead of millions of postings.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::query::MAX_TYPO_WORD_CHARS;
 use crate::schema::PREFIX_EXPANSIONS;
@@ -22,9 +22,7 @@ use crate::schema::PREFIX_EXPANSIONS;
 use tantivy::index::SegmentId;
 use tantivy::query::{EmptyScorer, EnableScoring, Explanation, Query, Scorer, Weight};
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{
-    DocId, DocSet, Score, SegmentReader, TantivyError, Term, COLLECT_BLOCK_BUFFER_LEN, TERMINATED,
-};
+use tantivy::{DocId, DocSet, Score, SegmentReader, TantivyError, Term, TERMINATED};
 
 /// A term is dense in a segment from this share of its documents (1/16): its bitset is then
 /// smaller than its postings, and reading them costs more than a millisecond at 5M movies.
@@ -123,20 +121,101 @@ fn keep_most_frequent(top: &mut Vec<(Vec<u8>, u32)>) {
     top.truncate(PREFIX_EXPANSIONS);
 }
 
-/// One way a word matches: a term's postings, or any query's matches (a typo's automaton).
-#[derive(Debug)]
-pub(crate) enum Way {
-    Term(Term),
-    Query(Box<dyn Query>),
+/// Memory the kept typo neighbours may take.
+const TYPOS_BYTES: u64 = 16 << 20;
+
+/// A word's typo neighbours in a segment's field.
+type Neighbours = Arc<Vec<Term>>;
+
+/// Each segment's typo neighbours of the words searches asked for, kept: finding them runs a
+/// Levenshtein automaton over the segment's dictionary, for each segment and text field, which
+/// a search of one word did forty times at 5M movies. A segment's terms never change, so neither
+/// do its neighbours; entries of segments merged away age out.
+#[derive(Clone, Debug)]
+pub(crate) struct Typos(moka::sync::Cache<(SegmentId, Term), Neighbours>);
+
+impl Default for Typos {
+    fn default() -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(TYPOS_BYTES)
+                .weigher(|key: &(SegmentId, Term), terms: &Neighbours| {
+                    let bytes = key.1.serialized_term().len()
+                        + terms.iter().map(|term| term.serialized_term().len() + 32).sum::<usize>();
+                    u32::try_from(bytes + 64).unwrap_or(u32::MAX)
+                })
+                .build(),
+        )
+    }
 }
 
-impl Clone for Way {
-    fn clone(&self) -> Self {
-        match self {
-            Way::Term(term) => Way::Term(term.clone()),
-            Way::Query(query) => Way::Query(query.box_clone()),
-        }
+impl Typos {
+    /// The terms of `term`'s field in the segment within the automaton's edits of it, but it.
+    fn of<'d>(
+        &self,
+        segment: &SegmentReader,
+        term: &Term,
+        dfa: impl FnOnce() -> &'d Dfa,
+    ) -> tantivy::Result<Neighbours> {
+        let key = (segment.segment_id(), term.clone());
+        self.0
+            .try_get_with(key, || -> tantivy::Result<Neighbours> {
+                let inverted = segment.inverted_index(term.field())?;
+                let mut stream = inverted.terms().search(dfa()).into_stream()?;
+                let mut found = Vec::new();
+                while stream.advance() {
+                    if stream.key() != term.serialized_value_bytes() {
+                        let text = std::str::from_utf8(stream.key())
+                            .map_err(|e| TantivyError::InternalError(e.to_string()))?;
+                        found.push(Term::from_field_text(term.field(), text));
+                    }
+                }
+                Ok(Arc::new(found))
+            })
+            .map_err(|e| TantivyError::InternalError(e.to_string()))
     }
+}
+
+/// A word's Levenshtein automaton, an adjacent transposition counting as one edit.
+pub(crate) struct Dfa(levenshtein_automata::DFA);
+
+impl Dfa {
+    fn new(term: &Term, distance: u8) -> Self {
+        static BUILDERS: [OnceLock<levenshtein_automata::LevenshteinAutomatonBuilder>; 3] =
+            [const { OnceLock::new() }; 3];
+        let distance = distance.min(2);
+        let builder = BUILDERS[distance as usize]
+            .get_or_init(|| levenshtein_automata::LevenshteinAutomatonBuilder::new(distance, true));
+        Self(builder.build_dfa(term.value().as_str().unwrap_or_default()))
+    }
+}
+
+impl tantivy_fst::Automaton for Dfa {
+    type State = u32;
+
+    fn start(&self) -> u32 {
+        self.0.initial_state()
+    }
+
+    fn is_match(&self, state: &u32) -> bool {
+        matches!(self.0.distance(*state), levenshtein_automata::Distance::Exact(_))
+    }
+
+    fn can_match(&self, state: &u32) -> bool {
+        *state != levenshtein_automata::SINK_STATE
+    }
+
+    fn accept(&self, state: &u32, byte: u8) -> u32 {
+        self.0.transition(*state, byte)
+    }
+}
+
+/// One way a word matches: a term's postings, or those of the terms within `distance` edits
+/// of it in its field (a typo), the term itself left out (its exact way scores higher).
+#[derive(Clone, Debug)]
+pub(crate) enum Way {
+    Term(Term),
+    Typo(Term, u8),
 }
 
 /// A word's ways to match, each with the score a match that way gets (a document that
@@ -157,34 +236,34 @@ pub(crate) struct WordWays {
 pub(crate) struct TextQuery {
     pub(crate) words: Vec<WordWays>,
     pub(crate) dense: DenseTerms,
+    pub(crate) typos: Typos,
 }
 
 impl TextQuery {
-    pub(crate) fn new(words: Vec<WordWays>, dense: DenseTerms) -> Self {
-        Self { words, dense }
+    pub(crate) fn new(words: Vec<WordWays>, dense: DenseTerms, typos: Typos) -> Self {
+        Self { words, dense, typos }
     }
 }
 
 enum WayWeight {
     Term(Term),
-    Weight(Box<dyn Weight>),
+    /// The automaton is made when a segment first needs it, once for the query.
+    Typo(Term, u8, OnceLock<Dfa>),
 }
 
 /// A word's ways grouped by score, best first.
 type Levels = Vec<(Score, Vec<WayWeight>)>;
 
 impl Query for TextQuery {
-    fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        Ok(Box::new(self.text_weight(scoring)?))
+    fn weight(&self, _: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(self.text_weight()))
     }
 }
 
 impl TextQuery {
     /// The query's weight as itself: what a walk in rank order reads each segment's matches
     /// from (see `walk`).
-    pub(crate) fn text_weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<TextWeight> {
-        // The ways' own scores are never read: each way's score is its level's.
-        let unscored = EnableScoring::Disabled { schema: scoring.schema(), searcher_opt: scoring.searcher() };
+    pub(crate) fn text_weight(&self) -> TextWeight {
         let mut words = Vec::with_capacity(self.words.len());
         for word in &self.words {
             let mut levels: Levels = Vec::new();
@@ -193,7 +272,7 @@ impl TextQuery {
             for (score, way) in ways {
                 let weight = match way {
                     Way::Term(term) => WayWeight::Term(term.clone()),
-                    Way::Query(query) => WayWeight::Weight(query.weight(unscored)?),
+                    Way::Typo(term, distance) => WayWeight::Typo(term.clone(), *distance, OnceLock::new()),
                 };
                 match levels.last_mut() {
                     Some((level, weights)) if level == score => weights.push(weight),
@@ -202,13 +281,14 @@ impl TextQuery {
             }
             words.push((levels, word.required));
         }
-        Ok(TextWeight { words, dense: self.dense.clone() })
+        TextWeight { words, dense: self.dense.clone(), typos: self.typos.clone() }
     }
 }
 
 pub(crate) struct TextWeight {
     words: Vec<(Levels, bool)>,
     pub(crate) dense: DenseTerms,
+    typos: Typos,
 }
 
 /// A level's bits as they are gathered: kept bitsets are shared until something is added.
@@ -276,7 +356,7 @@ impl TextWeight {
                 .iter()
                 .map(|way| match way {
                     WayWeight::Term(term) => Some(term.clone()),
-                    WayWeight::Weight(_) => None,
+                    WayWeight::Typo(..) => None,
                 })
                 .collect();
             let key = terms.filter(|terms| terms.len() > 1).map(|terms| (reader.segment_id(), terms));
@@ -288,10 +368,10 @@ impl TextWeight {
             for way in ways {
                 match way {
                     WayWeight::Term(term) => self.read_term(reader, term, &mut level)?,
-                    WayWeight::Weight(weight) => {
-                        let mut docs = weight.scorer(reader, 1.0)?;
-                        if docs.doc() != TERMINATED {
-                            read_into(docs.as_mut(), level.own(buckets));
+                    WayWeight::Typo(term, distance, dfa) => {
+                        let dfa = || dfa.get_or_init(|| Dfa::new(term, *distance));
+                        for neighbour in self.typos.of(reader, term, dfa)?.iter() {
+                            self.read_term(reader, neighbour, &mut level)?;
                         }
                     }
                 }
@@ -360,18 +440,6 @@ impl Weight for TextWeight {
             return Err(TantivyError::InvalidArgument(format!("document {doc} does not match the words")));
         }
         Ok(Explanation::new("sum of the best way each word matches", scorer.score()))
-    }
-}
-
-/// Sets the bit of every document `docs` holds.
-fn read_into(docs: &mut dyn Scorer, bits: &mut [u64]) {
-    let mut buffer = [0; COLLECT_BLOCK_BUFFER_LEN];
-    loop {
-        let filled = docs.fill_buffer(&mut buffer);
-        buffer[..filled].iter().for_each(|doc| insert(bits, *doc));
-        if filled < buffer.len() {
-            return;
-        }
     }
 }
 
@@ -628,5 +696,44 @@ mod tests {
         assert_eq!(edit_distance("frankenstien", "frankenstein"), 1);
         assert_eq!(edit_distance("godfater", "godfather"), 1);
         assert_eq!(edit_distance("", "abc"), 3);
+    }
+}
+
+#[cfg(test)]
+mod typo_tests {
+    use super::*;
+    use tantivy::schema::{Schema, TEXT};
+    use tantivy::{doc, Index, IndexWriter};
+
+    /// A word's typo neighbours are the terms of its field within its edits (a transposition
+    /// is one), without the word itself, and the same when asked again (kept).
+    #[test]
+    fn a_words_typo_neighbours_are_within_its_edits_and_leave_it_out() {
+        let mut schema = Schema::builder();
+        let title = schema.add_text_field("title", TEXT);
+        let other = schema.add_text_field("other", TEXT);
+        let index = Index::create_in_ram(schema.build());
+        let mut writer: IndexWriter = index.writer(15_000_000).unwrap();
+        for text in ["night", "light", "nihgt", "nights", "nit", "knights", "nigh"] {
+            writer.add_document(doc!(title => text, other => "might")).unwrap();
+        }
+        writer.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        let segment = &searcher.segment_readers()[0];
+        let typos = Typos::default();
+        let term = Term::from_field_text(title, "night");
+        let dfa = Dfa::new(&term, 1);
+        let texts = |found: &Neighbours| {
+            let mut texts: Vec<String> =
+                found.iter().map(|t| t.value().as_str().unwrap_or_default().to_owned()).collect();
+            texts.sort();
+            texts
+        };
+        let found = typos.of(segment, &term, || &dfa).unwrap();
+        assert_eq!(texts(&found), ["light", "nigh", "nights", "nihgt"]);
+        assert!(found.iter().all(|t| t.field() == title));
+        // Kept: the second ask does not run the automaton.
+        let again = typos.of(segment, &term, || unreachable!("kept")).unwrap();
+        assert_eq!(texts(&again), texts(&found));
     }
 }
