@@ -121,6 +121,7 @@ impl TantivySearchIndex {
         let (metas, reader) = (index.index.clone(), index.reader.clone());
         let (genres, checkpoint) = (index.genres.clone(), index.checkpoint.clone());
         let tables = index.segment_tables.clone();
+        let (typos, typo_fields) = (index.typos.clone(), index.fields.typo());
         let refresh = move || {
             // The registry first: a search then sees either old documents with a newer registry
             // (a superset) or both new. The checkpoint last, once searches see what it names:
@@ -138,6 +139,7 @@ impl TantivySearchIndex {
             match reader.reload() {
                 Ok(()) => {
                     tables.refresh(&reader.searcher());
+                    typos.refresh_later(reader.searcher(), typo_fields.clone());
                     if let Some(stored) = stored {
                         checkpoint.fetch_max(stored.position, Ordering::SeqCst);
                     }
@@ -178,6 +180,8 @@ impl TantivySearchIndex {
         // 5M movies; searches that come first wait for that build).
         let segment_tables = Arc::<SegmentTables>::default();
         let (tables, searcher) = (segment_tables.clone(), reader.searcher());
+        let typos = Typos::default();
+        typos.refresh_later(searcher.clone(), fields.typo());
         std::thread::spawn(move || tables.refresh(&searcher));
         Ok(Self {
             index,
@@ -194,7 +198,7 @@ impl TantivySearchIndex {
             dense: DenseTerms::default(),
             orders: Orders::default(),
             completions: Completions::default(),
-            typos: Typos::default(),
+            typos,
         })
     }
 
@@ -430,6 +434,7 @@ impl TantivySearchIndex {
             *self.genres.lock().unwrap_or_else(|p| p.into_inner()) = registry;
             self.reader.reload()?;
             self.segment_tables.refresh(&self.reader.searcher());
+            self.typos.refresh_later(self.reader.searcher(), self.fields.typo());
             *self.ahead.lock().unwrap_or_else(|p| p.into_inner()) = ahead;
             self.checkpoint.store(through, Ordering::SeqCst);
         }
@@ -506,8 +511,7 @@ impl TantivySearchIndex {
                 }
             }
             let budget = typo_budget(&word.text);
-            // Genres are a small vocabulary of whole words: typos there cost more than they find.
-            if budget > 0 && field != self.fields.genres {
+            if budget > 0 && self.fields.typo().contains(&field) {
                 ways.push((10.0 + weight, Way::Typo(term, budget)));
             }
         }

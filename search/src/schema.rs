@@ -36,6 +36,14 @@ pub(crate) struct Fields {
     pub(crate) version: Field,
 }
 
+impl Fields {
+    /// The fields a word may match with a typo in (genres are a small vocabulary of whole
+    /// words: typos there cost more than they find).
+    pub(crate) fn typo(&self) -> Vec<Field> {
+        vec![self.name, self.director]
+    }
+}
+
 pub(crate) fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
     let text = TextOptions::default()

@@ -14,7 +14,8 @@
 //! in a third of the genres) would be read again by every search that names them: their bitsets
 //! are kept (`DenseTerms`), so such a word costs a lookup instead of millions of postings.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crate::query::MAX_TYPO_WORD_CHARS;
 use crate::schema::PREFIX_EXPANSIONS;
@@ -22,7 +23,7 @@ use crate::schema::PREFIX_EXPANSIONS;
 use tantivy::index::SegmentId;
 use tantivy::query::{EmptyScorer, EnableScoring, Explanation, Query, Scorer, Weight};
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{DocId, DocSet, Score, SegmentReader, TantivyError, Term, TERMINATED};
+use tantivy::{DocId, DocSet, Score, Searcher, SegmentReader, TantivyError, Term, TERMINATED};
 
 /// A term is dense in a segment from this share of its documents (1/16): its bitset is then
 /// smaller than its postings, and reading them costs more than a millisecond at 5M movies.
@@ -127,19 +128,35 @@ const TYPOS_BYTES: u64 = 16 << 20;
 /// A word's typo neighbours in a segment's field.
 type Neighbours = Arc<Vec<Term>>;
 
-/// Each segment's typo neighbours of the words searches asked for, kept: finding them runs a
-/// Levenshtein automaton over the segment's dictionary, for each segment and text field, which
-/// a search of one word did forty times at 5M movies. A segment's terms never change, so neither
-/// do its neighbours; entries of segments merged away age out.
-#[derive(Clone, Debug)]
-pub(crate) struct Typos(moka::sync::Cache<(SegmentId, Term), Neighbours>);
+/// Where typo neighbours were found: one segment's dictionary, or the vocabulary of a
+/// generation (every segment it has read).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Scope {
+    Segment(SegmentId),
+    Vocabulary(u64),
+}
 
-impl Default for Typos {
+/// The typo neighbours of the words searches asked for, kept: finding them runs a Levenshtein
+/// automaton over a dictionary. Over each segment's, for each text field, a search of one word
+/// did that forty times at 5M movies (most of a search's time when its words were new); over
+/// the vocabulary (every term of every segment, see `Vocabulary`), once per field, then each
+/// neighbour is a lookup in each segment's dictionary. A segment's terms never change, nor do a
+/// vocabulary generation's; entries of segments merged away and of old generations age out.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Typos {
+    kept: KeptNeighbours,
+    vocabulary: Arc<Vocabulary>,
+}
+
+#[derive(Clone, Debug)]
+struct KeptNeighbours(moka::sync::Cache<(Scope, Term), Neighbours>);
+
+impl Default for KeptNeighbours {
     fn default() -> Self {
         Self(
             moka::sync::Cache::builder()
                 .max_capacity(TYPOS_BYTES)
-                .weigher(|key: &(SegmentId, Term), terms: &Neighbours| {
+                .weigher(|key: &(Scope, Term), terms: &Neighbours| {
                     let bytes = key.1.serialized_term().len()
                         + terms.iter().map(|term| term.serialized_term().len() + 32).sum::<usize>();
                     u32::try_from(bytes + 64).unwrap_or(u32::MAX)
@@ -150,29 +167,161 @@ impl Default for Typos {
 }
 
 impl Typos {
-    /// The terms of `term`'s field in the segment within the automaton's edits of it, but it.
+    /// The terms of `term`'s field within the automaton's edits of it, but it: those of the
+    /// vocabulary once it has read the segment (a superset of the segment's: a term the segment
+    /// lacks is a miss in its dictionary), else those of the segment's own dictionary.
     fn of<'d>(
         &self,
         segment: &SegmentReader,
         term: &Term,
         dfa: impl FnOnce() -> &'d Dfa,
     ) -> tantivy::Result<Neighbours> {
-        let key = (segment.segment_id(), term.clone());
-        self.0
-            .try_get_with(key, || -> tantivy::Result<Neighbours> {
-                let inverted = segment.inverted_index(term.field())?;
-                let mut stream = inverted.terms().search(dfa()).into_stream()?;
-                let mut found = Vec::new();
+        let known = self.vocabulary.known();
+        let field = term.field();
+        let read = |scope: Scope, terms: &dyn Fn(&Dfa) -> tantivy::Result<Vec<Vec<u8>>>| {
+            self.kept
+                .0
+                .try_get_with((scope, term.clone()), || -> tantivy::Result<Neighbours> {
+                    let mut found = Vec::new();
+                    for key in terms(dfa())? {
+                        if key != term.serialized_value_bytes() {
+                            let text = std::str::from_utf8(&key)
+                                .map_err(|e| TantivyError::InternalError(e.to_string()))?;
+                            found.push(Term::from_field_text(field, text));
+                        }
+                    }
+                    Ok(Arc::new(found))
+                })
+                .map_err(|e| TantivyError::InternalError(e.to_string()))
+        };
+        match known.fields.get(&field).filter(|_| known.segments.contains(&segment.segment_id())) {
+            Some(map) => read(Scope::Vocabulary(known.generation), &|dfa| {
+                Ok(tantivy_fst::IntoStreamer::into_stream(map.search(dfa)).into_byte_keys())
+            }),
+            None => read(Scope::Segment(segment.segment_id()), &|dfa| {
+                let inverted = segment.inverted_index(field)?;
+                let mut stream = inverted.terms().search(dfa).into_stream()?;
+                let mut keys = Vec::new();
                 while stream.advance() {
-                    if stream.key() != term.serialized_value_bytes() {
-                        let text = std::str::from_utf8(stream.key())
-                            .map_err(|e| TantivyError::InternalError(e.to_string()))?;
-                        found.push(Term::from_field_text(term.field(), text));
+                    keys.push(stream.key().to_vec());
+                }
+                Ok(keys)
+            }),
+        }
+    }
+
+    /// Has the vocabulary read `fields` of the searcher's segments it has not read yet, on a
+    /// thread of its own: until then their searches use their own dictionaries.
+    pub(crate) fn refresh_later(&self, searcher: Searcher, fields: Vec<Field>) {
+        self.vocabulary.refresh_later(searcher, fields);
+    }
+
+    #[cfg(test)]
+    fn refresh(&self, searcher: &Searcher, fields: &[Field]) {
+        self.vocabulary.refresh(searcher, fields).unwrap();
+    }
+}
+
+/// Every term of some fields in the segments it has read, one FST per field. It only grows: a
+/// term whose movies are all gone stays (a miss in every segment's dictionary), so it holds the
+/// distinct words ever indexed (about 350,000 title and director words at 5M movies: a few MiB).
+#[derive(Debug, Default)]
+struct Vocabulary {
+    known: RwLock<Arc<Known>>,
+    /// The newest searcher to read, and whether a thread is at work on it.
+    next: Mutex<(Option<(Searcher, Vec<Field>)>, bool)>,
+}
+
+#[derive(Debug, Default)]
+struct Known {
+    /// Moves when a field gains terms.
+    generation: u64,
+    segments: HashSet<SegmentId>,
+    fields: HashMap<Field, Arc<tantivy_fst::Map<Vec<u8>>>>,
+}
+
+impl Vocabulary {
+    fn known(&self) -> Arc<Known> {
+        self.known.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn refresh_later(self: &Arc<Self>, searcher: Searcher, fields: Vec<Field>) {
+        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        next.0 = Some((searcher, fields));
+        if std::mem::replace(&mut next.1, true) {
+            // The thread at work takes it when done.
+            return;
+        }
+        let vocabulary = self.clone();
+        std::thread::spawn(move || loop {
+            let taken = {
+                let mut next = vocabulary.next.lock().unwrap_or_else(|p| p.into_inner());
+                let taken = next.0.take();
+                next.1 = taken.is_some();
+                taken
+            };
+            let Some((searcher, fields)) = taken else {
+                return;
+            };
+            let started = std::time::Instant::now();
+            match vocabulary.refresh(&searcher, &fields) {
+                Ok(()) => tracing::debug!(seconds = started.elapsed().as_secs_f64(), "vocabulary ready"),
+                Err(error) => {
+                    tracing::warn!(%error, "reading the vocabulary failed; typos use each segment's")
+                }
+            }
+        });
+    }
+
+    /// Reads `fields` of the searcher's segments not read yet.
+    fn refresh(&self, searcher: &Searcher, fields: &[Field]) -> tantivy::Result<()> {
+        let known = self.known();
+        let live: HashSet<SegmentId> = searcher.segment_readers().iter().map(|s| s.segment_id()).collect();
+        let unread: Vec<&SegmentReader> =
+            searcher.segment_readers().iter().filter(|s| !known.segments.contains(&s.segment_id())).collect();
+        let tracked = fields.iter().all(|field| known.fields.contains_key(field));
+        if unread.is_empty() && tracked {
+            return Ok(());
+        }
+        let (mut maps, mut grew) = (HashMap::new(), false);
+        for &field in fields {
+            let old = known.fields.get(&field).filter(|_| tracked);
+            let mut new: BTreeSet<Vec<u8>> = BTreeSet::new();
+            let segments: Vec<&SegmentReader> = match old {
+                Some(_) => unread.clone(),
+                None => searcher.segment_readers().iter().collect(),
+            };
+            for segment in segments {
+                let inverted = segment.inverted_index(field)?;
+                let mut stream = inverted.terms().stream()?;
+                while stream.advance() {
+                    if old.is_none_or(|old| !old.contains_key(stream.key())) {
+                        new.insert(stream.key().to_vec());
                     }
                 }
-                Ok(Arc::new(found))
-            })
-            .map_err(|e| TantivyError::InternalError(e.to_string()))
+            }
+            let map = match old {
+                Some(old) if new.is_empty() => old.clone(),
+                _ => {
+                    grew = true;
+                    if let Some(old) = old {
+                        let mut keys = old.keys();
+                        while let Some(key) = tantivy_fst::Streamer::next(&mut keys) {
+                            new.insert(key.to_vec());
+                        }
+                    }
+                    let map = tantivy_fst::Map::from_iter(new.into_iter().map(|key| (key, 0)))
+                        .map_err(|e| TantivyError::InternalError(e.to_string()))?;
+                    Arc::new(map)
+                }
+            };
+            maps.insert(field, map);
+        }
+        let generation = known.generation + u64::from(grew);
+        // Every live segment is read now; those merged away are forgotten (their terms stay).
+        *self.known.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(Known { generation, segments: live, fields: maps });
+        Ok(())
     }
 }
 
@@ -735,5 +884,47 @@ mod typo_tests {
         // Kept: the second ask does not run the automaton.
         let again = typos.of(segment, &term, || unreachable!("kept")).unwrap();
         assert_eq!(texts(&again), texts(&found));
+    }
+
+    /// Once the vocabulary has read every segment, a segment's neighbours come from it: they
+    /// include a neighbour only another segment has (a miss in this one's dictionary), and a
+    /// term a later segment brings is found after the next refresh.
+    #[test]
+    fn typo_neighbours_come_from_the_vocabulary_of_every_segment_once_it_is_read() {
+        let mut schema = Schema::builder();
+        let title = schema.add_text_field("title", TEXT);
+        let index = Index::create_in_ram(schema.build());
+        let mut writer: IndexWriter = index.writer(15_000_000).unwrap();
+        writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
+        let commit = |writer: &mut IndexWriter, texts: &[&str]| {
+            texts.iter().for_each(|text| {
+                writer.add_document(doc!(title => *text)).unwrap();
+            });
+            writer.commit().unwrap();
+        };
+        commit(&mut writer, &["night", "light"]);
+        commit(&mut writer, &["nihgt"]);
+        let reader = index.reader_builder().reload_policy(tantivy::ReloadPolicy::Manual).try_into().unwrap();
+        let searcher = reader.searcher();
+        let first = searcher.segment_readers().iter().find(|s| s.max_doc() == 2).unwrap();
+        let term = Term::from_field_text(title, "night");
+        let dfa = Dfa::new(&term, 1);
+        let typos = Typos::default();
+        let texts = |found: Neighbours| {
+            let mut texts: Vec<String> =
+                found.iter().map(|t| t.value().as_str().unwrap_or_default().to_owned()).collect();
+            texts.sort();
+            texts
+        };
+        // Not read yet: the segment's own dictionary.
+        assert_eq!(texts(typos.of(first, &term, || &dfa).unwrap()), ["light"]);
+        typos.refresh(&searcher, &[title]);
+        assert_eq!(texts(typos.of(first, &term, || &dfa).unwrap()), ["light", "nihgt"]);
+        commit(&mut writer, &["fight"]);
+        reader.reload().unwrap();
+        let searcher = reader.searcher();
+        typos.refresh(&searcher, &[title]);
+        let first = searcher.segment_readers().iter().find(|s| s.max_doc() == 2).unwrap();
+        assert_eq!(texts(typos.of(first, &term, || &dfa).unwrap()), ["fight", "light", "nihgt"]);
     }
 }
