@@ -229,8 +229,11 @@ impl Typos {
 struct Vocabulary {
     known: RwLock<Arc<Known>>,
     /// The newest searcher to read, and whether a thread is at work on it.
-    next: Mutex<(Option<(Searcher, Vec<Field>)>, bool)>,
+    next: Mutex<(Option<ToRead>, bool)>,
 }
+
+/// A searcher whose segments' fields are to be read.
+type ToRead = (Searcher, Vec<Field>);
 
 #[derive(Debug, Default)]
 struct Known {
