@@ -83,7 +83,8 @@ pub struct TantivySearchIndex {
     orders: Orders,
     /// Each segment's most frequent completions of the prefixes searches have asked for.
     completions: Completions,
-    /// Each segment's typo neighbours of the words searches have asked for.
+    /// The typo neighbours of the words searches have asked for, and the vocabulary of every
+    /// segment's title and director terms they are found in.
     typos: Typos,
 }
 
