@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Two builds of the server in turn on the same data: fills 1,000 generated movies once, then
 # for ROUNDS rounds (default 3) starts OLD, measures, stops it, starts NEW, measures, stops it,
-# each measurement `wrk -t2 -c64 -d5s` on loopback of one cached movie's detail (and of the
-# same with `Accept-Encoding: br, gzip`). Prints each round's req/s and the NEW/OLD ratio: this
+# each measurement `wrk -t2 -c64 -d5s` on loopback of one cached movie's detail (plain, and with
+# `Accept-Encoding: br, gzip`) and of one-word searches (the words drawn by the catalogue's own
+# frequencies, as bench/load.sh does). Prints each round's req/s and the NEW/OLD ratio: this
 # machine's speed drifts, so only builds measured in turn compare.
 #   bench/ab.sh OLD_MOVIES_BINARY NEW_MOVIES_BINARY [ROUNDS]
 set -euo pipefail
@@ -17,19 +18,26 @@ trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
 "$CARGO_TARGET_DIR/release/examples/load_fill" 1000 "$dir/data" 2>/dev/null
 hot="$(head -n1 "$dir/data/ids.txt")"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-rate() { # binary [accept-encoding]
+# A wrk script picking one of the catalogue's words at random per request.
+{ echo "local paths = {"; sed 's|.*|"/api/v1/search?q=&",|' "$dir/data/words.txt"; echo "}"
+  echo 'request = function() return wrk.format(nil, paths[math.random(#paths)]) end'; } >"$dir/search.lua"
+rate() { # binary request
+  local wrk_args=("http://127.0.0.1:$port/api/v1/movies/$hot")
+  case "$2" in
+    "detail, br/gzip") wrk_args=(-H "Accept-Encoding: br, gzip" "${wrk_args[@]}") ;;
+    "search (one word)") wrk_args=(-s "$dir/search.lua" "http://127.0.0.1:$port/") ;;
+  esac
   MOVIES_RATE_ANONYMOUS=0 "$1" --data-dir "$dir/data" --listen "127.0.0.1:$port" >/dev/null 2>&1 & pid=$!
   for _ in $(seq 300); do curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
-  wrk -t2 -c64 -d2s "http://127.0.0.1:$port/api/v1/movies/$hot" >/dev/null
-  wrk -t2 -c64 -d5s ${2:+-H "Accept-Encoding: $2"} "http://127.0.0.1:$port/api/v1/movies/$hot" |
-    awk '/^Requests\/sec/ { printf "%.0f", $2 }'
+  wrk -t2 -c64 -d2s "${wrk_args[@]}" >/dev/null
+  wrk -t2 -c64 -d5s "${wrk_args[@]}" | awk '/^Requests\/sec/ { printf "%.0f", $2 }'
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 }
-echo "# bench/ab.sh on $(nproc) cores, $(date -u +%Y-%m-%d): cached detail, req/s (wrk -t2 -c64 -d5s)"
-printf "%-7s %-18s %10s %10s %8s\n" "round" "request" "old" "new" "new/old"
+echo "# bench/ab.sh on $(nproc) cores, $(date -u +%Y-%m-%d): req/s (wrk -t2 -c64 -d5s)"
+printf "%-7s %-20s %10s %10s %8s\n" "round" "request" "old" "new" "new/old"
 for round in $(seq "$rounds"); do
-  for accept in "" "br, gzip"; do
-    a="$(rate "$old" "$accept")"; b="$(rate "$new" "$accept")"
-    printf "%-7s %-18s %10s %10s %7.3fx\n" "$round" "${accept:-plain}" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN { print b / a }')"
+  for request in "detail" "detail, br/gzip" "search (one word)"; do
+    a="$(rate "$old" "$request")"; b="$(rate "$new" "$request")"
+    printf "%-7s %-20s %10s %10s %7.3fx\n" "$round" "$request" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN { print b / a }')"
   done
 done

@@ -178,21 +178,26 @@ impl Typos {
     ) -> tantivy::Result<Neighbours> {
         let known = self.vocabulary.known();
         let field = term.field();
+        // A plain get, then insert: a search's segments ask for the same vocabulary key at once
+        // on the executor's threads, and two first asks of one key racing in moka's
+        // `try_get_with` can leak its waiter (seen by the fuzzer's leak check). The race costs
+        // at most one automaton run per thread, once.
         let read = |scope: Scope, terms: &dyn Fn(&Dfa) -> tantivy::Result<Vec<Vec<u8>>>| {
-            self.kept
-                .0
-                .try_get_with((scope, term.clone()), || -> tantivy::Result<Neighbours> {
-                    let mut found = Vec::new();
-                    for key in terms(dfa())? {
-                        if key != term.serialized_value_bytes() {
-                            let text = std::str::from_utf8(&key)
-                                .map_err(|e| TantivyError::InternalError(e.to_string()))?;
-                            found.push(Term::from_field_text(field, text));
-                        }
-                    }
-                    Ok(Arc::new(found))
-                })
-                .map_err(|e| TantivyError::InternalError(e.to_string()))
+            let key = (scope, term.clone());
+            if let Some(kept) = self.kept.0.get(&key) {
+                return Ok(kept);
+            }
+            let mut found = Vec::new();
+            for bytes in terms(dfa())? {
+                if bytes != term.serialized_value_bytes() {
+                    let text = std::str::from_utf8(&bytes)
+                        .map_err(|e| TantivyError::InternalError(e.to_string()))?;
+                    found.push(Term::from_field_text(field, text));
+                }
+            }
+            let found: Neighbours = Arc::new(found);
+            self.kept.0.insert(key, found.clone());
+            Ok(found)
         };
         match known.fields.get(&field).filter(|_| known.segments.contains(&segment.segment_id())) {
             Some(map) => read(Scope::Vocabulary(known.generation), &|dfa| {
