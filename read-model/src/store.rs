@@ -587,17 +587,28 @@ macro_rules! sql_read_store {
                 // by one core. No more at once than the pool has connections: one waiting for
                 // a connection while another builds would time out (SQLite's one writer took
                 // over 30 s an index at 5M movies, the pool's wait).
+                // The next starts as soon as any one ends. (Boxed first: a closure's future
+                // inside the trait's boxed future trips the compiler's higher-ranked checks.)
+                use futures::StreamExt;
                 let connections = self.writer().options().get_max_connections().max(1) as usize;
-                for group in suspended.0.chunks(connections) {
-                    futures::future::try_join_all(group.iter().map(|statement| async move {
-                        let mut tx = self.writer().begin().await?;
-                        if let Some(setting) = $restore_setting {
-                            sqlx::query(setting).execute(&mut *tx).await?;
-                        }
-                        sqlx::query(statement).execute(&mut *tx).await?;
-                        tx.commit().await
-                    }))
-                    .await?;
+                let builds: Vec<futures::future::BoxFuture<'_, Result<(), sqlx::Error>>> = suspended
+                    .0
+                    .iter()
+                    .map(|statement| {
+                        let pool = self.writer();
+                        Box::pin(async move {
+                            let mut tx = pool.begin().await?;
+                            if let Some(setting) = $restore_setting {
+                                sqlx::query(setting).execute(&mut *tx).await?;
+                            }
+                            sqlx::query(statement).execute(&mut *tx).await?;
+                            tx.commit().await
+                        }) as futures::future::BoxFuture<'_, _>
+                    })
+                    .collect();
+                let mut running = futures::stream::iter(builds).buffer_unordered(connections);
+                while let Some(built) = running.next().await {
+                    built?;
                 }
                 self.loading.store(false, Ordering::SeqCst);
                 Ok(())
