@@ -80,7 +80,7 @@ pub struct TantivySearchIndex {
     /// The bitsets of terms in many documents, kept across searches (see `word`).
     dense: DenseTerms,
     /// Per-segment rank orders and genre bitsets for walking dense words (see `walk`).
-    orders: Orders,
+    orders: Arc<Orders>,
     /// Each segment's most frequent completions of the prefixes searches have asked for.
     completions: Completions,
     /// The typo neighbours of the words searches have asked for, and the vocabulary of every
@@ -121,7 +121,7 @@ impl TantivySearchIndex {
         let mut index = Self::with_index(Index::open_in_dir(dir)?, fields, false)?;
         let (metas, reader) = (index.index.clone(), index.reader.clone());
         let (genres, checkpoint) = (index.genres.clone(), index.checkpoint.clone());
-        let tables = index.segment_tables.clone();
+        let (tables, orders) = (index.segment_tables.clone(), index.orders.clone());
         let (typos, typo_fields) = (index.typos.clone(), index.fields.typo());
         let refresh = move || {
             // The registry first: a search then sees either old documents with a newer registry
@@ -140,6 +140,7 @@ impl TantivySearchIndex {
             match reader.reload() {
                 Ok(()) => {
                     tables.refresh(&reader.searcher());
+                    orders.prepare_later(reader.searcher(), tables.clone());
                     typos.refresh_later(reader.searcher(), typo_fields.clone());
                     if let Some(stored) = stored {
                         checkpoint.fetch_max(stored.position, Ordering::SeqCst);
@@ -177,13 +178,17 @@ impl TantivySearchIndex {
             .map_or((0, Vec::new(), serde_json::Value::Null, BTreeSet::new()), |c| {
                 (c.position, c.genres, c.transport, c.ahead)
             });
-        // The tables of the segments already there, built before searches need them (100 ms at
-        // 5M movies; searches that come first wait for that build).
-        let segment_tables = Arc::<SegmentTables>::default();
-        let (tables, searcher) = (segment_tables.clone(), reader.searcher());
+        // The tables and walk orders of the segments already there, made before searches need
+        // them (about a second at 5M movies; searches that come first wait for what they need).
+        let (segment_tables, orders) = (Arc::<SegmentTables>::default(), Arc::<Orders>::default());
+        let searcher = reader.searcher();
         let typos = Typos::default();
         typos.refresh_later(searcher.clone(), fields.typo());
-        std::thread::spawn(move || tables.refresh(&searcher));
+        let (tables, made) = (segment_tables.clone(), orders.clone());
+        std::thread::spawn(move || {
+            tables.refresh(&searcher);
+            made.prepare(&searcher, &tables);
+        });
         Ok(Self {
             index,
             fields,
@@ -197,7 +202,7 @@ impl TantivySearchIndex {
             summaries: Summaries::default(),
             segment_tables,
             dense: DenseTerms::default(),
-            orders: Orders::default(),
+            orders,
             completions: Completions::default(),
             typos,
         })
@@ -435,6 +440,7 @@ impl TantivySearchIndex {
             *self.genres.lock().unwrap_or_else(|p| p.into_inner()) = registry;
             self.reader.reload()?;
             self.segment_tables.refresh(&self.reader.searcher());
+            self.orders.prepare_later(self.reader.searcher(), self.segment_tables.clone());
             self.typos.refresh_later(self.reader.searcher(), self.fields.typo());
             *self.ahead.lock().unwrap_or_else(|p| p.into_inner()) = ahead;
             self.checkpoint.store(through, Ordering::SeqCst);
@@ -938,6 +944,36 @@ mod tests {
                 assert!(sorted.windows(2).all(|w| w[0] >= w[1]), "{by:?} {text:?}: {sorted:?}");
             }
         }
+    }
+
+    /// Waits (up to 10 s) until every segment of the index has its walk order made.
+    fn orders_made(index: &TantivySearchIndex) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let segments = index.reader.searcher().segment_readers().len();
+        while std::time::Instant::now() < deadline {
+            if index.orders.made() == segments {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
+    }
+
+    #[test]
+    fn walk_orders_are_made_after_a_commit_and_at_open_before_any_search() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let index = TantivySearchIndex::open(dir.path()).unwrap();
+            for batch in 0..3 {
+                let events: Vec<EventEnvelope> =
+                    (0..20).map(|n| created(batch * 20 + n + 1, golden())).collect();
+                index.apply(&events).unwrap();
+            }
+            assert!(!index.reader.searcher().segment_readers().is_empty());
+            assert!(orders_made(&index), "the commits' segments have their orders without a search");
+        }
+        let reopened = TantivySearchIndex::open(dir.path()).unwrap();
+        assert!(orders_made(&reopened), "an opened index's segments have their orders without a search");
     }
 
     /// A new movie's creation at `position`, as the log would hand it over.

@@ -27,6 +27,7 @@ mod browse;
 mod facets;
 mod index;
 mod keys;
+mod later;
 mod port;
 mod query;
 mod rank;

@@ -26,6 +26,7 @@ use tantivy::{DocAddress, DocId, Searcher, SegmentReader};
 use crate::browse::Browsed;
 use crate::facets::{count_bits, GenreBits, SegmentTable, SegmentTables, OVERFLOW_BIT};
 use crate::keys::SortKey;
+use crate::later::Later;
 use crate::words::{has, Bits, Matches, TextWeight};
 
 /// What a walk asks.
@@ -53,15 +54,45 @@ pub(crate) struct SegmentOrder {
 /// A segment's order once made; `None` inside: it could not be made.
 type OrderCell = OnceLock<Option<Arc<SegmentOrder>>>;
 
-/// The orders of the segments searches have met, and each segment's alive bits as words by its
-/// number of deleted documents.
+/// The orders of the segments searches have met or were made ready for, and each segment's
+/// alive bits as words by its number of deleted documents.
 #[derive(Default)]
 pub(crate) struct Orders {
     orders: Mutex<HashMap<SegmentId, Arc<OrderCell>>>,
     alive: Mutex<HashMap<SegmentId, (u32, Bits)>>,
+    /// Makes the newest searcher's orders on a thread of its own.
+    later: Arc<Later<(Searcher, Arc<SegmentTables>)>>,
 }
 
 impl Orders {
+    /// Makes the orders of the searcher's segments that have none yet, so that searches find
+    /// them made (a segment of a million movies takes a tenth of a second; 64 searches arriving
+    /// at once would all wait for it), and forgets those of segments merged away (a replay
+    /// makes and merges many, with no walk in between to forget them).
+    pub(crate) fn prepare(&self, searcher: &Searcher, tables: &SegmentTables) {
+        self.retain(searcher);
+        let started = std::time::Instant::now();
+        for segment in searcher.segment_readers() {
+            if let Some(table) = tables.of(segment) {
+                self.of(segment, &table);
+            }
+        }
+        tracing::debug!(seconds = started.elapsed().as_secs_f64(), "walk orders ready");
+    }
+
+    /// `prepare` on a thread of its own (the newest searcher's, when several come at once).
+    pub(crate) fn prepare_later(self: &Arc<Self>, searcher: Searcher, tables: Arc<SegmentTables>) {
+        let orders = self.clone();
+        self.later.run((searcher, tables), move |(searcher, tables)| orders.prepare(&searcher, &tables));
+    }
+
+    /// How many segments have an order made.
+    #[cfg(test)]
+    pub(crate) fn made(&self) -> usize {
+        let orders = self.orders.lock().unwrap_or_else(|p| p.into_inner());
+        orders.values().filter(|cell| cell.get().is_some_and(|order| order.is_some())).count()
+    }
+
     /// The segment's order, made by the first search that needs it while concurrent ones wait
     /// for it; `None` when its rank column cannot be read (the general search reports that).
     fn of(&self, segment: &SegmentReader, table: &SegmentTable) -> Option<Arc<SegmentOrder>> {

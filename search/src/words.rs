@@ -15,8 +15,9 @@
 //! are kept (`DenseTerms`), so such a word costs a lookup instead of millions of postings.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
+use crate::later::Later;
 use crate::query::MAX_TYPO_WORD_CHARS;
 use crate::schema::PREFIX_EXPANSIONS;
 
@@ -233,8 +234,8 @@ impl Typos {
 #[derive(Debug, Default)]
 struct Vocabulary {
     known: RwLock<Arc<Known>>,
-    /// The newest searcher to read, and whether a thread is at work on it.
-    next: Mutex<(Option<ToRead>, bool)>,
+    /// Reads the newest searcher's segments on a thread of its own.
+    later: Arc<Later<ToRead>>,
 }
 
 /// A searcher whose segments' fields are to be read.
@@ -254,23 +255,8 @@ impl Vocabulary {
     }
 
     fn refresh_later(self: &Arc<Self>, searcher: Searcher, fields: Vec<Field>) {
-        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
-        next.0 = Some((searcher, fields));
-        if std::mem::replace(&mut next.1, true) {
-            // The thread at work takes it when done.
-            return;
-        }
         let vocabulary = self.clone();
-        std::thread::spawn(move || loop {
-            let taken = {
-                let mut next = vocabulary.next.lock().unwrap_or_else(|p| p.into_inner());
-                let taken = next.0.take();
-                next.1 = taken.is_some();
-                taken
-            };
-            let Some((searcher, fields)) = taken else {
-                return;
-            };
+        self.later.run((searcher, fields), move |(searcher, fields)| {
             let started = std::time::Instant::now();
             match vocabulary.refresh(&searcher, &fields) {
                 Ok(()) => tracing::debug!(seconds = started.elapsed().as_secs_f64(), "vocabulary ready"),
