@@ -39,7 +39,11 @@ impl<T: Send + 'static> Later<T> {
             let Some(value) = taken else {
                 return;
             };
-            work(value);
+            // A panic must not end the thread with the flag still up: no thread would start
+            // again. (The panic itself is reported by the panic hook.)
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(value))).is_err() {
+                tracing::error!("background work on a searcher panicked; the next one goes on");
+            }
         });
     }
 }
@@ -73,5 +77,25 @@ mod tests {
         let seen: Vec<u32> = (0..2).map(|_| finished.recv_timeout(Duration::from_secs(5)).unwrap()).collect();
         assert_eq!(seen, [1, 3]);
         assert!(finished.recv_timeout(Duration::from_millis(200)).is_err(), "2 was never worked on");
+    }
+
+    #[test]
+    fn work_that_panicked_does_not_stop_later_work() {
+        let later = Arc::new(Later::default());
+        let (done, finished) = mpsc::channel();
+        let work = move |value: u32| {
+            done.send(value).unwrap();
+            assert_ne!(value, 1, "the first value's work fails");
+        };
+        later.run(1, work.clone());
+        assert_eq!(finished.recv_timeout(Duration::from_secs(5)), Ok(1));
+        // Its thread goes on, or ends with its flag down: either way a later value is worked on.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut seen = None;
+        while seen.is_none() && std::time::Instant::now() < deadline {
+            later.run(2, work.clone());
+            seen = finished.recv_timeout(Duration::from_millis(50)).ok();
+        }
+        assert_eq!(seen, Some(2));
     }
 }
