@@ -63,15 +63,49 @@ pub struct QueryState {
     pub search_cache: SearchCache,
 }
 
-/// The search index's recent answers, by query and index state.
+/// The search index's recent answers, by query and index state, and the recent responses made
+/// of them, whole.
 #[derive(Clone)]
-pub struct SearchCache(moka::future::Cache<String, Arc<SearchPage>>);
+pub struct SearchCache {
+    pages: moka::future::Cache<String, Arc<SearchPage>>,
+    responses: moka::future::Cache<String, Arc<KeptResponse>>,
+}
+
+/// The most memory whole search responses take.
+const KEPT_RESPONSES_BYTES: u64 = 32 << 20;
+
+/// A search response's body and what its headers are made of.
+struct KeptResponse {
+    body: axum::body::Bytes,
+    next_cursor: Option<String>,
+    position: Position,
+}
 
 impl Default for SearchCache {
+    /// Responses kept 5 s, the in-process document cache's default life.
     fn default() -> Self {
-        Self(
-            moka::future::Cache::builder().max_capacity(10_000).time_to_live(Duration::from_secs(60)).build(),
-        )
+        Self::new(Duration::from_secs(5))
+    }
+}
+
+impl SearchCache {
+    /// Whole responses are kept at most `responses_for`: give the in-process document cache's
+    /// life. A response holds documents read through that cache, and may keep one no longer
+    /// than it would.
+    pub fn new(responses_for: Duration) -> Self {
+        Self {
+            pages: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            responses: moka::future::Cache::builder()
+                .max_capacity(KEPT_RESPONSES_BYTES)
+                .weigher(|key: &String, kept: &Arc<KeptResponse>| {
+                    u32::try_from(key.len() + kept.body.len() + 128).unwrap_or(u32::MAX)
+                })
+                .time_to_live(responses_for)
+                .build(),
+        }
     }
 }
 
@@ -627,7 +661,7 @@ async fn run_search(
     let key = format!("{}:{query:?}", index.checkpoint());
     let found = state
         .search_cache
-        .0
+        .pages
         .try_get_with(key, async move { blocking(move || index.search(&query)).await.map(Arc::new) })
         .await
         .map_err(|e| match Arc::try_unwrap(e) {
@@ -661,10 +695,42 @@ async fn search_movies(
 ) -> Result<Response, ApiError> {
     let query = params.query()?;
     let facets = query.facets;
-    let (position, store) = state.reached_with_index(params.min_position).await?;
-    let (items, page) = run_search(&state, store.as_ref(), query.clone()).await?;
-    let next_cursor = page.next.map(|cursor| cursor.encode(&query));
-    let link = next_cursor.as_deref().map(|cursor| {
+    // Popular searches repeat: the response is kept whole (its documents read and serialized
+    // once) under both projections' positions, which move with every change, so a change is
+    // never served stale. (Read before the search: an answer made meanwhile is newer, never
+    // staler, than its key.) A read that asks for a position reads past every cache.
+    let key = params
+        .min_position
+        .is_none()
+        .then(|| format!("{}:{}:{query:?}", *state.progress.borrow(), state.search.checkpoint()));
+    let kept = match &key {
+        Some(key) => state.search_cache.responses.get(key).await,
+        None => None,
+    };
+    let kept = match kept {
+        Some(kept) => kept,
+        None => {
+            let (position, store) = state.reached_with_index(params.min_position).await?;
+            let (items, page) = run_search(&state, store.as_ref(), query.clone()).await?;
+            let next_cursor = page.next.map(|cursor| cursor.encode(&query));
+            let facets = facets.then(|| Facets {
+                genres: page
+                    .facets
+                    .into_iter()
+                    .map(|(genre, movies)| GenreCount { genre, movies: movies as i64 })
+                    .collect(),
+            });
+            let results =
+                SearchResults { items, next_cursor: next_cursor.clone(), total: page.total, facets };
+            let body = serde_json::to_vec(&results).map_err(|e| ApiError::Internal(e.into()))?;
+            let kept = Arc::new(KeptResponse { body: body.into(), next_cursor, position });
+            if let Some(key) = key {
+                state.search_cache.responses.insert(key, kept.clone()).await;
+            }
+            kept
+        }
+    };
+    let link = kept.next_cursor.as_deref().map(|cursor| {
         let next = SearchParams { cursor: Some(cursor.to_owned()), min_position: None, ..params.clone() };
         // Plain strings and numbers always encode.
         format!(
@@ -672,14 +738,8 @@ async fn search_movies(
             serde_urlencoded::to_string(&next).expect("query encodes")
         )
     });
-    let facets = facets.then(|| Facets {
-        genres: page
-            .facets
-            .into_iter()
-            .map(|(genre, movies)| GenreCount { genre, movies: movies as i64 })
-            .collect(),
-    });
-    Ok(page_response(Json(SearchResults { items, next_cursor, total: page.total, facets }), link, position))
+    let json = [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+    Ok(page_response((json, kept.body.clone()), link, kept.position))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -339,3 +339,36 @@ async fn a_repeated_search_is_answered_again_after_the_catalogue_changes() {
     app.wait_for(position(&response)).await;
     assert_eq!(search("zebra").await, 1, "a cached answer never outlives a change to the index");
 }
+
+#[tokio::test]
+async fn a_repeated_search_shows_a_changed_movie_as_it_is_now() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    let created = app.created(&token, &movie("Zebra Crossing")).await;
+    let search = || async {
+        let response = app.get("/api/v1/search?q=zebra").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let at: i64 = response.headers()["movies-projected-position"].to_str().unwrap().parse().unwrap();
+        let page: Value = response.json().await.unwrap();
+        (at, page["items"][0]["imdb_score"].as_f64())
+    };
+    let (before, score) = search().await;
+    assert_eq!(search().await, (before, score), "the same search again (kept whole)");
+    // A change that leaves the index's matches as they were: only the document differs.
+    let id = created["id"].as_str().unwrap();
+    let patch = app
+        .http
+        .patch(app.url(&format!("/api/v1/movies/{id}")))
+        .bearer_auth(&token)
+        .header("if-match", "\"1\"")
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"imdb_score": 9.9}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch.status(), StatusCode::OK);
+    app.wait_for(position(&patch)).await;
+    let (after, score) = search().await;
+    assert!(after >= position(&patch), "the answer says it is as of the change or later");
+    assert_eq!(score, Some(9.9), "a kept response never outlives a change to its documents");
+}
