@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
-# Two builds of the server in turn on the same data: fills 1,000 generated movies once, then
+# Two builds of the server in turn on the same data: fills COUNT (default 1,000) generated movies
+# once, then
 # for ROUNDS rounds (default 3) starts OLD, measures, stops it, starts NEW, measures, stops it,
 # each measurement `wrk -t2 -c64 -d5s` on loopback of one cached movie's detail (plain, and with
 # `Accept-Encoding: br, gzip`) and of one-word searches (the words drawn by the catalogue's own
-# frequencies, as bench/load.sh does). Prints each round's req/s and the NEW/OLD ratio: this
-# machine's speed drifts, so only builds measured in turn compare.
-#   bench/ab.sh OLD_MOVIES_BINARY NEW_MOVIES_BINARY [ROUNDS]
+# frequencies, as bench/load.sh does). Prints each round's req/s, the NEW/OLD ratio and both
+# p99s: this machine's speed drifts, so only builds measured in turn compare. Each measurement
+# starts its server afresh, so a search's first round of words is answered cold.
+#   bench/ab.sh OLD_MOVIES_BINARY NEW_MOVIES_BINARY [ROUNDS] [COUNT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-old="$1" new="$2" rounds="${3:-3}"
+old="$1" new="$2" rounds="${3:-3}" count="${4:-1000}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/movies/target}"
 command -v wrk >/dev/null 2>&1 || { echo "bench/ab.sh: wrk is not installed (bench/load.sh installs it)" >&2; exit 1; }
 cargo build --release -j2 --example load_fill >&2
 dir="$(mktemp -d /tmp/movies-ab.XXXXXX)"
 pid=""
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$dir"' EXIT
-"$CARGO_TARGET_DIR/release/examples/load_fill" 1000 "$dir/data" 2>/dev/null
+"$CARGO_TARGET_DIR/release/examples/load_fill" "$count" "$dir/data" 2>/dev/null
 hot="$(head -n1 "$dir/data/ids.txt")"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 # A wrk script picking one of the catalogue's words at random per request.
@@ -28,16 +30,20 @@ rate() { # binary request
     "search (one word)") wrk_args=(-s "$dir/search.lua" "http://127.0.0.1:$port/") ;;
   esac
   MOVIES_RATE_ANONYMOUS=0 "$1" --data-dir "$dir/data" --listen "127.0.0.1:$port" >/dev/null 2>&1 & pid=$!
-  for _ in $(seq 300); do curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
+  for _ in $(seq 600); do curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
   wrk -t2 -c64 -d2s "${wrk_args[@]}" >/dev/null
-  wrk -t2 -c64 -d5s "${wrk_args[@]}" | awk '/^Requests\/sec/ { printf "%.0f", $2 }'
+  # req/s and p99 in ms
+  wrk -t2 -c64 -d5s --latency "${wrk_args[@]}" | awk '/^Requests\/sec/ { r = $2 } $1 == "99%" { v = $2
+    if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 }
+    p = v } END { printf "%.0f %.2f", r, p }'
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 }
-echo "# bench/ab.sh on $(nproc) cores, $(date -u +%Y-%m-%d): req/s (wrk -t2 -c64 -d5s)"
-printf "%-7s %-20s %10s %10s %8s\n" "round" "request" "old" "new" "new/old"
+echo "# bench/ab.sh on $(nproc) cores, $(date -u +%Y-%m-%d), $count movies: req/s (wrk -t2 -c64 -d5s)"
+printf "%-7s %-20s %10s %10s %8s %11s %11s\n" "round" "request" "old" "new" "new/old" "old p99 ms" "new p99 ms"
 for round in $(seq "$rounds"); do
   for request in "detail" "detail, br/gzip" "search (one word)"; do
-    a="$(rate "$old" "$request")"; b="$(rate "$new" "$request")"
-    printf "%-7s %-20s %10s %10s %7.3fx\n" "$round" "$request" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN { print b / a }')"
+    read -r a ap <<<"$(rate "$old" "$request")"; read -r b bp <<<"$(rate "$new" "$request")"
+    printf "%-7s %-20s %10s %10s %7.3fx %11s %11s\n" "$round" "$request" "$a" "$b" \
+      "$(awk -v a="$a" -v b="$b" 'BEGIN { print b / a }')" "$ap" "$bp"
   done
 done
