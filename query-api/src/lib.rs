@@ -90,8 +90,9 @@ impl Default for SearchCache {
 
 impl SearchCache {
     /// Whole responses are kept at most `responses_for`: give the in-process document cache's
-    /// life. A response holds documents read through that cache, and may keep one no longer
-    /// than it would.
+    /// life. A response holds documents read through that cache; one a missed announcement
+    /// left stale there (see `L1Settings::ttl`) stays so in a kept response at most this much
+    /// longer.
     pub fn new(responses_for: Duration) -> Self {
         Self {
             pages: moka::future::Cache::builder()
