@@ -10,7 +10,9 @@ use uuid::Uuid;
 use crate::helpers::{settings, spawn_with};
 
 fn fixture(name: &str) -> Value {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events/tests/fixtures/v1").join(name);
+    // Where cargo runs the test from, not where the binary was built (see the events crate's test).
+    let root = std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    let path = std::path::Path::new(&root).join("events/tests/fixtures/v1").join(name);
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
