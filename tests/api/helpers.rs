@@ -121,6 +121,19 @@ impl TestApp {
         self.http.post(self.url("/api/v1/movies")).bearer_auth(token).json(body).send().await.unwrap()
     }
 
+    /// A merge patch of movie `id` at `version` (its `If-Match`).
+    pub async fn patch(&self, token: &str, id: &str, version: i64, patch: &str) -> Response {
+        self.http
+            .patch(self.url(&format!("/api/v1/movies/{id}")))
+            .bearer_auth(token)
+            .header("if-match", format!("\"{version}\""))
+            .header("content-type", "application/merge-patch+json")
+            .body(patch.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Creates a movie and waits until the query side shows it; returns the created body.
     pub async fn created(&self, token: &str, body: &Value) -> Value {
         let response = self.create(token, body).await;

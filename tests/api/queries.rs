@@ -355,17 +355,7 @@ async fn a_repeated_search_shows_a_changed_movie_as_it_is_now() {
     let (before, score) = search().await;
     assert_eq!(search().await, (before, score), "the same search again (kept whole)");
     // A change that leaves the index's matches as they were: only the document differs.
-    let id = created["id"].as_str().unwrap();
-    let patch = app
-        .http
-        .patch(app.url(&format!("/api/v1/movies/{id}")))
-        .bearer_auth(&token)
-        .header("if-match", "\"1\"")
-        .header("content-type", "application/merge-patch+json")
-        .body(r#"{"imdb_score": 9.9}"#)
-        .send()
-        .await
-        .unwrap();
+    let patch = app.patch(&token, created["id"].as_str().unwrap(), 1, r#"{"imdb_score": 9.9}"#).await;
     assert_eq!(patch.status(), StatusCode::OK);
     app.wait_for(position(&patch)).await;
     let (after, score) = search().await;
