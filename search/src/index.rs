@@ -121,8 +121,8 @@ impl TantivySearchIndex {
         let mut index = Self::with_index(Index::open_in_dir(dir)?, fields, false)?;
         let (metas, reader) = (index.index.clone(), index.reader.clone());
         let (genres, checkpoint) = (index.genres.clone(), index.checkpoint.clone());
-        let (tables, orders) = (index.segment_tables.clone(), index.orders.clone());
-        let (typos, typo_fields) = (index.typos.clone(), index.fields.typo());
+        let (tables, orders, typos) =
+            (index.segment_tables.clone(), index.orders.clone(), index.typos.clone());
         let refresh = move || {
             // The registry first: a search then sees either old documents with a newer registry
             // (a superset) or both new. The checkpoint last, once searches see what it names:
@@ -139,9 +139,7 @@ impl TantivySearchIndex {
             }
             match reader.reload() {
                 Ok(()) => {
-                    tables.refresh(&reader.searcher());
-                    orders.prepare_later(reader.searcher(), tables.clone());
-                    typos.refresh_later(reader.searcher(), typo_fields.clone());
+                    prepare_segments(reader.searcher(), &tables, &orders, &typos);
                     if let Some(stored) = stored {
                         checkpoint.fetch_max(stored.position, Ordering::SeqCst);
                     }
@@ -178,17 +176,14 @@ impl TantivySearchIndex {
             .map_or((0, Vec::new(), serde_json::Value::Null, BTreeSet::new()), |c| {
                 (c.position, c.genres, c.transport, c.ahead)
             });
-        // The tables and walk orders of the segments already there, made before searches need
-        // them (about a second at 5M movies; searches that come first wait for what they need).
+        // What searches need per segment, for the segments already there, made on a thread
+        // before they need it (about a second at 5M movies; searches that come first wait for
+        // what they need).
         let (segment_tables, orders) = (Arc::<SegmentTables>::default(), Arc::<Orders>::default());
-        let searcher = reader.searcher();
-        let typos = Typos::default();
-        typos.refresh_later(searcher.clone(), fields.typo());
-        let (tables, made) = (segment_tables.clone(), orders.clone());
-        std::thread::spawn(move || {
-            tables.refresh(&searcher);
-            made.prepare(&searcher, &tables);
-        });
+        let typos = Typos::new(fields.typo().to_vec());
+        let (searcher, tables, made, vocabulary) =
+            (reader.searcher(), segment_tables.clone(), orders.clone(), typos.clone());
+        std::thread::spawn(move || prepare_segments(searcher, &tables, &made, &vocabulary));
         Ok(Self {
             index,
             fields,
@@ -439,9 +434,7 @@ impl TantivySearchIndex {
             // documents with the new registry (a superset) or both new.
             *self.genres.lock().unwrap_or_else(|p| p.into_inner()) = registry;
             self.reader.reload()?;
-            self.segment_tables.refresh(&self.reader.searcher());
-            self.orders.prepare_later(self.reader.searcher(), self.segment_tables.clone());
-            self.typos.refresh_later(self.reader.searcher(), self.fields.typo());
+            prepare_segments(self.reader.searcher(), &self.segment_tables, &self.orders, &self.typos);
             *self.ahead.lock().unwrap_or_else(|p| p.into_inner()) = ahead;
             self.checkpoint.store(through, Ordering::SeqCst);
         }
@@ -904,6 +897,15 @@ fn genres_only(f: &SearchFilters) -> bool {
 /// The genre filters as mask bits, if every genre named has a bit of its own.
 fn genre_bits(registry: &[String], f: &SearchFilters) -> Option<GenreBits> {
     Some(GenreBits { any: genre_mask(registry, &f.genre_any)?, all: genre_mask(registry, &f.genre_all)? })
+}
+
+/// Makes ahead, for a new searcher, what its searches need per segment: the tables at once (a
+/// filter reads them), the walk orders and the typo vocabulary each on a thread of its own.
+/// Called at open, after each commit and after a read-only view's reload.
+fn prepare_segments(searcher: Searcher, tables: &Arc<SegmentTables>, orders: &Arc<Orders>, typos: &Typos) {
+    tables.refresh(&searcher);
+    orders.prepare_later(searcher.clone(), tables.clone());
+    typos.refresh_later(searcher);
 }
 
 #[cfg(test)]

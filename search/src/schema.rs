@@ -39,8 +39,8 @@ pub(crate) struct Fields {
 impl Fields {
     /// The fields a word may match with a typo in (genres are a small vocabulary of whole
     /// words: typos there cost more than they find).
-    pub(crate) fn typo(&self) -> Vec<Field> {
-        vec![self.name, self.director]
+    pub(crate) fn typo(&self) -> [Field; 2] {
+        [self.name, self.director]
     }
 }
 

@@ -69,7 +69,7 @@ impl Orders {
     /// them made (a segment of a million movies takes a tenth of a second; 64 searches arriving
     /// at once would all wait for it), and forgets those of segments merged away (a replay
     /// makes and merges many, with no walk in between to forget them).
-    pub(crate) fn prepare(&self, searcher: &Searcher, tables: &SegmentTables) {
+    fn prepare(&self, searcher: &Searcher, tables: &SegmentTables) {
         self.retain(searcher);
         let started = std::time::Instant::now();
         for segment in searcher.segment_readers() {

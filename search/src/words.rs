@@ -143,7 +143,7 @@ enum Scope {
 /// the vocabulary (every term of every segment, see `Vocabulary`), once per field, then each
 /// neighbour is a lookup in each segment's dictionary. A segment's terms never change, nor do a
 /// vocabulary generation's; entries of segments merged away and of old generations age out.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Typos {
     kept: KeptNeighbours,
     vocabulary: Arc<Vocabulary>,
@@ -168,6 +168,12 @@ impl Default for KeptNeighbours {
 }
 
 impl Typos {
+    /// Typos in `fields`, whose terms the vocabulary reads.
+    pub(crate) fn new(fields: Vec<Field>) -> Self {
+        let vocabulary = Vocabulary { fields, known: RwLock::default(), later: Arc::default() };
+        Self { kept: KeptNeighbours::default(), vocabulary: Arc::new(vocabulary) }
+    }
+
     /// The terms of `term`'s field within the automaton's edits of it, but it: those of the
     /// vocabulary once it has read the segment (a superset of the segment's: a term the segment
     /// lacks is a miss in its dictionary), else those of the segment's own dictionary.
@@ -216,30 +222,29 @@ impl Typos {
         }
     }
 
-    /// Has the vocabulary read `fields` of the searcher's segments it has not read yet, on a
-    /// thread of its own: until then their searches use their own dictionaries.
-    pub(crate) fn refresh_later(&self, searcher: Searcher, fields: Vec<Field>) {
-        self.vocabulary.refresh_later(searcher, fields);
+    /// Has the vocabulary read the searcher's segments it has not read yet, on a thread of its
+    /// own: until then their searches use their own dictionaries.
+    pub(crate) fn refresh_later(&self, searcher: Searcher) {
+        self.vocabulary.refresh_later(searcher);
     }
 
     #[cfg(test)]
-    fn refresh(&self, searcher: &Searcher, fields: &[Field]) {
-        self.vocabulary.refresh(searcher, fields).unwrap();
+    fn refresh(&self, searcher: &Searcher) {
+        self.vocabulary.refresh(searcher).unwrap();
     }
 }
 
 /// Every term of some fields in the segments it has read, one FST per field. It only grows: a
 /// term whose movies are all gone stays (a miss in every segment's dictionary), so it holds the
 /// distinct words ever indexed (about 350,000 title and director words at 5M movies: a few MiB).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Vocabulary {
+    /// The fields whose terms it holds.
+    fields: Vec<Field>,
     known: RwLock<Arc<Known>>,
     /// Reads the newest searcher's segments on a thread of its own.
-    later: Arc<Later<ToRead>>,
+    later: Arc<Later<Searcher>>,
 }
-
-/// A searcher whose segments' fields are to be read.
-type ToRead = (Searcher, Vec<Field>);
 
 #[derive(Debug, Default)]
 struct Known {
@@ -254,11 +259,11 @@ impl Vocabulary {
         self.known.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn refresh_later(self: &Arc<Self>, searcher: Searcher, fields: Vec<Field>) {
+    fn refresh_later(self: &Arc<Self>, searcher: Searcher) {
         let vocabulary = self.clone();
-        self.later.run((searcher, fields), move |(searcher, fields)| {
+        self.later.run(searcher, move |searcher| {
             let started = std::time::Instant::now();
-            match vocabulary.refresh(&searcher, &fields) {
+            match vocabulary.refresh(&searcher) {
                 Ok(()) => tracing::debug!(seconds = started.elapsed().as_secs_f64(), "vocabulary ready"),
                 Err(error) => {
                     tracing::warn!(%error, "reading the vocabulary failed; typos use each segment's")
@@ -267,8 +272,9 @@ impl Vocabulary {
         });
     }
 
-    /// Reads `fields` of the searcher's segments not read yet.
-    fn refresh(&self, searcher: &Searcher, fields: &[Field]) -> tantivy::Result<()> {
+    /// Reads the fields of the searcher's segments not read yet.
+    fn refresh(&self, searcher: &Searcher) -> tantivy::Result<()> {
+        let fields = &self.fields;
         let known = self.known();
         let live: HashSet<SegmentId> = searcher.segment_readers().iter().map(|s| s.segment_id()).collect();
         let unread: Vec<&SegmentReader> =
@@ -863,7 +869,7 @@ mod typo_tests {
         writer.commit().unwrap();
         let searcher = index.reader().unwrap().searcher();
         let segment = &searcher.segment_readers()[0];
-        let typos = Typos::default();
+        let typos = Typos::new(vec![title]);
         let term = Term::from_field_text(title, "night");
         let dfa = Dfa::new(&term, 1);
         let texts = |found: &Neighbours| {
@@ -903,7 +909,7 @@ mod typo_tests {
         let first = searcher.segment_readers().iter().find(|s| s.max_doc() == 2).unwrap();
         let term = Term::from_field_text(title, "night");
         let dfa = Dfa::new(&term, 1);
-        let typos = Typos::default();
+        let typos = Typos::new(vec![title]);
         let texts = |found: Neighbours| {
             let mut texts: Vec<String> =
                 found.iter().map(|t| t.value().as_str().unwrap_or_default().to_owned()).collect();
@@ -912,12 +918,12 @@ mod typo_tests {
         };
         // Not read yet: the segment's own dictionary.
         assert_eq!(texts(typos.of(first, &term, || &dfa).unwrap()), ["light"]);
-        typos.refresh(&searcher, &[title]);
+        typos.refresh(&searcher);
         assert_eq!(texts(typos.of(first, &term, || &dfa).unwrap()), ["light", "nihgt"]);
         commit(&mut writer, &["fight"]);
         reader.reload().unwrap();
         let searcher = reader.searcher();
-        typos.refresh(&searcher, &[title]);
+        typos.refresh(&searcher);
         let first = searcher.segment_readers().iter().find(|s| s.max_doc() == 2).unwrap();
         assert_eq!(texts(typos.of(first, &term, || &dfa).unwrap()), ["fight", "light", "nihgt"]);
     }
