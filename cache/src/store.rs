@@ -221,6 +221,53 @@ impl CachedReadStore {
         Ok(doc.map(|doc| Arc::new(Cached { json: JsonDoc::from(&doc), doc })))
     }
 
+    /// `ids` (none of them in L1) from Redis, then the rest from the store beneath in one query,
+    /// kept in Redis as `load_doc` keeps one: `None` for a movie that is not there.
+    async fn load_docs(&self, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, Option<Arc<Cached>>>> {
+        let cached = |doc: MovieDoc| Arc::new(Cached { json: JsonDoc::from(&doc), doc });
+        let mut loaded = std::collections::HashMap::with_capacity(ids.len());
+        let mut rest: Vec<Uuid> = ids.to_vec();
+        if let Some(redis) = &self.redis {
+            let keys: Vec<String> = ids.iter().map(|id| redis.doc_key(*id)).collect();
+            let mut mget = redis::cmd("MGET");
+            mget.arg(&keys);
+            let values: Option<Vec<Option<Vec<u8>>>> =
+                redis.call(|mut c| async move { mget.query_async(&mut c).await }).await;
+            if let Some(values) = values.filter(|v| v.len() == ids.len()) {
+                rest.clear();
+                for (id, value) in ids.iter().zip(values) {
+                    match value.and_then(|bytes| serde_json::from_slice::<Option<MovieDoc>>(&bytes).ok()) {
+                        Some(doc) => {
+                            self.stats.l2_hits.fetch_add(1, Ordering::Relaxed);
+                            loaded.insert(*id, doc.map(cached));
+                        }
+                        None => rest.push(*id),
+                    }
+                }
+            }
+        }
+        if rest.is_empty() {
+            return Ok(loaded);
+        }
+        self.stats.misses.fetch_add(rest.len() as u64, Ordering::Relaxed);
+        let generation = self.l2_generation().await;
+        let mut docs: std::collections::HashMap<Uuid, MovieDoc> =
+            self.inner.get_many(&rest).await?.into_iter().map(|d| (d.id, d)).collect();
+        let read: Vec<(Uuid, Option<String>, Option<MovieDoc>)> = rest
+            .iter()
+            .map(|id| (*id, self.redis.as_ref().map(|r| r.doc_key(*id)), docs.remove(id)))
+            .collect();
+        if let Some(generation) = generation {
+            // Concurrent on the one multiplexed connection: pipelined, not a round trip each.
+            let puts = read
+                .iter()
+                .map(|(_, key, doc)| self.l2_put(key.as_deref(), doc, DOC_TTL_SECONDS, generation.clone()));
+            futures::future::join_all(puts).await;
+        }
+        loaded.extend(read.into_iter().map(|(id, _, doc)| (id, doc.map(cached))));
+        Ok(loaded)
+    }
+
     /// One page (of the current generation) from the first tier that has it, with its items
     /// serialized once when it was loaded; a miss loads it once for every caller waiting.
     async fn cached_page(&self, query: &ListQuery) -> Result<Arc<(Page<MovieDoc>, JsonPage)>> {
@@ -325,9 +372,39 @@ impl ReadStore for CachedReadStore {
         Ok(self.cached(id).await?.map(|c| c.json.clone()))
     }
 
+    /// The cached documents from L1, and every one missing there from Redis in one round trip,
+    /// then from the store beneath in one query (a search's page of twenty misses was twenty
+    /// trips). Concurrent misses of one document may each load it, unlike `get`.
     async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<MovieDoc>> {
-        let docs = futures::future::try_join_all(ids.iter().map(|id| self.get(*id))).await?;
-        Ok(docs.into_iter().flatten().collect())
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let mut found = Vec::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        for id in ids {
+            let cached = self.docs.get(id).await;
+            if cached.is_none() && !missing.contains(id) {
+                missing.push(*id);
+            }
+            found.push((*id, cached));
+        }
+        let hits = found.iter().filter(|(_, cached)| cached.is_some()).count();
+        self.stats.l1_hits.fetch_add(hits as u64, Ordering::Relaxed);
+        if !missing.is_empty() {
+            let loaded = self.load_docs(&missing).await?;
+            for (id, cached) in &mut found {
+                if cached.is_none() {
+                    let doc = loaded.get(id).cloned().flatten();
+                    self.docs.insert(*id, doc.clone()).await;
+                    *cached = Some(doc);
+                }
+            }
+            if self.epoch.load(Ordering::SeqCst) != epoch {
+                // As in `cached`: an announcement arrived while these loaded.
+                for id in &missing {
+                    self.docs.invalidate(id).await;
+                }
+            }
+        }
+        Ok(found.into_iter().filter_map(|(_, cached)| cached.flatten()).map(|c| c.doc.clone()).collect())
     }
 
     async fn list(&self, query: &ListQuery) -> Result<Page<MovieDoc>> {

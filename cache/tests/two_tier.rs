@@ -22,6 +22,7 @@ use uuid::Uuid;
 struct Counting {
     inner: SqliteReadStore,
     gets: AtomicUsize,
+    manys: AtomicUsize,
     lists: AtomicUsize,
     pause: tokio::sync::Mutex<()>,
 }
@@ -36,6 +37,7 @@ impl ReadStore for Counting {
         doc
     }
     async fn get_many(&self, ids: &[Uuid]) -> Result<Vec<MovieDoc>> {
+        self.manys.fetch_add(1, Ordering::SeqCst);
         self.inner.get_many(ids).await
     }
     async fn list(&self, query: &ListQuery) -> Result<Page<MovieDoc>> {
@@ -66,6 +68,7 @@ async fn setup() -> Setup {
     let store = Arc::new(Counting {
         inner,
         gets: AtomicUsize::new(0),
+        manys: AtomicUsize::new(0),
         lists: AtomicUsize::new(0),
         pause: tokio::sync::Mutex::new(()),
     });
@@ -114,6 +117,30 @@ async fn a_hot_miss_loads_once() {
     let docs = futures::future::join_all(reads).await;
     assert!(docs.iter().all(|d| d.as_ref().unwrap().as_ref().unwrap().name == "Alien"));
     assert_eq!(s.store.gets.load(Ordering::SeqCst), 1, "fifty concurrent misses, one load");
+}
+
+/// A search's page of documents: what L1 lacks is read in one query, a missing movie is
+/// remembered as gone, and a second replica finds them all in Redis.
+#[tokio::test]
+async fn many_documents_missing_from_the_cache_are_read_in_one_query_and_shared() {
+    let s = setup().await;
+    let (alien, heat, gone) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    s.record(alien, 0, created("Alien")).await;
+    s.record(heat, 0, created("Heat")).await;
+    let (a, b) = (s.replica(Some(s.redis().await)).await, s.replica(Some(s.redis().await)).await);
+    assert_eq!(a.get(alien).await.unwrap().unwrap().name, "Alien");
+    let names = |docs: Vec<MovieDoc>| docs.into_iter().map(|d| d.name).collect::<Vec<_>>();
+
+    let ids = [heat, gone, alien, heat];
+    assert_eq!(names(a.get_many(&ids).await.unwrap()), ["Heat", "Alien", "Heat"]);
+    assert_eq!(s.store.manys.load(Ordering::SeqCst), 1, "the two misses, one query");
+    assert_eq!(names(a.get_many(&ids).await.unwrap()), ["Heat", "Alien", "Heat"]);
+    assert_eq!(a.get(gone).await.unwrap(), None);
+    assert_eq!(s.store.manys.load(Ordering::SeqCst), 1, "then all from L1, the missing one as gone");
+
+    assert_eq!(names(b.get_many(&ids).await.unwrap()), ["Heat", "Alien", "Heat"]);
+    assert_eq!(s.store.manys.load(Ordering::SeqCst), 1, "the second replica read Redis");
+    assert_eq!(s.store.gets.load(Ordering::SeqCst), 1, "only the first single read reached the store");
 }
 
 #[tokio::test]
