@@ -678,10 +678,14 @@ async fn run_search(
         .into_iter()
         .map(|d| (d.id, d))
         .collect();
-    let items = std::mem::take(&mut page.hits)
+    // Marked over the read store's documents, which the response shows: the index keeps no
+    // text a hit reads.
+    let mut items: Vec<SearchItem> = std::mem::take(&mut page.hits)
         .into_iter()
-        .filter_map(|hit| docs.remove(&hit.id).map(|movie| SearchItem { movie, highlight: hit.highlight }))
+        .filter_map(|hit| docs.remove(&hit.id))
+        .map(|movie| SearchItem { highlight: page.marks.highlight(&movie.name, &movie.director), movie })
         .collect();
+    page.arrange(&mut items, |item| &item.movie.name);
     Ok((items, page))
 }
 

@@ -274,6 +274,9 @@ impl TantivySearchIndex {
         }
         let mut doc = TantivyDocument::default();
         doc.add_bytes(f.id, id.as_bytes());
+        let (hi, lo) = id.as_u64_pair();
+        doc.add_u64(f.id_hi, hi);
+        doc.add_u64(f.id_lo, lo);
         doc.add_text(f.name, &movie.fields.name);
         doc.add_text(f.director, &movie.fields.director);
         doc.add_text(f.director_key, movie.fields.director.to_lowercase());
@@ -612,40 +615,48 @@ impl TantivySearchIndex {
         [(self.fields.name, 3.0), (self.fields.director, 2.0), (self.fields.genres, 1.0)]
     }
 
-    /// `text` as HTML with every token that matches a query word inside `<mark>`.
-    fn highlight(&self, text: &str, words: &[Word]) -> Result<Option<String>> {
-        let mut out = String::with_capacity(text.len() + 16);
-        let (mut cursor, mut marked) = (0, false);
-        for (token, from, to) in self.tokens(text)? {
-            if words.iter().any(|w| w.matches(&token)) {
-                out.push_str(&html_escape::encode_safe(&text[cursor..from]));
-                out.push_str("<mark>");
-                out.push_str(&html_escape::encode_safe(&text[from..to]));
-                out.push_str("</mark>");
-                cursor = to;
-                marked = true;
-            }
-        }
-        out.push_str(&html_escape::encode_safe(&text[cursor..]));
-        Ok(marked.then_some(out))
+    /// What marks the query's `words` in a text.
+    fn marks(&self, words: &[Word]) -> Result<Marks> {
+        Ok(Marks { words: words.to_vec(), analyzer: self.index.tokenizer_for_field(self.fields.name)? })
     }
 
-    fn hit(
+    /// A hit's movie id, from its segment's id columns.
+    fn hit_id(searcher: &Searcher, address: DocAddress) -> Result<Option<Uuid>> {
+        let fast = searcher.segment_reader(address.segment_ord).fast_fields();
+        let (hi, lo) = (fast.u64(ID_HI)?, fast.u64(ID_LO)?);
+        Ok(hi.first(address.doc_id).zip(lo.first(address.doc_id)).map(|(hi, lo)| Uuid::from_u64_pair(hi, lo)))
+    }
+
+    /// A hit with its stored name, marked: a read of the document store.
+    fn named(
         &self,
         searcher: &Searcher,
         address: DocAddress,
         score: f32,
-        words: &[Word],
-    ) -> Result<Option<SearchHit>> {
+        marks: &Marks,
+    ) -> Result<Option<NamedHit>> {
         let doc: TantivyDocument = searcher.doc(address)?;
         let text = |field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
         let Some(id) = self.stored_id(&doc) else {
             return Ok(None);
         };
         let (name, director) = (text(self.fields.name), text(self.fields.director));
-        let highlight =
-            Highlight { name: self.highlight(&name, words)?, director: self.highlight(&director, words)? };
-        Ok(Some(SearchHit { id, name, score, highlight }))
+        let highlight = marks.highlight(&name, &director);
+        Ok(Some(NamedHit { id, name, score, highlight }))
+    }
+
+    /// A page's hits with the names and directors the index stored, marked and arranged as the
+    /// API arranges the read store's: for tools and tests (a read of the document store per hit).
+    pub fn named_hits(&self, page: &SearchPage) -> Result<Vec<NamedHit>> {
+        let mut named = Vec::with_capacity(page.hits.len());
+        for hit in &page.hits {
+            if let Some(movie) = self.stored(hit.id)? {
+                let highlight = page.marks.highlight(&movie.fields.name, &movie.fields.director);
+                named.push(NamedHit { id: hit.id, name: movie.fields.name, score: hit.score, highlight });
+            }
+        }
+        page.arrange(&mut named, |hit| &hit.name);
+        Ok(named)
     }
 
     /// Matches for `q`, ranked or sorted as it asks, with genre facets if asked.
@@ -715,28 +726,22 @@ impl TantivySearchIndex {
         let more = ranked.len() > q.limit.max(1);
         ranked.truncate(q.limit.max(1));
         let next = if more { ranked.last().map(|(key, _)| SearchCursor(*key)) } else { None };
-        let mut hits = ranked
-            .into_iter()
-            .filter_map(|(key, address)| {
-                let score = if sort == SearchSort::Relevance {
-                    f32::from_bits((key.0 as u32) ^ flip(ascending) as u32)
-                } else {
-                    0.0
-                };
-                self.hit(&searcher, address, score, &words).transpose()
-            })
-            .collect::<Result<Vec<_>>>()?;
-        if sort == SearchSort::Name {
-            // The sort key holds 16 bytes of the name; order the page by the whole name. (Names
-            // that agree on 16 bytes may still straddle a page boundary out of order.)
-            hits.sort_by_cached_key(|hit| hit.name.to_lowercase());
-            if !ascending {
-                hits.reverse();
+        let mut hits = Vec::with_capacity(ranked.len());
+        for (key, address) in ranked {
+            let score = if sort == SearchSort::Relevance {
+                f32::from_bits((key.0 as u32) ^ flip(ascending) as u32)
+            } else {
+                0.0
+            };
+            if let Some(id) = Self::hit_id(&searcher, address)? {
+                hits.push(SearchHit { id, score });
             }
         }
         let mut facets: Vec<(String, u64)> = facet_counts.unwrap_or_default().into_iter().collect();
         facets.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        Ok(SearchPage { hits, total, facets, next })
+        let marks = self.marks(&words)?;
+        let by_name = (sort == SearchSort::Name).then_some(ascending);
+        Ok(SearchPage { hits, total, facets, next, marks, by_name })
     }
 
     /// A browse the segment summaries can answer: no words, genre filters only, sorted by
@@ -830,7 +835,7 @@ impl TantivySearchIndex {
 
     /// Up to `limit` title completions for a query being typed: every word in the title, the
     /// last as a prefix, most relevant then most popular first.
-    pub fn suggest(&self, text: &str, limit: usize) -> Result<Vec<SearchHit>> {
+    pub fn suggest(&self, text: &str, limit: usize) -> Result<Vec<NamedHit>> {
         let searcher = self.reader.searcher();
         let mut words = self.words(text)?;
         if let Some(last) = words.last_mut() {
@@ -873,11 +878,12 @@ impl TantivySearchIndex {
                 searcher.search(&query, &collector)?
             }
         };
+        let marks = self.marks(&words)?;
         let mut seen = std::collections::HashSet::new();
         let mut hits = Vec::new();
         for (key, address) in ranked {
             let score = f32::from_bits(key.0 as u32);
-            if let Some(hit) = self.hit(&searcher, address, score, &words)? {
+            if let Some(hit) = self.named(&searcher, address, score, &marks)? {
                 if seen.insert(hit.name.to_lowercase()) && hits.len() < limit {
                     hits.push(hit);
                 }
@@ -1003,7 +1009,7 @@ mod tests {
         let page =
             index.search(&SearchQuery { text: "list".into(), limit: 5, ..Default::default() }).unwrap();
         assert_eq!(
-            page.hits[0].highlight.name.as_deref(),
+            index.named_hits(&page).unwrap()[0].highlight.name.as_deref(),
             Some("Schindler&#x27;s &lt;<mark>List</mark>&gt; &amp; &quot;Friends&quot;")
         );
     }
@@ -1244,8 +1250,12 @@ mod tests {
                 scores.iter().filter(|s| **s >= min && **s <= max).map(|s| format!("Golden {s}")).collect();
             expected.sort();
             for index in &indexes {
-                let mut found: Vec<String> =
-                    index.search(&q).unwrap().hits.into_iter().map(|h| h.name).collect();
+                let mut found: Vec<String> = index
+                    .named_hits(&index.search(&q).unwrap())
+                    .unwrap()
+                    .into_iter()
+                    .map(|h| h.name)
+                    .collect();
                 found.sort();
                 assert_eq!(found, expected, "scores in [{min}, {max}]");
             }
@@ -1334,6 +1344,30 @@ mod tests {
         assert_eq!(facets["Drama"], expected as u64);
     }
 
+    /// The index sorts by a name's first sixteen bytes; a page is arranged by whole names.
+    #[test]
+    fn a_page_sorted_by_name_is_arranged_by_whole_names() {
+        let index = TantivySearchIndex::in_memory().unwrap();
+        let names = ["Golden River Chronicle B", "Golden River Chronicle C", "Golden River Chronicle A"];
+        let events: Vec<EventEnvelope> = (1..)
+            .zip(names)
+            .map(|(n, name)| created(n, MovieFields { name: name.into(), ..golden() }))
+            .collect();
+        index.apply(&events).unwrap();
+        for (order, expected) in [(Order::Asc, ["A", "B", "C"]), (Order::Desc, ["C", "B", "A"])] {
+            let q = SearchQuery {
+                text: "chronicle".into(),
+                sort: SearchSort::Name,
+                order: Some(order),
+                limit: 10,
+                ..Default::default()
+            };
+            let named = index.named_hits(&index.search(&q).unwrap()).unwrap();
+            let last: Vec<&str> = named.iter().map(|hit| &hit.name[hit.name.len() - 1..]).collect();
+            assert_eq!(last, expected, "{order:?}");
+        }
+    }
+
     #[test]
     fn small_pages_walk_every_match_once_in_the_order_of_one_big_page() {
         let index = TantivySearchIndex::in_memory().unwrap();
@@ -1371,7 +1405,7 @@ mod tests {
         // One word, all in titles of three words: most popular first, every match found.
         let golden =
             index.search(&SearchQuery { text: "golden ".into(), limit: 10_000, ..Default::default() });
-        let hits = golden.unwrap().hits;
+        let hits = index.named_hits(&golden.unwrap()).unwrap();
         let expected = fields.iter().filter(|f| f.name.starts_with("Golden")).count();
         assert_eq!(hits.len(), expected);
         let by_name: HashMap<&str, f64> = fields.iter().map(|f| (f.name.as_str(), f.popularity)).collect();
@@ -1505,7 +1539,8 @@ mod tests {
             .collect();
         index.apply(&events).unwrap();
         let page = index.search(&SearchQuery { text: "s".into(), limit: 100, ..Default::default() }).unwrap();
-        let stars = page.hits.iter().filter(|hit| hit.name.starts_with("Star")).count();
+        let stars =
+            index.named_hits(&page).unwrap().iter().filter(|hit| hit.name.starts_with("Star")).count();
         assert_eq!(stars, 5, "{} hits of {}", page.hits.len(), page.total);
         assert_eq!(page.total, PREFIX_EXPANSIONS - 1 + 5);
     }
@@ -1518,7 +1553,11 @@ mod tests {
         let first = index.search(&q).unwrap();
         // "silent" and "storm" in titles ("someone" alone among directors is a single term).
         assert!(index.dense.unions() > 0);
-        assert_eq!(index.search(&q).unwrap(), first);
+        let again = index.search(&q).unwrap();
+        assert_eq!(
+            (again.hits, again.total, again.facets, again.next),
+            (first.hits, first.total, first.facets, first.next)
+        );
     }
 
     #[test]

@@ -38,7 +38,7 @@ mod words;
 pub use index::TantivySearchIndex;
 pub use port::{SearchIndex, SearchProjection};
 pub use query::{
-    check_query_text, Highlight, QueryTooLarge, SearchCursor, SearchCursorError, SearchFilters, SearchHit,
-    SearchPage, SearchQuery, SearchSort, MAX_QUERY_CHARS, MAX_QUERY_WORDS, MAX_TYPO_WORD_CHARS,
-    MAX_WORD_CHARS,
+    check_query_text, Highlight, Marks, NamedHit, QueryTooLarge, SearchCursor, SearchCursorError,
+    SearchFilters, SearchHit, SearchPage, SearchQuery, SearchSort, MAX_QUERY_CHARS, MAX_QUERY_WORDS,
+    MAX_TYPO_WORD_CHARS, MAX_WORD_CHARS,
 };

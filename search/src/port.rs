@@ -6,7 +6,7 @@ use movies_events::{EventEnvelope, MovieFields, Position, Version};
 use movies_read_model::{Live, ProjectionResult as Result};
 use uuid::Uuid;
 
-use crate::{SearchHit, SearchPage, SearchQuery, TantivySearchIndex};
+use crate::{NamedHit, SearchPage, SearchQuery, TantivySearchIndex};
 
 /// What readers ask of a search index: all the query API can do with one.
 pub trait SearchIndex: Send + Sync + 'static {
@@ -15,7 +15,7 @@ pub trait SearchIndex: Send + Sync + 'static {
     /// Matches for `query`, ranked or sorted as it asks, with genre facets if asked.
     fn search(&self, query: &SearchQuery) -> Result<SearchPage>;
     /// Up to `limit` title completions for a query being typed.
-    fn suggest(&self, text: &str, limit: usize) -> Result<Vec<SearchHit>>;
+    fn suggest(&self, text: &str, limit: usize) -> Result<Vec<NamedHit>>;
     /// Every document as (movie id, fields, version): what `movies verify` compares with the
     /// log. Reads the whole index: an operator's tool, not a request path.
     fn documents(&self) -> Result<Vec<(Uuid, MovieFields, Version)>>;
@@ -47,7 +47,7 @@ impl SearchIndex for TantivySearchIndex {
         TantivySearchIndex::search(self, query)
     }
 
-    fn suggest(&self, text: &str, limit: usize) -> Result<Vec<SearchHit>> {
+    fn suggest(&self, text: &str, limit: usize) -> Result<Vec<NamedHit>> {
         TantivySearchIndex::suggest(self, text, limit)
     }
 
@@ -88,7 +88,7 @@ impl<T: SearchIndex + ?Sized> SearchIndex for Live<T> {
         self.get().search(query)
     }
 
-    fn suggest(&self, text: &str, limit: usize) -> Result<Vec<SearchHit>> {
+    fn suggest(&self, text: &str, limit: usize) -> Result<Vec<NamedHit>> {
         self.get().suggest(text, limit)
     }
 

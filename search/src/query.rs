@@ -3,9 +3,11 @@
 
 use movies_read_model::Order;
 use serde::Serialize;
+use tantivy::tokenizer::TextAnalyzer;
 use uuid::Uuid;
 
 use crate::keys::SortKey;
+use crate::words::Word;
 
 /// The longest query text a search takes, in characters (a movie's name is at most as long).
 pub const MAX_QUERY_CHARS: usize = movies_events::MAX_NAME_CHARS;
@@ -100,15 +102,26 @@ pub struct Highlight {
     pub director: Option<String>,
 }
 
+/// A match: the movie and its relevance score (0 when sorted otherwise). Read from the index's
+/// fast fields only, never its document store: a hit's name and director are the read store's,
+/// marked with `SearchPage::marks`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchHit {
+    pub id: Uuid,
+    pub score: f32,
+}
+
+/// A hit with the name the index stored, the query's words marked in it and in the director:
+/// what title completions answer, and what tools and tests read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedHit {
     pub id: Uuid,
     pub name: String,
     pub score: f32,
     pub highlight: Highlight,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct SearchPage {
     pub hits: Vec<SearchHit>,
     /// Where the next page starts, if there is one.
@@ -117,6 +130,66 @@ pub struct SearchPage {
     pub total: usize,
     /// Genre counts over every match, most common first (when asked for).
     pub facets: Vec<(String, u64)>,
+    /// Marks the query's words in a hit's name and director.
+    pub marks: Marks,
+    /// Sorted by name: whether ascending (see `arrange`).
+    pub(crate) by_name: Option<bool>,
+}
+
+impl SearchPage {
+    /// Orders what a page's hits became by their whole names when the search sorted by name:
+    /// the index's sort key holds a name's first sixteen bytes. (Names that agree on sixteen
+    /// bytes may still straddle a page boundary out of order.)
+    pub fn arrange<T>(&self, items: &mut [T], name: impl Fn(&T) -> &str) {
+        if let Some(ascending) = self.by_name {
+            items.sort_by_cached_key(|item| name(item).to_lowercase());
+            if !ascending {
+                items.reverse();
+            }
+        }
+    }
+}
+
+/// A query's words, to mark in a text the way the index reads it.
+#[derive(Clone)]
+pub struct Marks {
+    pub(crate) words: Vec<Word>,
+    pub(crate) analyzer: TextAnalyzer,
+}
+
+impl Marks {
+    /// `text` as HTML with every token that matches a query word inside `<mark>`, or `None`
+    /// where none does. Every character that means something in HTML is escaped.
+    pub fn mark(&self, text: &str) -> Option<String> {
+        let mut out = String::with_capacity(text.len() + 16);
+        let (mut cursor, mut marked) = (0, false);
+        let mut analyzer = self.analyzer.clone();
+        let mut tokens = analyzer.token_stream(text);
+        while let Some(token) = tokens.next() {
+            let (from, to) = (token.offset_from, token.offset_to);
+            if from >= cursor && self.words.iter().any(|w| w.matches(&token.text)) {
+                out.push_str(&html_escape::encode_safe(&text[cursor..from]));
+                out.push_str("<mark>");
+                out.push_str(&html_escape::encode_safe(&text[from..to]));
+                out.push_str("</mark>");
+                cursor = to;
+                marked = true;
+            }
+        }
+        out.push_str(&html_escape::encode_safe(&text[cursor..]));
+        marked.then_some(out)
+    }
+
+    /// A movie's name and director, marked.
+    pub fn highlight(&self, name: &str, director: &str) -> Highlight {
+        Highlight { name: self.mark(name), director: self.mark(director) }
+    }
+}
+
+impl std::fmt::Debug for Marks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Marks").field("words", &self.words).finish_non_exhaustive()
+    }
 }
 
 /// The last key of a page: the next page starts strictly after it. Opaque to clients.

@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 use movies_events::{Actor, EventEnvelope, EventMetadata, MovieDraft, MovieEvent, MovieInput, Role};
-use movies_search::{SearchHit, SearchQuery, TantivySearchIndex};
+use movies_search::{NamedHit, SearchQuery, TantivySearchIndex};
 use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -70,7 +70,8 @@ fn the_relevance_set_ranks_what_readers_expect_on_top() {
         let window = case.within.unwrap_or(case.top.len().max(1));
         let page =
             index.search(&SearchQuery { text: case.q.clone(), limit: 20, ..Default::default() }).unwrap();
-        let hits: Vec<&SearchHit> = page.hits.iter().collect();
+        let named = index.named_hits(&page).unwrap();
+        let hits: Vec<&NamedHit> = named.iter().collect();
         let names: Vec<&str> = hits.iter().map(|h| h.name.as_str()).collect();
         let head = &hits[..window.min(hits.len())];
         let mut fail = |why: String| {
@@ -134,10 +135,20 @@ fn suggestions_complete_titles_as_they_are_typed() {
 fn hits_mark_what_matched() {
     let (index, _) = catalogue();
     let page = index.search(&SearchQuery { text: "star w".into(), limit: 1, ..Default::default() }).unwrap();
-    assert_eq!(page.hits[0].highlight.name.as_deref(), Some("<mark>Star</mark> <mark>Wars</mark>"));
+    let hit = &page.hits[0];
+    assert_eq!(page.marks.mark("Star Wars").as_deref(), Some("<mark>Star</mark> <mark>Wars</mark>"));
+    assert_eq!(
+        index.named_hits(&page).unwrap()[0].highlight.name.as_deref(),
+        page.marks.mark("Star Wars").as_deref()
+    );
+    assert_eq!(index.named_hits(&page).unwrap()[0].id, hit.id);
     let page =
         index.search(&SearchQuery { text: "hitchcok".into(), limit: 1, ..Default::default() }).unwrap();
-    assert_eq!(page.hits[0].highlight.director.as_deref(), Some("Alfred <mark>Hitchcock</mark>"));
+    assert_eq!(
+        page.marks.highlight("Psycho", "Alfred Hitchcock").director.as_deref(),
+        Some("Alfred <mark>Hitchcock</mark>")
+    );
+    assert_eq!(page.marks.highlight("Psycho", "Alfred Hitchcock").name, None, "nothing to mark");
 }
 
 #[test]
