@@ -465,7 +465,7 @@ pub async fn query_api(settings: QueryApiSettings, shutdown: watch::Receiver<boo
         keys,
         progress,
         history: Some(events),
-        search_cache: movies_query_api::SearchCache::new(settings.l1.ttl),
+        search_cache: Default::default(),
     })
     .route("/health", health)
     .route("/metrics", metrics)

@@ -81,30 +81,20 @@ struct KeptResponse {
     position: Position,
 }
 
-impl Default for SearchCache {
-    /// Responses kept 5 s, the in-process document cache's default life.
-    fn default() -> Self {
-        Self::new(Duration::from_secs(5))
-    }
-}
+/// How long an index answer and a response made of it are kept: both keys move with every
+/// change, so this bounds only how long an answer no one asks for again takes memory.
+const SEARCH_KEPT_FOR: Duration = Duration::from_secs(60);
 
-impl SearchCache {
-    /// Whole responses are kept at most `responses_for`: give the in-process document cache's
-    /// life. A response holds documents read through that cache; one a missed announcement
-    /// left stale there (see `L1Settings::ttl`) stays so in a kept response at most this much
-    /// longer.
-    pub fn new(responses_for: Duration) -> Self {
+impl Default for SearchCache {
+    fn default() -> Self {
         Self {
-            pages: moka::future::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(60))
-                .build(),
+            pages: moka::future::Cache::builder().max_capacity(10_000).time_to_live(SEARCH_KEPT_FOR).build(),
             responses: moka::future::Cache::builder()
                 .max_capacity(KEPT_RESPONSES_BYTES)
                 .weigher(|key: &String, kept: &Arc<KeptResponse>| {
                     u32::try_from(key.len() + kept.body.len() + 128).unwrap_or(u32::MAX)
                 })
-                .time_to_live(responses_for)
+                .time_to_live(SEARCH_KEPT_FOR)
                 .build(),
         }
     }
@@ -649,11 +639,17 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Runs a search and hydrates its hits from the read store, keeping the index's order.
+///
+/// The documents are read past the caches, in one query: an L1 may hold a document older
+/// than the progress a response is kept under (for an instant when a load races a change, or
+/// up to its TTL when an announcement was missed), and a kept response would hold it for its
+/// whole life. Read here, every document is at least as new as the progress read before it,
+/// so a response can be kept as long as the index's answer.
 async fn run_search(
     state: &QueryState,
-    store: &dyn ReadStore,
     query: SearchQuery,
 ) -> Result<(Vec<SearchItem>, SearchPage), ApiError> {
+    let store = state.uncached.as_ref();
     let index = state.search.clone();
     // Popular searches repeat: the index's answer is kept per query and index state (its
     // checkpoint moves on every commit, so a change is never served stale), and concurrent
@@ -715,8 +711,8 @@ async fn search_movies(
     let kept = match kept {
         Some(kept) => kept,
         None => {
-            let (position, store) = state.reached_with_index(params.min_position).await?;
-            let (items, page) = run_search(&state, store.as_ref(), query.clone()).await?;
+            let (position, _) = state.reached_with_index(params.min_position).await?;
+            let (items, page) = run_search(&state, query.clone()).await?;
             let next_cursor = page.next.map(|cursor| cursor.encode(&query));
             let facets = facets.then(|| Facets {
                 genres: page
@@ -880,7 +876,7 @@ async fn compat_list(
             None => (MAX_SEARCH_OFFSET, 0),
         };
         let query = SearchQuery { text: text.to_owned(), limit, offset, ..SearchQuery::default() };
-        let (items, _) = run_search(&state, store.as_ref(), query).await?;
+        let (items, _) = run_search(&state, query).await?;
         return Ok(
             Json(items.iter().map(|i| CompatMovie::from(&i.movie)).collect::<Vec<_>>()).into_response()
         );
@@ -964,6 +960,76 @@ async fn compat_get(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use movies_events::{MovieChanges, MovieEvent, MovieFields};
+    use movies_read_model::{Page, ProjectionResult, ProjectionStore};
+    use movies_search::TantivySearchIndex;
+    use movies_store::testing::recorded;
+    use tower::ServiceExt;
+
+    /// A cache holding documents as they were before a change: what an L1 holds for an instant
+    /// when a load races the change, or up to its TTL when an announcement was missed.
+    struct Before(Vec<MovieDoc>);
+
+    #[async_trait::async_trait]
+    impl ReadStore for Before {
+        async fn get(&self, id: Uuid) -> ProjectionResult<Option<MovieDoc>> {
+            Ok(self.0.iter().find(|d| d.id == id).cloned())
+        }
+        async fn get_many(&self, ids: &[Uuid]) -> ProjectionResult<Vec<MovieDoc>> {
+            Ok(self.0.iter().filter(|d| ids.contains(&d.id)).cloned().collect())
+        }
+        async fn list(&self, _: &ListQuery) -> ProjectionResult<Page<MovieDoc>> {
+            Ok(Page { items: self.0.clone(), next: None })
+        }
+        async fn genres(&self) -> ProjectionResult<Vec<GenreCount>> {
+            Ok(Vec::new())
+        }
+        async fn checkpoint(&self) -> ProjectionResult<Position> {
+            Ok(1)
+        }
+    }
+
+    /// A kept search response lives as long as the index's answer, so what it holds must be
+    /// no older than the progress it is kept under: its documents are read past the caches.
+    #[tokio::test]
+    async fn a_search_reads_its_documents_past_a_cache_that_missed_a_change() {
+        let (store, _dir) = movies_read_model::contract::sqlite_store().await;
+        let index = Arc::new(TantivySearchIndex::in_memory().unwrap());
+        let id = Uuid::now_v7();
+        let fields = MovieFields {
+            name: "Zebra Crossing".into(),
+            director: "Jane Doe".into(),
+            popularity: 10.0,
+            imdb_score: 5.0,
+            genres: vec!["Drama".into()],
+        };
+        let created = [recorded(1, id, 1, MovieEvent::Created(fields))];
+        store.apply(&created).await.unwrap();
+        let before = store.get_many(&[id]).await.unwrap();
+        let rescored = MovieChanges { imdb_score: Some(9.9), ..Default::default() };
+        let events = [created[0].clone(), recorded(2, id, 2, MovieEvent::Updated(rescored))];
+        store.apply(&events).await.unwrap();
+        index.apply(&events).unwrap();
+
+        let (pem, public) = JwtKeys::generate_pem().unwrap();
+        let (_, progress) = watch::channel(2);
+        let app = router(QueryState {
+            read_store: Arc::new(Before(before)),
+            uncached: store,
+            search: index,
+            keys: Arc::new(JwtKeys::from_pem(pem.as_bytes(), public.as_bytes()).unwrap()),
+            progress,
+            history: None,
+            search_cache: SearchCache::default(),
+        });
+        let request =
+            axum::http::Request::get("/api/v1/search?q=zebra").body(axum::body::Body::empty()).unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(page["items"][0]["imdb_score"], 9.9, "{page}");
+    }
 
     #[test]
     fn a_page_around_serialized_items_is_the_movie_page_document() {

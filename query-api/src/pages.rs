@@ -118,8 +118,8 @@ async fn search_page(
     let api = params.api();
     let run = async {
         let query = api.query()?;
-        let (position, store) = state.reached_with_index(api.min_position).await?;
-        let (items, found) = run_search(&state, store.as_ref(), query.clone()).await?;
+        let (position, _) = state.reached_with_index(api.min_position).await?;
+        let (items, found) = run_search(&state, query.clone()).await?;
         let next = found.next.map(|cursor| cursor.encode(&query));
         Ok::<_, ApiError>((position, Results { items, total: found.total, facets: found.facets, next }))
     };

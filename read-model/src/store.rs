@@ -454,8 +454,14 @@ macro_rules! sql_read_store {
                 if ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                let rows = id_list::<$db>("SELECT * FROM movies WHERE id IN (", ids).build().fetch_all(self.reader()).await?;
-                Ok(rows.iter().map(Self::doc).collect::<Result<_, _>>()?)
+                let mut docs = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(ID_CHUNK) {
+                    let rows = id_list::<$db>("SELECT * FROM movies WHERE id IN (", chunk).build().fetch_all(self.reader()).await?;
+                    for row in &rows {
+                        docs.push(Self::doc(row)?);
+                    }
+                }
+                Ok(docs)
             }
 
             async fn list(&self, q: &ListQuery) -> Result<Page<MovieDoc>> {
