@@ -6,6 +6,7 @@
 //! Redis is an accelerator, never a dependency: when it is down, reads go to the read store and
 //! `Redis::is_up` says so (the health endpoint reports it as degraded).
 
+mod batch;
 mod redis_link;
 mod store;
 mod writer;

@@ -15,6 +15,7 @@ use movies_read_model::{
 use redis::AsyncCommands;
 use uuid::Uuid;
 
+use crate::batch::Gathered;
 use crate::{Invalidation, Redis};
 
 /// How long Redis keeps a list page a replica loaded (pages of an old generation are never read
@@ -69,6 +70,8 @@ impl CacheStats {
 
 pub struct CachedReadStore {
     inner: Arc<dyn ReadStore>,
+    /// Single misses of `inner`, gathered into one read while others are under way.
+    gathered: Gathered,
     redis: Option<Redis>,
     docs: moka::future::Cache<Uuid, Option<Arc<Cached>>>,
     pages: moka::future::Cache<String, Arc<(Page<MovieDoc>, JsonPage)>>,
@@ -91,6 +94,7 @@ impl CachedReadStore {
     /// projector's announcements (a background task, for as long as the store lives).
     pub async fn new(inner: Arc<dyn ReadStore>, redis: Option<Redis>, l1: L1Settings) -> Arc<Self> {
         let store = Arc::new(Self {
+            gathered: Gathered::new(inner.clone()),
             inner,
             redis,
             docs: tier(l1),
@@ -217,7 +221,7 @@ impl CachedReadStore {
 
     async fn load_doc(&self, id: Uuid) -> Result<Option<Arc<Cached>>> {
         let key = self.redis.as_ref().map(|r| r.doc_key(id));
-        let doc = self.read_through(key.as_deref(), DOC_TTL_SECONDS, self.inner.get(id)).await?;
+        let doc = self.read_through(key.as_deref(), DOC_TTL_SECONDS, self.gathered.get(id)).await?;
         Ok(doc.map(|doc| Arc::new(Cached { json: JsonDoc::from(&doc), doc })))
     }
 
