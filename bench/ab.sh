@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Two builds of the server in turn on the same data: fills COUNT (default 1,000) generated movies
-# once, then
-# for ROUNDS rounds (default 3) starts OLD, measures, stops it, starts NEW, measures, stops it,
-# each measurement `wrk -t2 -c64 -d5s` on loopback of one cached movie's detail (plain, and with
-# `Accept-Encoding: br, gzip`) and of one-word searches (the words drawn by the catalogue's own
-# frequencies, as bench/load.sh does). Prints each round's req/s, the NEW/OLD ratio, both p99s
-# and both servers' RSS after the measurement: this machine's speed drifts, so only builds
-# measured in turn compare. Each measurement starts its server afresh, so a search's first round
-# of words is answered cold. Each build has a copy of the data of its own, opened once before the
-# rounds: a build whose index schema differs rebuilds its index from the log then, not in a round.
+# once, then for ROUNDS rounds (default 3) starts OLD, measures, stops it, starts NEW, measures,
+# stops it, each measurement `wrk -t2 -c64 -d5s` on loopback of one cached movie's detail (plain,
+# and with `Accept-Encoding: br, gzip`), of random movies' details (cold: most miss the cache),
+# and of one-word searches (the words drawn by the catalogue's own frequencies, as bench/load.sh
+# does). Prints each round's req/s, the NEW/OLD ratio, both p99s and both servers' RSS after the
+# measurement: this machine's speed drifts, so only builds measured in turn compare. Each
+# measurement starts its server afresh, so a search's first round of words is answered cold.
+# Each build has a copy of the data of its own, opened once before the rounds: a build whose
+# index schema differs rebuilds its index from the log then, not in a round.
 #   bench/ab.sh OLD_MOVIES_BINARY NEW_MOVIES_BINARY [ROUNDS] [COUNT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,14 +31,17 @@ start() { # binary tag: a server on the tag's data, once it is ready (a rebuild 
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
 start "$old" old; stop
 start "$new" new; stop
-# A wrk script picking one of the catalogue's words at random per request.
+# wrk scripts picking one of the catalogue's words, or one of its movies, at random per request.
 { echo "local paths = {"; sed 's|.*|"/api/v1/search?q=&",|' "$dir/data-new/words.txt"; echo "}"
   echo 'request = function() return wrk.format(nil, paths[math.random(#paths)]) end'; } >"$dir/search.lua"
+{ echo "local paths = {"; sed 's|.*|"/api/v1/movies/&",|' "$dir/data-new/ids.txt"; echo "}"
+  echo 'request = function() return wrk.format(nil, paths[math.random(#paths)]) end'; } >"$dir/cold.lua"
 rate() { # binary tag request
   local wrk_args=("http://127.0.0.1:$port/api/v1/movies/$hot")
   case "$3" in
     "detail, br/gzip") wrk_args=(-H "Accept-Encoding: br, gzip" "${wrk_args[@]}") ;;
     "search (one word)") wrk_args=(-s "$dir/search.lua" "http://127.0.0.1:$port/") ;;
+    "cold detail") wrk_args=(-s "$dir/cold.lua" "http://127.0.0.1:$port/") ;;
   esac
   start "$1" "$2"
   wrk -t2 -c64 -d2s "${wrk_args[@]}" >/dev/null
@@ -53,7 +56,7 @@ echo "# bench/ab.sh on $(nproc) cores, $(date -u +%Y-%m-%d), $count movies: req/
 printf "%-7s %-20s %10s %10s %8s %11s %11s %8s %8s\n" "round" "request" "old" "new" "new/old" "old p99 ms" "new p99 ms" \
   "old MiB" "new MiB"
 for round in $(seq "$rounds"); do
-  for request in "detail" "detail, br/gzip" "search (one word)"; do
+  for request in "detail" "detail, br/gzip" "cold detail" "search (one word)"; do
     read -r a ap am <<<"$(rate "$old" old "$request")"; read -r b bp bm <<<"$(rate "$new" new "$request")"
     printf "%-7s %-20s %10s %10s %7.3fx %11s %11s %8s %8s\n" "$round" "$request" "$a" "$b" \
       "$(awk -v a="$a" -v b="$b" 'BEGIN { print b / a }')" "$ap" "$bp" "$am" "$bm"
