@@ -10,13 +10,13 @@
 //! general search.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use tantivy::index::SegmentId;
 use tantivy::{DocAddress, DocId, Searcher, SegmentReader};
 
 use crate::facets::{count_bits, GenreBits, OVERFLOW_BIT};
 use crate::keys::SortKey;
+use crate::segments::PerSegment;
 
 /// Documents kept per segment in each ordered list.
 const LISTED: usize = 2048;
@@ -66,34 +66,33 @@ struct Summary {
 /// Summaries of the segments searches have met, by segment and number of deleted documents (a
 /// delete changes the segment's live documents, so its summary is made again).
 pub(crate) struct Summaries {
-    made: Mutex<HashMap<SegmentId, (u32, Arc<Summary>)>>,
+    made: PerSegment<(u32, Arc<Summary>)>,
     /// Documents kept per segment in each ordered list (`LISTED`; fewer in tests).
     pub(crate) listed: usize,
 }
 
 impl Default for Summaries {
     fn default() -> Self {
-        Self { made: Mutex::default(), listed: LISTED }
+        Self { made: PerSegment::default(), listed: LISTED }
     }
 }
 
 impl Summaries {
     fn of(&self, segment: &SegmentReader) -> tantivy::Result<Arc<Summary>> {
         let (id, deleted) = (segment.segment_id(), segment.num_deleted_docs());
-        if let Some((d, summary)) = self.made.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
-            if *d == deleted {
-                return Ok(summary.clone());
+        if let Some((d, summary)) = self.made.get(id) {
+            if d == deleted {
+                return Ok(summary);
             }
         }
         let summary = Arc::new(summarise(segment, self.listed)?);
-        self.made.lock().unwrap_or_else(|p| p.into_inner()).insert(id, (deleted, summary.clone()));
+        self.made.replace(id, (deleted, summary.clone()));
         Ok(summary)
     }
 
     /// Forgets segments the searcher no longer has (merged away).
     fn retain(&self, searcher: &Searcher) {
-        let live: Vec<SegmentId> = searcher.segment_readers().iter().map(|s| s.segment_id()).collect();
-        self.made.lock().unwrap_or_else(|p| p.into_inner()).retain(|id, _| live.contains(id));
+        self.made.retain(searcher);
     }
 
     /// The page, total and facets of `browse`, or `None` when a summary cannot answer exactly

@@ -2,7 +2,7 @@
 //! filters as bit masks, and the facet counts over every match.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use movies_events::genre_key;
 use tantivy::collector::{Collector, SegmentCollector};
@@ -10,6 +10,7 @@ use tantivy::query::{Occur, Query};
 use tantivy::{DocId, Score, Searcher, SegmentReader};
 
 use crate::keys::{score_hundredths, ID_BITS, POPULARITY_SHIFT, SCORE_SHIFT};
+use crate::segments::PerSegment;
 
 /// Genres get a bit each in a per-document mask, in the order the index first saw them; the
 /// registry is committed in the payload with the documents. Genres past the 63rd share the last
@@ -34,14 +35,14 @@ pub(crate) fn count_bits(counts: &mut [u64; 64], mask: u64, count: u64) {
 pub(crate) struct SegmentTables {
     /// One cell per segment: concurrent searches that meet a new segment wait for one build
     /// instead of each making its own.
-    pub(crate) tables: Mutex<HashMap<tantivy::index::SegmentId, Arc<TableCell>>>,
+    pub(crate) tables: PerSegment<Arc<TableCell>>,
     /// The most distinct masks a table numbers (a `u16` each).
     pub(crate) limit: usize,
 }
 
 impl Default for SegmentTables {
     fn default() -> Self {
-        Self { tables: Mutex::default(), limit: usize::from(u16::MAX) + 1 }
+        Self { tables: PerSegment::default(), limit: usize::from(u16::MAX) + 1 }
     }
 }
 
@@ -106,13 +107,7 @@ impl SegmentTables {
     /// The segment's table; `None` when it has more distinct masks than the limit (or its mask
     /// column cannot be read: the column path then reports that).
     pub(crate) fn of(&self, segment: &SegmentReader) -> Option<Arc<SegmentTable>> {
-        let cell = self
-            .tables
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(segment.segment_id())
-            .or_default()
-            .clone();
+        let cell = self.tables.cell(segment.segment_id());
         cell.get_or_init(|| self.build(segment).map(Arc::new)).clone()
     }
 
@@ -167,8 +162,7 @@ impl SegmentTables {
     /// Forgets segments the searcher no longer has (merged away) and builds the tables of the
     /// ones it has not met: called as a new searcher is loaded, so searches find them ready.
     pub(crate) fn refresh(&self, searcher: &Searcher) {
-        let live: Vec<_> = searcher.segment_readers().iter().map(|s| s.segment_id()).collect();
-        self.tables.lock().unwrap_or_else(|p| p.into_inner()).retain(|id, _| live.contains(id));
+        self.tables.retain(searcher);
         let started = std::time::Instant::now();
         for segment in searcher.segment_readers() {
             self.of(segment);

@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::columnar::Column;
 use tantivy::directory::{Directory, MmapDirectory, WatchCallback, WatchHandle};
-use tantivy::index::SegmentId;
 use tantivy::query::{AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Value};
 use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, SimpleTokenizer, TextAnalyzer};
@@ -29,6 +28,7 @@ use crate::keys::*;
 use crate::query::*;
 use crate::rank::Best;
 use crate::schema::*;
+use crate::segments::PerSegment;
 use crate::walk::{Orders, Walk};
 use crate::words::{typo_budget, Completions, DenseTerms, TextQuery, Typos, Way, Word, WordWays};
 
@@ -78,19 +78,12 @@ pub struct TantivySearchIndex {
     _watch: Option<WatchHandle>,
     /// Per-segment summaries that answer browsing by genre (see `browse`).
     summaries: Summaries,
-    /// Per-segment genre masks and scores for filters and facets (see `SegmentTables`).
-    segment_tables: Arc<SegmentTables>,
-    /// Each segment's id columns, opened once (see `IdColumns`).
-    id_columns: Arc<IdColumns>,
+    /// What searches read per segment, made ahead for each new searcher (see `Segments`).
+    segments: Segments,
     /// The bitsets of terms in many documents, kept across searches (see `word`).
     dense: DenseTerms,
-    /// Per-segment rank orders and genre bitsets for walking dense words (see `walk`).
-    orders: Arc<Orders>,
     /// Each segment's most frequent completions of the prefixes searches have asked for.
     completions: Completions,
-    /// The typo neighbours of the words searches have asked for, and the vocabulary of every
-    /// segment's title and director terms they are found in.
-    typos: Typos,
 }
 
 impl TantivySearchIndex {
@@ -126,12 +119,7 @@ impl TantivySearchIndex {
         let mut index = Self::with_index(Index::open_in_dir(dir)?, fields, false)?;
         let (metas, reader) = (index.index.clone(), index.reader.clone());
         let (genres, checkpoint) = (index.genres.clone(), index.checkpoint.clone());
-        let (tables, orders, typos, ids) = (
-            index.segment_tables.clone(),
-            index.orders.clone(),
-            index.typos.clone(),
-            index.id_columns.clone(),
-        );
+        let segments = index.segments.clone();
         let refresh = move || {
             // The registry first: a search then sees either old documents with a newer registry
             // (a superset) or both new. The checkpoint last, once searches see what it names:
@@ -148,7 +136,7 @@ impl TantivySearchIndex {
             }
             match reader.reload() {
                 Ok(()) => {
-                    prepare_segments(reader.searcher(), &tables, &orders, &typos, &ids);
+                    segments.prepare(reader.searcher());
                     if let Some(stored) = stored {
                         checkpoint.fetch_max(stored.position, Ordering::SeqCst);
                     }
@@ -188,11 +176,9 @@ impl TantivySearchIndex {
         // What searches need per segment, for the segments already there, made on a thread
         // before they need it (about a second at 5M movies; searches that come first wait for
         // what they need).
-        let (segment_tables, orders) = (Arc::<SegmentTables>::default(), Arc::<Orders>::default());
-        let (typos, id_columns) = (Typos::new(fields.typo().to_vec()), Arc::<IdColumns>::default());
-        let (searcher, tables, made, vocabulary, ids) =
-            (reader.searcher(), segment_tables.clone(), orders.clone(), typos.clone(), id_columns.clone());
-        std::thread::spawn(move || prepare_segments(searcher, &tables, &made, &vocabulary, &ids));
+        let segments = Segments::new(&fields);
+        let (searcher, made) = (reader.searcher(), segments.clone());
+        std::thread::spawn(move || made.prepare(searcher));
         Ok(Self {
             index,
             fields,
@@ -204,12 +190,9 @@ impl TantivySearchIndex {
             transport: Mutex::new(transport),
             _watch: None,
             summaries: Summaries::default(),
-            segment_tables,
-            id_columns,
+            segments,
             dense: DenseTerms::default(),
-            orders,
             completions: Completions::default(),
-            typos,
         })
     }
 
@@ -448,7 +431,7 @@ impl TantivySearchIndex {
             *self.genres.lock().unwrap_or_else(|p| p.into_inner()) = registry;
             self.reader.reload()?;
             let searcher = self.reader.searcher();
-            prepare_segments(searcher, &self.segment_tables, &self.orders, &self.typos, &self.id_columns);
+            self.segments.prepare(searcher);
             *self.ahead.lock().unwrap_or_else(|p| p.into_inner()) = ahead;
             self.checkpoint.store(through, Ordering::SeqCst);
         }
@@ -619,7 +602,7 @@ impl TantivySearchIndex {
     /// Every word in any of `fields`, scored by how and where it matched.
     fn text_query(&self, searcher: &Searcher, words: &[Word], fields: &[(Field, f32)]) -> Result<TextQuery> {
         let words = words.iter().map(|word| self.word_ways(searcher, word, fields));
-        Ok(TextQuery::new(words.collect::<Result<_>>()?, self.dense.clone(), self.typos.clone()))
+        Ok(TextQuery::new(words.collect::<Result<_>>()?, self.dense.clone(), self.segments.typos.clone()))
     }
 
     fn text_fields(&self) -> [(Field, f32); 3] {
@@ -676,7 +659,7 @@ impl TantivySearchIndex {
         // One more than asked tells whether another page follows.
         let keep = q.offset + q.limit.max(1) + 1;
         let collector = Best {
-            tables: &self.segment_tables,
+            tables: &self.segments.tables,
             sort,
             query_words: words.len(),
             ascending,
@@ -696,7 +679,13 @@ impl TantivySearchIndex {
                     true => None,
                     false => Some(self.text_query(&searcher, &words, &self.text_fields())?.text_weight()),
                 };
-                self.orders.walk(&searcher, &self.segment_tables, text.as_ref(), &walk, registry.len())?
+                self.segments.orders.walk(
+                    &searcher,
+                    &self.segments.tables,
+                    text.as_ref(),
+                    &walk,
+                    registry.len(),
+                )?
             }
             (None, None) => None,
         };
@@ -716,12 +705,12 @@ impl TantivySearchIndex {
             None => {
                 let (query, post) =
                     self.query(&searcher, &words, &self.text_fields(), &q.filters, &registry)?;
-                let facets = q.facets.then_some(GenreFacets { registry, tables: &self.segment_tables });
+                let facets = q.facets.then_some(GenreFacets { registry, tables: &self.segments.tables });
                 searcher.search(
                     &query,
                     &Filtered {
                         filter: post,
-                        tables: &self.segment_tables,
+                        tables: &self.segments.tables,
                         inner: (collector, Count, facets),
                     },
                 )?
@@ -738,7 +727,7 @@ impl TantivySearchIndex {
                 0.0
             };
             if let Some(id) =
-                self.id_columns.id(searcher.segment_reader(address.segment_ord), address.doc_id)?
+                self.segments.ids.id(searcher.segment_reader(address.segment_ord), address.doc_id)?
             {
                 hits.push(SearchHit { id, score });
             }
@@ -864,7 +853,7 @@ impl TantivySearchIndex {
                     skip: 0,
                     facets: false,
                 };
-                self.orders.walk(&searcher, &self.segment_tables, Some(&text), &walk, 0)?
+                self.segments.orders.walk(&searcher, &self.segments.tables, Some(&text), &walk, 0)?
             }
             _ => None,
         };
@@ -873,7 +862,7 @@ impl TantivySearchIndex {
             None => {
                 let (query, _) = self.query(&searcher, &words, &fields, &SearchFilters::default(), &[])?;
                 let collector = Best {
-                    tables: &self.segment_tables,
+                    tables: &self.segments.tables,
                     sort: SearchSort::Relevance,
                     query_words: words.len(),
                     ascending: false,
@@ -915,7 +904,7 @@ fn genre_bits(registry: &[String], f: &SearchFilters) -> Option<GenreBits> {
 /// block index, thousands of blocks in a segment of millions: opened for each hit, that was a
 /// third of a one-word search's time at 5M movies (about 0.15 ms a hit).
 #[derive(Default)]
-struct IdColumns(Mutex<HashMap<SegmentId, Arc<HiLo>>>);
+struct IdColumns(PerSegment<Arc<HiLo>>);
 
 /// The high and low halves of a segment's ids.
 type HiLo = (Column<u64>, Column<u64>);
@@ -923,41 +912,53 @@ type HiLo = (Column<u64>, Column<u64>);
 impl IdColumns {
     /// The movie id of `doc` in `segment`.
     fn id(&self, segment: &SegmentReader, doc: DocId) -> Result<Option<Uuid>> {
-        let kept = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&segment.segment_id()).cloned();
-        let columns = match kept {
+        let columns = match self.0.get(segment.segment_id()) {
             Some(columns) => columns,
             None => {
                 let fast = segment.fast_fields();
-                let opened = Arc::new((fast.u64(ID_HI)?, fast.u64(ID_LO)?));
-                let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-                map.entry(segment.segment_id()).or_insert(opened).clone()
+                self.0.keep(segment.segment_id(), Arc::new((fast.u64(ID_HI)?, fast.u64(ID_LO)?)))
             }
         };
         let (hi, lo) = &*columns;
         Ok(hi.first(doc).zip(lo.first(doc)).map(|(hi, lo)| Uuid::from_u64_pair(hi, lo)))
     }
-
-    /// Forgets the columns of segments the searcher no longer has.
-    fn retain(&self, searcher: &Searcher) {
-        let live: Vec<SegmentId> = searcher.segment_readers().iter().map(|s| s.segment_id()).collect();
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).retain(|id, _| live.contains(id));
-    }
 }
 
-/// Makes ahead, for a new searcher, what its searches need per segment: the tables at once (a
-/// filter reads them), the walk orders and the typo vocabulary each on a thread of its own.
-/// Called at open, after each commit and after a read-only view's reload.
-fn prepare_segments(
-    searcher: Searcher,
-    tables: &Arc<SegmentTables>,
-    orders: &Arc<Orders>,
-    typos: &Typos,
-    ids: &IdColumns,
-) {
-    ids.retain(&searcher);
-    tables.refresh(&searcher);
-    orders.prepare_later(searcher.clone(), tables.clone());
-    typos.refresh_later(searcher);
+/// What searches read per segment and a new searcher gets made ahead (see `prepare`); cloned
+/// into the watch that reloads a read-only view.
+#[derive(Clone)]
+struct Segments {
+    /// Genre masks, scores and ranks for filters, facets and ranking (see `SegmentTables`).
+    tables: Arc<SegmentTables>,
+    /// Rank orders and genre bitsets for walking dense words (see `walk`).
+    orders: Arc<Orders>,
+    /// The typo neighbours of the words searches have asked for, and the vocabulary of every
+    /// segment's title and director terms they are found in.
+    typos: Typos,
+    /// Each segment's id columns, opened once (see `IdColumns`).
+    ids: Arc<IdColumns>,
+}
+
+impl Segments {
+    fn new(fields: &Fields) -> Self {
+        Self {
+            tables: Arc::default(),
+            orders: Arc::default(),
+            typos: Typos::new(fields.typo().to_vec()),
+            ids: Arc::default(),
+        }
+    }
+
+    /// Makes ahead, for a new searcher, what its searches need per segment: the tables at once
+    /// (a filter reads them), the walk orders and the typo vocabulary each on a thread of its
+    /// own, and forgets what segments merged away had. Called at open, after each commit and
+    /// after a read-only view's reload.
+    fn prepare(&self, searcher: Searcher) {
+        self.ids.0.retain(&searcher);
+        self.tables.refresh(&searcher);
+        self.orders.prepare_later(searcher.clone(), self.tables.clone());
+        self.typos.refresh_later(searcher);
+    }
 }
 
 #[cfg(test)]
@@ -1005,7 +1006,7 @@ mod tests {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let segments = index.reader.searcher().segment_readers().len();
         while std::time::Instant::now() < deadline {
-            if index.orders.made() == segments {
+            if index.segments.orders.made() == segments {
                 return true;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -1261,7 +1262,7 @@ mod tests {
             }
         }
         let mut without = TantivySearchIndex::in_memory().unwrap();
-        without.segment_tables = Arc::new(SegmentTables { limit: 64, ..SegmentTables::default() });
+        without.segments.tables = Arc::new(SegmentTables { limit: 64, ..SegmentTables::default() });
         for index in [TantivySearchIndex::in_memory().unwrap(), without] {
             index.apply(&events).unwrap();
             let page = index.search(&q).unwrap();
@@ -1282,7 +1283,7 @@ mod tests {
             })
             .collect();
         let mut without = TantivySearchIndex::in_memory().unwrap();
-        without.segment_tables = Arc::new(SegmentTables { limit: 0, ..SegmentTables::default() });
+        without.segments.tables = Arc::new(SegmentTables { limit: 0, ..SegmentTables::default() });
         let indexes = [TantivySearchIndex::in_memory().unwrap(), without];
         for index in &indexes {
             index.apply(&events).unwrap();
@@ -1463,7 +1464,7 @@ mod tests {
     fn ranking_reads_the_same_keys_from_segment_tables_as_from_the_columns() {
         let with = TantivySearchIndex::in_memory().unwrap();
         let mut without = TantivySearchIndex::in_memory().unwrap();
-        without.segment_tables = Arc::new(SegmentTables { limit: 0, ..SegmentTables::default() });
+        without.segments.tables = Arc::new(SegmentTables { limit: 0, ..SegmentTables::default() });
         corpus(&with);
         corpus(&without);
         for text in ["golden", "silen", "river 1"] {
@@ -1611,7 +1612,7 @@ mod tests {
         let with = TantivySearchIndex::in_memory().unwrap();
         // Without segment tables, nothing is walked.
         let mut without = TantivySearchIndex::in_memory().unwrap();
-        without.segment_tables = Arc::new(SegmentTables { limit: 0, ..SegmentTables::default() });
+        without.segments.tables = Arc::new(SegmentTables { limit: 0, ..SegmentTables::default() });
         corpus(&with);
         corpus(&without);
         for text in ["g", "s", "golden", "sil", "golden r", "storm 1"] {

@@ -12,6 +12,7 @@
 //! - `keys`: the packed sort keys every document carries and every ranking compares;
 //! - `query`: what a search asks and answers, its limits and its cursor;
 //! - `schema`: the index's fields and how text is analysed;
+//! - `segments`: what the index keeps per segment, forgotten once merges take the segment away;
 //! - `words`: a query's words, and the docset that matches them all;
 //! - `facets`: per-segment genre and score tables, genre filters and facet counts;
 //! - `rank`: the collector that keeps the best hits by sort key;
@@ -32,6 +33,7 @@ mod port;
 mod query;
 mod rank;
 mod schema;
+mod segments;
 mod walk;
 mod words;
 

@@ -17,16 +17,15 @@
 //! Several words by relevance add up scores in too many combinations for tiers; they, ranges,
 //! directors and names are left to the general search, as are segments without a genre table.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
-use tantivy::index::SegmentId;
 use tantivy::{DocAddress, DocId, Searcher, SegmentReader};
 
 use crate::browse::Browsed;
 use crate::facets::{count_bits, GenreBits, SegmentTable, SegmentTables, OVERFLOW_BIT};
 use crate::keys::SortKey;
 use crate::later::Later;
+use crate::segments::PerSegment;
 use crate::words::{has, Bits, Matches, TextWeight};
 
 /// What a walk asks.
@@ -58,8 +57,8 @@ type OrderCell = OnceLock<Option<Arc<SegmentOrder>>>;
 /// alive bits as words by its number of deleted documents.
 #[derive(Default)]
 pub(crate) struct Orders {
-    orders: Mutex<HashMap<SegmentId, Arc<OrderCell>>>,
-    alive: Mutex<HashMap<SegmentId, (u32, Bits)>>,
+    orders: PerSegment<Arc<OrderCell>>,
+    alive: PerSegment<(u32, Bits)>,
     /// Makes the newest searcher's orders on a thread of its own.
     later: Arc<Later<(Searcher, Arc<SegmentTables>)>>,
 }
@@ -89,20 +88,13 @@ impl Orders {
     /// How many segments have an order made.
     #[cfg(test)]
     pub(crate) fn made(&self) -> usize {
-        let orders = self.orders.lock().unwrap_or_else(|p| p.into_inner());
-        orders.values().filter(|cell| cell.get().is_some_and(|order| order.is_some())).count()
+        self.orders.count(|cell| cell.get().is_some_and(|order| order.is_some()))
     }
 
     /// The segment's order, made by the first search that needs it while concurrent ones wait
     /// for it; `None` when its rank column cannot be read (the general search reports that).
     fn of(&self, segment: &SegmentReader, table: &SegmentTable) -> Option<Arc<SegmentOrder>> {
-        let cell = self
-            .orders
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(segment.segment_id())
-            .or_default()
-            .clone();
+        let cell = self.orders.cell(segment.segment_id());
         cell.get_or_init(|| order_of(segment, table).ok().map(Arc::new)).clone()
     }
 
@@ -110,23 +102,22 @@ impl Orders {
     fn alive(&self, segment: &SegmentReader) -> Option<Bits> {
         let alive = segment.alive_bitset()?;
         let (id, deleted) = (segment.segment_id(), segment.num_deleted_docs());
-        if let Some((d, bits)) = self.alive.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
-            if *d == deleted {
-                return Some(bits.clone());
+        if let Some((d, bits)) = self.alive.get(id) {
+            if d == deleted {
+                return Some(bits);
             }
         }
         let mut bits = vec![0u64; (segment.max_doc() as usize).div_ceil(64)];
         alive.bitset().iter().for_each(|doc| bits[doc as usize / 64] |= 1 << (doc % 64));
         let bits = Arc::new(bits);
-        self.alive.lock().unwrap_or_else(|p| p.into_inner()).insert(id, (deleted, bits.clone()));
+        self.alive.replace(id, (deleted, bits.clone()));
         Some(bits)
     }
 
     /// Forgets segments the searcher no longer has (merged away).
     fn retain(&self, searcher: &Searcher) {
-        let live: Vec<SegmentId> = searcher.segment_readers().iter().map(|s| s.segment_id()).collect();
-        self.orders.lock().unwrap_or_else(|p| p.into_inner()).retain(|id, _| live.contains(id));
-        self.alive.lock().unwrap_or_else(|p| p.into_inner()).retain(|id, _| live.contains(id));
+        self.orders.retain(searcher);
+        self.alive.retain(searcher);
     }
 
     /// The page, total and facets of `walk` over `text`'s matches, or `None` when a segment
