@@ -3,21 +3,25 @@
 //! bulk-appends the same number of generated creations straight to the store. Run by
 //! `bench/ingest.sh`.
 //!
-//! Usage: ingest_bench COUNT DATA_DIR  (SQLite; set DATABASE_URL for Postgres)
+//! Usage: ingest_bench COUNT DATA_DIR  (SQLite; set DATABASE_URL to a Postgres server
+//! to run on fresh databases there)
 
 use std::time::Instant;
 
 use indicatif::ProgressBar;
-use movies::generate::BenchArgs;
+use movies::generate::{BenchArgs, BenchDatabase};
 use movies::Settings;
 use movies_command_api::CommandService;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let BenchArgs { count, dir, shape } = BenchArgs::from_command_line();
-    let settings = |name: &str| Settings::for_tools(dir.join(name), std::env::var("DATABASE_URL").ok());
+    // Each path on an empty log of its own (on Postgres, a fresh database each).
+    let databases = [BenchDatabase::fresh("ingest_baseline").await?, BenchDatabase::fresh("ingest").await?];
+    let settings =
+        |n: usize| Settings::for_tools(dir.join(n.to_string()), databases[n].as_ref().map(|d| d.url.clone()));
 
-    let baseline = movies::open_write_side(&settings("baseline")).await?;
+    let baseline = movies::open_write_side(&settings(0)).await?;
     let started = Instant::now();
     movies::generate::append_generated(baseline.events.as_ref(), count, shape, |_| {}).await?;
     let base = count as f64 / started.elapsed().as_secs_f64();
@@ -30,7 +34,7 @@ async fn main() -> anyhow::Result<()> {
         shape,
     )?;
     let bytes = std::fs::read(&file)?;
-    let write = movies::open_write_side(&settings("ingest")).await?;
+    let write = movies::open_write_side(&settings(1)).await?;
     let service = CommandService::new(write.events.clone());
     let started = Instant::now();
     let report = movies::ingest::ingest(&service, &bytes, &ProgressBar::hidden()).await?;
@@ -53,5 +57,9 @@ async fn main() -> anyhow::Result<()> {
         rate,
         rate / base
     );
+    drop((baseline, write, service));
+    for database in databases.into_iter().flatten() {
+        database.drop().await?;
+    }
     Ok(())
 }

@@ -3,11 +3,12 @@
 //! fresh movie (the baseline, measured in the same run). Beside each, what folding the whole
 //! stream costs (what every command did before snapshots). Run by `bench/patch.sh`.
 //!
-//! Usage: patch_bench COUNT DATA_DIR  (SQLite; set DATABASE_URL for Postgres)
+//! Usage: patch_bench COUNT DATA_DIR  (SQLite; set DATABASE_URL to a Postgres server to
+//! run on a fresh database there)
 
 use std::time::{Duration, Instant};
 
-use movies::generate::BenchArgs;
+use movies::generate::{BenchArgs, BenchDatabase};
 use movies::Settings;
 use movies_command_api::{fold, CommandContext, CommandService};
 use movies_events::{
@@ -30,8 +31,9 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let BenchArgs { count, dir, .. } = BenchArgs::from_command_line();
+    let database = BenchDatabase::fresh("patch").await?;
     let write =
-        movies::open_write_side(&Settings::for_tools(dir, std::env::var("DATABASE_URL").ok())).await?;
+        movies::open_write_side(&Settings::for_tools(dir, database.as_ref().map(|d| d.url.clone()))).await?;
     let service = CommandService::new(write.events.clone());
     let context = || CommandContext { metadata: metadata(), event_id: None };
 
@@ -96,6 +98,10 @@ async fn main() -> anyhow::Result<()> {
             p50 / base,
             percentile(&folds, 0.5)
         );
+    }
+    drop((service, write));
+    if let Some(database) = database {
+        database.drop().await?;
     }
     Ok(())
 }

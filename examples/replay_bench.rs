@@ -2,20 +2,22 @@
 //! `movies replay` into each projection against a baseline, reading the whole log without
 //! projecting anything. Run by `bench/replay.sh`.
 //!
-//! Usage: replay_bench COUNT DATA_DIR  (SQLite; set DATABASE_URL for Postgres; REPLAY_BENCH_ONLY
+//! Usage: replay_bench COUNT DATA_DIR  (SQLite; set DATABASE_URL to a Postgres server to
+//! run on a fresh database there; REPLAY_BENCH_ONLY
 //! set to `read store`, `search index` or `all projections` times that replay alone)
 
 use std::time::Instant;
 
 use indicatif::ProgressBar;
-use movies::generate::BenchArgs;
+use movies::generate::{BenchArgs, BenchDatabase};
 use movies::replay::{replay, Outcome, Which};
 use movies::Settings;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let BenchArgs { count, dir: data_dir, shape } = BenchArgs::from_command_line();
-    let settings = Settings::for_tools(data_dir, std::env::var("DATABASE_URL").ok());
+    let database = BenchDatabase::fresh("replay").await?;
+    let settings = Settings::for_tools(data_dir, database.as_ref().map(|d| d.url.clone()));
     let write = movies::open_write_side(&settings).await?;
 
     let started = Instant::now();
@@ -60,6 +62,10 @@ async fn main() -> anyhow::Result<()> {
             }
             other => anyhow::bail!("unexpected {other:?}"),
         }
+    }
+    drop(write);
+    if let Some(database) = database {
+        database.drop().await?;
     }
     Ok(())
 }

@@ -624,6 +624,42 @@ impl BenchArgs {
     }
 }
 
+/// A database of its own for one phase of a benchmark, on the Postgres server `DATABASE_URL`
+/// names (`None` without it: the phase then runs on SQLite): made empty, so that no phase
+/// appends to what an earlier phase or run left, and dropped by `drop`.
+pub struct BenchDatabase {
+    server: sqlx::postgres::PgConnectOptions,
+    name: String,
+    /// The phase's database, for `Settings::database_url`.
+    pub url: String,
+}
+
+impl BenchDatabase {
+    /// Makes the empty database `bench_<phase>` (dropping one an interrupted run left).
+    pub async fn fresh(phase: &str) -> anyhow::Result<Option<Self>> {
+        use sqlx::ConnectOptions;
+        let Ok(server) = std::env::var("DATABASE_URL") else { return Ok(None) };
+        let server: sqlx::postgres::PgConnectOptions = server.parse()?;
+        let name = format!("bench_{phase}");
+        anyhow::ensure!(name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "phase {phase:?}");
+        let mut admin = server.connect().await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await?;
+        let url = server.clone().database(&name).to_url_lossy().to_string();
+        Ok(Some(Self { server, name, url }))
+    }
+
+    /// Drops the database (its connections closed first).
+    pub async fn drop(self) -> anyhow::Result<()> {
+        use sqlx::ConnectOptions;
+        let mut admin = self.server.connect().await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .execute(&mut admin)
+            .await?;
+        Ok(())
+    }
+}
+
 /// Appends `count` generated movies (seed 42, of `shape`) to `events` as `movie.created`
 /// events, 10,000 per transaction through the bulk append path, and returns their ids. For
 /// benchmarks: it skips the command path (the generator's movies are valid by construction)
