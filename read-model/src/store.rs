@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use movies_events::{genre_key, EventEnvelope, MovieEvent, MovieFields, Position, Version};
-use movies_store::copy::{copy_in, CopyRows};
+use movies_store::copy::copy_in;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use sqlx::types::Json;
@@ -316,7 +316,9 @@ macro_rules! sql_read_store {
             /// Applies a batch: reads what it needs of the touched streams in a few queries,
             /// folds every event in memory (skipping duplicates, refusing gaps), then writes the
             /// final state of each touched movie with multi-row statements.
-            /// `exclusive`: nobody else writes the store (a rebuild), so streams need no locks.
+            /// `exclusive`: a rebuild. Nobody else writes the store, so streams need no locks; and
+            /// it is given the log once, in order, so a stream whose first event here is its
+            /// first of all (version 1) is new to the store, with nothing to look up.
             async fn apply_batch(
                 tx: &mut <$db as sqlx::Database>::Connection,
                 events: &[&EventEnvelope],
@@ -325,6 +327,19 @@ macro_rules! sql_read_store {
                 let mut ids: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
                 ids.sort();
                 ids.dedup();
+                let lookup: Vec<Uuid> = match exclusive {
+                    true => {
+                        let mut first = std::collections::HashSet::new();
+                        let mut lookup: Vec<Uuid> = events
+                            .iter()
+                            .filter(|e| first.insert(e.stream_id) && e.stream_version > 1)
+                            .map(|e| e.stream_id)
+                            .collect();
+                        lookup.sort();
+                        lookup
+                    }
+                    false => ids.clone(),
+                };
                 if let Some(setting) = $batch_setting {
                     sqlx::query(setting).execute(&mut *tx).await?;
                 }
@@ -336,7 +351,7 @@ macro_rules! sql_read_store {
                 let mut current: HashMap<Uuid, MovieDoc> = HashMap::new();
                 // The dialect fetches the touched streams' versions and movie rows.
                 let (stream_rows, movie_rows): (Vec<<$db as sqlx::Database>::Row>, Vec<<$db as sqlx::Database>::Row>) = {
-                    let ($read_tx, $read_ids) = (&mut *tx, &ids);
+                    let ($read_tx, $read_ids) = (&mut *tx, &lookup);
                     $read_streams
                 };
                 for row in &stream_rows {
@@ -644,14 +659,18 @@ sql_read_store!(
     },
     // One array parameter, not a list of thousands to parse and plan.
     read_streams: |tx, ids| {
-        let query = "SELECT stream_id, version, created_at FROM stream_versions WHERE stream_id = ANY($1)";
-        let streams = sqlx::query(query).bind(ids).fetch_all(&mut *tx).await?;
-        (streams, sqlx::query("SELECT * FROM movies WHERE id = ANY($1)").bind(ids).fetch_all(&mut *tx).await?)
+        match ids.is_empty() {
+            true => (Vec::new(), Vec::new()),
+            false => {
+                let query = "SELECT stream_id, version, created_at FROM stream_versions WHERE stream_id = ANY($1)";
+                let streams = sqlx::query(query).bind(ids).fetch_all(&mut *tx).await?;
+                (streams, sqlx::query("SELECT * FROM movies WHERE id = ANY($1)").bind(ids).fetch_all(&mut *tx).await?)
+            }
+        }
     },
     // COPY: one round trip per table, no statement per row to parse and plan.
     insert_rows: |tx, docs, genres| {
-        let mut rows = CopyRows::with_capacity(docs.len() * 256);
-        for doc in docs.iter() {
+        copy_in(&mut *tx, "movies", MOVIE_COLUMNS, docs, 256, |rows, doc| {
             let genres = serde_json::to_string(&doc.genres).expect("a list of strings serializes");
             rows.plain(doc.id)
                 .text(&doc.name)
@@ -665,21 +684,19 @@ sql_read_store!(
                 .time(doc.created_at)
                 .time(doc.updated_at)
                 .end_row();
-        }
-        copy_in(&mut *tx, "movies", MOVIE_COLUMNS, rows).await?;
-        let mut rows = CopyRows::with_capacity(genres.len() * 48);
-        for (id, key) in genres.iter() {
+        })
+        .await?;
+        copy_in(&mut *tx, "movie_genres", "movie_id, genre_key", genres, 48, |rows, (id, key)| {
             rows.plain(id).text(key).end_row();
-        }
-        copy_in(&mut *tx, "movie_genres", "movie_id, genre_key", rows).await?;
+        })
+        .await?;
     },
     // New streams by COPY (no conflict to check), the others by one `unnest` upsert.
     write_versions: |tx, versions, new_versions| {
-        let mut rows = CopyRows::with_capacity(new_versions.len() * 72);
-        for (id, version, created) in new_versions.iter() {
+        copy_in(&mut *tx, "stream_versions", "stream_id, version, created_at", new_versions, 72, |rows, (id, version, created)| {
             rows.plain(id).plain(version).optional_time(*created).end_row();
-        }
-        copy_in(&mut *tx, "stream_versions", "stream_id, version, created_at", rows).await?;
+        })
+        .await?;
         if !versions.is_empty() {
             let ids: Vec<Uuid> = versions.iter().map(|v| v.0).collect();
             let numbers: Vec<Version> = versions.iter().map(|v| v.1).collect();

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::accounts::{Account, AccountChange, AccountError, AccountStore, GenerationStore};
-use crate::copy::{copy_in, CopyRows};
+use crate::copy::copy_in;
 use crate::port::{Appended, EventFilter, EventStore, Result, Snapshot, StoreError};
 
 /// Serializes appends across all writers so positions are assigned in commit order. The lock is
@@ -661,23 +661,21 @@ fn place<'a>(
 /// Postgres's way in: COPY, with no statement to parse and plan per row.
 async fn copy_events(conn: &mut sqlx::PgConnection, rows: &[(i64, Uuid, i64, &NewEvent)]) -> Result<()> {
     // An event row is a few hundred bytes.
-    let mut copy = CopyRows::with_capacity(rows.len() * 512);
-    for (position, stream_id, version, event) in rows {
-        let payload = event.event.payload().to_string();
+    copy_in(conn, "events", EVENT_COLUMNS, rows, 512, |copy, (position, stream_id, version, event)| {
         copy.plain(position)
             .plain(event.event_id)
             .plain(stream_id)
             .plain(version)
             .text(event.event.event_type())
             .plain(event.event.schema_version())
-            .text(&payload)
+            .text(&event.event.payload_json())
             .time(event.recorded_at)
             .text(&event.metadata.actor.subject)
             .text(event.metadata.actor.role.as_str())
             .optional_text(event.metadata.request_id.as_deref())
             .end_row();
-    }
-    copy_in(conn, "events", EVENT_COLUMNS, copy).await?;
+    })
+    .await?;
     Ok(())
 }
 

@@ -201,6 +201,28 @@ pub async fn a_batch_appends_to_many_streams_atomically(f: Fixture) {
     assert_eq!(f.events.head().await.unwrap(), 4);
 }
 
+/// A batch is sent to Postgres in pieces (`COPY` rows built while the server inserts the
+/// ones before): a batch of several pieces is stored whole and in order, and one whose key
+/// trips in its last piece, after the first ones were sent, stores nothing.
+pub async fn a_batch_of_many_pieces_is_stored_whole_or_not_at_all(f: Fixture) {
+    let batch: Vec<_> =
+        (0..2500).map(|n| (Uuid::now_v7(), 0, vec![new_event(created(&format!("Movie {n}")))])).collect();
+    f.events.append_batch(batch.clone()).await.unwrap();
+    let log = f.events.read_all(0, 5000).await.unwrap();
+    assert_eq!(log.iter().map(|e| e.position).collect::<Vec<_>>(), (1..=2500).collect::<Vec<i64>>());
+    assert_eq!(
+        log.iter().map(|e| e.stream_id).collect::<Vec<_>>(),
+        batch.iter().map(|(id, ..)| *id).collect::<Vec<_>>()
+    );
+
+    let mut tripping: Vec<_> =
+        (0..2500).map(|n| (Uuid::now_v7(), 0, vec![new_event(created(&format!("Film {n}")))])).collect();
+    tripping[2400].2[0].event_id = tripping[0].2[0].event_id;
+    let refused = f.events.append_batch(tripping).await;
+    assert!(matches!(refused, Err(StoreError::DuplicateEvent(_))), "{refused:?}");
+    assert_eq!(f.events.head().await.unwrap(), 2500, "nothing of the refused batch is stored");
+}
+
 pub async fn stream_versions_name_each_existing_stream_and_leave_out_the_rest(f: Fixture) {
     let (a, b, never) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     f.events.append(a, 0, vec![new_event(created("Alien")), new_event(renamed("Aliens"))]).await.unwrap();
@@ -331,6 +353,7 @@ macro_rules! event_store_contract {
             an_append_wakes_subscribers_with_its_position,
             audit_queries_select_by_actor_type_and_time,
             a_batch_appends_to_many_streams_atomically,
+            a_batch_of_many_pieces_is_stored_whole_or_not_at_all,
             stream_versions_name_each_existing_stream_and_leave_out_the_rest,
             a_batch_keeps_text_that_looks_like_syntax_exactly,
             a_stream_loads_from_its_snapshot_with_only_the_events_after_it,

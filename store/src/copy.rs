@@ -1,6 +1,6 @@
 //! Rows for Postgres's `COPY ... FROM STDIN (FORMAT csv)`: the fastest way into a table, one
 //! round trip and no per-row statement to parse and plan. Bulk writers (event appends, read
-//! store batches) build the rows here and send them with [`copy_in`].
+//! store batches) send their rows with [`copy_in`], which builds them as it sends.
 
 use std::fmt::Display;
 
@@ -12,18 +12,13 @@ use sqlx::PgConnection;
 #[derive(Debug, Default)]
 pub struct CopyRows {
     buf: Vec<u8>,
-    rows: usize,
     open: bool,
 }
 
 impl CopyRows {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// Room for `bytes` of rows up front: a buffer grown by doubling copies itself over and
     /// over, and its large reallocations made the allocator consolidate its free lists.
-    pub fn with_capacity(bytes: usize) -> Self {
+    fn with_capacity(bytes: usize) -> Self {
         Self { buf: Vec::with_capacity(bytes), ..Self::default() }
     }
 
@@ -82,33 +77,39 @@ impl CopyRows {
 
     pub fn end_row(&mut self) {
         self.buf.push(b'\n');
-        self.rows += 1;
         self.open = false;
-    }
-
-    pub fn len(&self) -> usize {
-        self.rows
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
     }
 }
 
-/// Sends `rows` into `table (columns)` on `conn` (inside the caller's transaction, if any).
-pub async fn copy_in(
+/// Rows to a piece of a streamed `COPY`: the server parses and inserts one piece while the
+/// next is built (a whole batch built first left the server idle meanwhile, and the builder
+/// idle while the server worked).
+const PIECE_ROWS: usize = 1000;
+
+/// Sends a row per item of `items` into `table (columns)` on `conn`, written by `write` about
+/// `row_bytes` long, in pieces of [`PIECE_ROWS`]: each piece goes out as soon as it is built.
+pub async fn copy_in<T>(
     conn: &mut PgConnection,
     table: &str,
     columns: &str,
-    rows: CopyRows,
+    items: &[T],
+    row_bytes: usize,
+    mut write: impl FnMut(&mut CopyRows, &T),
 ) -> sqlx::Result<()> {
-    if rows.is_empty() {
+    if items.is_empty() {
         return Ok(());
     }
     let mut copy = conn.copy_in_raw(&format!("COPY {table} ({columns}) FROM STDIN (FORMAT csv)")).await?;
-    if let Err(error) = copy.send(rows.buf).await {
-        let _ = copy.abort(error.to_string()).await;
-        return Err(error);
+    let mut rows = CopyRows::with_capacity(PIECE_ROWS.min(items.len()) * row_bytes);
+    for piece in items.chunks(PIECE_ROWS) {
+        rows.buf.clear();
+        for item in piece {
+            write(&mut rows, item);
+        }
+        if let Err(error) = copy.send(rows.buf.as_slice()).await {
+            let _ = copy.abort(error.to_string()).await;
+            return Err(error);
+        }
     }
     copy.finish().await?;
     Ok(())
@@ -120,13 +121,12 @@ mod tests {
 
     #[test]
     fn text_is_quoted_with_quotes_doubled_and_null_is_an_empty_field() {
-        let mut rows = CopyRows::new();
+        let mut rows = CopyRows::default();
         rows.plain(7).text(r#"say "hi", then \n go"#).null().optional_text(Some("")).end_row();
         rows.plain(1.5).time(DateTime::from_timestamp(0, 1_000).unwrap()).end_row();
         assert_eq!(
             String::from_utf8(rows.buf).unwrap(),
             "7,\"say \"\"hi\"\", then \\n go\",,\"\"\n1.5,1970-01-01T00:00:00.000001Z\n"
         );
-        assert_eq!(rows.rows, 2);
     }
 }
