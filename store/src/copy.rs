@@ -82,8 +82,9 @@ impl CopyRows {
 }
 
 /// Rows to a piece of a streamed `COPY`: the server parses and inserts one piece while the
-/// next is built (a whole batch built first left the server idle meanwhile, and the builder
-/// idle while the server worked).
+/// next is built, and the buffer holds one piece, not a whole batch. (At 5M it sped the bulk
+/// append beneath a replay by a fifth; `movies ingest`, bound by the server's inserts into
+/// random-key indexes, not at all: docs/benchmarks.md.)
 const PIECE_ROWS: usize = 1000;
 
 /// Sends a row per item of `items` into `table (columns)` on `conn`, written by `write` about
