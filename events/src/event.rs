@@ -79,6 +79,15 @@ pub enum DecodeError {
     Payload(&'static str, #[source] serde_json::Error),
 }
 
+/// An event's payload as serde writes it: the fields, the changes, or an empty object.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Body<'a> {
+    Fields(&'a MovieFields),
+    Changes(&'a MovieChanges),
+    Nothing {},
+}
+
 impl MovieEvent {
     /// A live movie's fields after this event, from its fields before (`None`: not live, never
     /// created or deleted). The one fold: the aggregate, the read store, the search index and
@@ -121,24 +130,23 @@ impl MovieEvent {
     }
 
     pub fn payload(&self) -> Value {
-        let encoded = match self {
-            MovieEvent::Created(fields) | MovieEvent::Restored(fields) => serde_json::to_value(fields),
-            MovieEvent::Updated(changes) => serde_json::to_value(changes),
-            MovieEvent::Deleted => Ok(Value::Object(Default::default())),
-        };
         // Serializing plain structs of strings and numbers into a Value cannot fail.
-        encoded.expect("event payloads serialize")
+        serde_json::to_value(self.body()).expect("event payloads serialize")
     }
 
     /// [`payload`](Self::payload) as JSON text, written straight from the fields (no `Value`
     /// tree to build first): what bulk appends store. Its keys keep the fields' order.
     pub fn payload_json(&self) -> String {
-        let encoded = match self {
-            MovieEvent::Created(fields) | MovieEvent::Restored(fields) => serde_json::to_string(fields),
-            MovieEvent::Updated(changes) => serde_json::to_string(changes),
-            MovieEvent::Deleted => Ok("{}".to_owned()),
-        };
-        encoded.expect("event payloads serialize")
+        serde_json::to_string(&self.body()).expect("event payloads serialize")
+    }
+
+    /// What the payload is made of, borrowed.
+    fn body(&self) -> Body<'_> {
+        match self {
+            MovieEvent::Created(fields) | MovieEvent::Restored(fields) => Body::Fields(fields),
+            MovieEvent::Updated(changes) => Body::Changes(changes),
+            MovieEvent::Deleted => Body::Nothing {},
+        }
     }
 
     /// Reads a stored event. Older schema versions are upcast here, so nothing else sees them.
@@ -191,6 +199,12 @@ mod tests {
     fn an_update_stores_only_the_changed_fields() {
         let event = MovieEvent::Updated(MovieChanges { imdb_score: Some(9.1), ..Default::default() });
         assert_eq!(event.payload(), serde_json::json!({ "imdb_score": 9.1 }));
+    }
+
+    #[test]
+    fn a_delete_stores_an_empty_object() {
+        assert_eq!(MovieEvent::Deleted.payload(), serde_json::json!({}));
+        assert_eq!(MovieEvent::Deleted.payload_json(), "{}");
     }
 
     #[test]
