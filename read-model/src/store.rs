@@ -316,30 +316,23 @@ macro_rules! sql_read_store {
             /// Applies a batch: reads what it needs of the touched streams in a few queries,
             /// folds every event in memory (skipping duplicates, refusing gaps), then writes the
             /// final state of each touched movie with multi-row statements.
-            /// `exclusive`: a rebuild. Nobody else writes the store, so streams need no locks; and
-            /// it is given the log once, in order, so a stream whose first event here is its
-            /// first of all (version 1) is new to the store, with nothing to look up.
+            /// `exclusive`: a rebuild. Nobody else writes the store, so streams need no locks, and
+            /// the streams a batch starts need no look-up.
             async fn apply_batch(
                 tx: &mut <$db as sqlx::Database>::Connection,
                 events: &[&EventEnvelope],
                 exclusive: bool,
             ) -> Result<()> {
-                let mut ids: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
+                // The streams to lock and look up, sorted. A rebuild leaves out those the batch
+                // starts (version 1 here): it is given the log once, in order, so they are new.
+                let started: std::collections::HashSet<Uuid> = match exclusive {
+                    true => events.iter().filter(|e| e.stream_version == 1).map(|e| e.stream_id).collect(),
+                    false => std::collections::HashSet::new(),
+                };
+                let mut ids: Vec<Uuid> =
+                    events.iter().map(|e| e.stream_id).filter(|id| !started.contains(id)).collect();
                 ids.sort();
                 ids.dedup();
-                let lookup: Vec<Uuid> = match exclusive {
-                    true => {
-                        let mut first = std::collections::HashSet::new();
-                        let mut lookup: Vec<Uuid> = events
-                            .iter()
-                            .filter(|e| first.insert(e.stream_id) && e.stream_version > 1)
-                            .map(|e| e.stream_id)
-                            .collect();
-                        lookup.sort();
-                        lookup
-                    }
-                    false => ids.clone(),
-                };
                 if let Some(setting) = $batch_setting {
                     sqlx::query(setting).execute(&mut *tx).await?;
                 }
@@ -350,10 +343,14 @@ macro_rules! sql_read_store {
                 let mut known: HashMap<Uuid, (Version, Option<DateTime<Utc>>)> = HashMap::new();
                 let mut current: HashMap<Uuid, MovieDoc> = HashMap::new();
                 // The dialect fetches the touched streams' versions and movie rows.
-                let (stream_rows, movie_rows): (Vec<<$db as sqlx::Database>::Row>, Vec<<$db as sqlx::Database>::Row>) = {
-                    let ($read_tx, $read_ids) = (&mut *tx, &lookup);
-                    $read_streams
-                };
+                let (stream_rows, movie_rows): (Vec<<$db as sqlx::Database>::Row>, Vec<<$db as sqlx::Database>::Row>) =
+                    match ids.is_empty() {
+                        true => (Vec::new(), Vec::new()),
+                        false => {
+                            let ($read_tx, $read_ids) = (&mut *tx, &ids);
+                            $read_streams
+                        }
+                    };
                 for row in &stream_rows {
                     known.insert(row.try_get("stream_id")?, (row.try_get("version")?, row.try_get("created_at")?));
                 }
@@ -659,14 +656,9 @@ sql_read_store!(
     },
     // One array parameter, not a list of thousands to parse and plan.
     read_streams: |tx, ids| {
-        match ids.is_empty() {
-            true => (Vec::new(), Vec::new()),
-            false => {
-                let query = "SELECT stream_id, version, created_at FROM stream_versions WHERE stream_id = ANY($1)";
-                let streams = sqlx::query(query).bind(ids).fetch_all(&mut *tx).await?;
-                (streams, sqlx::query("SELECT * FROM movies WHERE id = ANY($1)").bind(ids).fetch_all(&mut *tx).await?)
-            }
-        }
+        let query = "SELECT stream_id, version, created_at FROM stream_versions WHERE stream_id = ANY($1)";
+        let streams = sqlx::query(query).bind(ids).fetch_all(&mut *tx).await?;
+        (streams, sqlx::query("SELECT * FROM movies WHERE id = ANY($1)").bind(ids).fetch_all(&mut *tx).await?)
     },
     // COPY: one round trip per table, no statement per row to parse and plan.
     insert_rows: |tx, docs, genres| {
