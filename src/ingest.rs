@@ -1,5 +1,6 @@
 //! `movies ingest`: the assignment's data file through the command path, so every imported
-//! movie has a history. Re-running it is safe: movie and event ids derive from the record.
+//! movie has a history. Re-running it is safe: a movie's id derives from its record, so a record
+//! stored before finds its stream (version 1 exists) instead of creating another.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use movies_command_api::{system_actor, CommandContext, CommandError, CommandService};
@@ -112,12 +113,11 @@ fn prepare(records: Vec<Box<RawValue>>, chunks: tokio::sync::mpsc::Sender<Chunk>
         }
         match MovieDraft::parse(input.clone()) {
             Ok(draft) => {
-                let id = movie_id(&input);
-                // The first event's id derives from the record's content: a retry after a crash
-                // maps onto the event it already stored.
-                let content = format!("{id}\n{:?}", draft.fields());
-                let event_id = Some(Uuid::new_v5(&INGEST_NAMESPACE, content.as_bytes()));
-                valid.push((index, id, draft, CommandContext { metadata: metadata.clone(), event_id }));
+                // The creation's event id is a fresh, time-ordered one (`None`): a retry is told
+                // by the movie's stream, which exists, and so its key lands at the end of the
+                // log's event-id index instead of on a random page of it.
+                let context = CommandContext { metadata: metadata.clone(), event_id: None };
+                valid.push((index, movie_id(&input), draft, context));
             }
             Err(errors) => rejected.push((index, errors.to_string())),
         }

@@ -27,6 +27,8 @@ async fn ingesting_twice_creates_each_movie_once() {
     assert_eq!(store.head().await.unwrap(), head);
     let events = store.read_all(0, 1000).await.unwrap();
     assert!(events.iter().all(|e| e.metadata.actor.subject == "system:ingest"));
+    // Event ids are time-ordered: a bulk load adds them at one end of the log's id index.
+    assert!(events.windows(2).all(|pair| pair[0].event_id < pair[1].event_id));
 }
 
 #[tokio::test]
