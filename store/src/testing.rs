@@ -14,6 +14,12 @@ pub const POSTGRES_ENV: &str = "MOVIES_TEST_POSTGRES";
 /// Creates an empty database on the test Postgres server and returns its URL.
 /// Panics (a test failure, never a skip) when the server is not there.
 pub async fn postgres_database() -> String {
+    postgres_database_with("").await
+}
+
+/// The same, created with `options` after its name (`CREATE DATABASE name options`): a locale
+/// of its own, say.
+pub async fn postgres_database_with(options: &str) -> String {
     let admin_url = std::env::var(POSTGRES_ENV).unwrap_or_else(|_| {
         panic!(
             "{POSTGRES_ENV} is not set: run the suite with scripts/test, which starts a throwaway Postgres"
@@ -23,7 +29,10 @@ pub async fn postgres_database() -> String {
     let mut admin = sqlx::PgConnection::connect(&admin_url)
         .await
         .unwrap_or_else(|e| panic!("cannot reach the test Postgres at {admin_url}: {e}"));
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create test database");
+    sqlx::query(&format!("CREATE DATABASE {name} {options}"))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
     let base = admin_url.rsplit_once('/').map(|(base, _)| base).expect("URL with a database");
     format!("{base}/{name}")
 }
