@@ -23,8 +23,11 @@ use crate::Settings;
 pub const READ_STORE: &str = "read-store";
 pub const SEARCH: &str = "search";
 /// Events to a batch: one read-store transaction and one search-index commit each (a shadow
-/// nobody reads needs no finer steps; commits are what an index build spends most on).
-const BATCH: i64 = 50_000;
+/// nobody reads needs no finer steps; commits are what an index build spends most on). A batch
+/// commits into a few large segments (the rebuild's writer has room for one, see
+/// `TantivySearchIndex::open_for_rebuild`), which background merges then rewrite far less than
+/// many small ones. Two batches are in memory at once: the one applied and the one read ahead.
+const BATCH: i64 = 200_000;
 
 /// Which projections a replay rebuilds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -175,7 +178,9 @@ pub async fn replay(
         None => None,
     };
     let search = match plan.iter().find(|(p, ..)| *p == SEARCH) {
-        Some((_, _, next)) => Some(Arc::new(TantivySearchIndex::open(&index_dir(settings, *next))?)),
+        Some((_, _, next)) => {
+            Some(Arc::new(TantivySearchIndex::open_for_rebuild(&index_dir(settings, *next))?))
+        }
         None => None,
     };
     progress.set_length(head as u64);

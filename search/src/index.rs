@@ -84,11 +84,27 @@ pub struct TantivySearchIndex {
     dense: DenseTerms,
     /// Each segment's most frequent completions of the prefixes searches have asked for.
     completions: Completions,
+    /// Whether searches are expected: an index being rebuilt (see `open_for_rebuild`) makes
+    /// nothing for them ahead at its commits.
+    serving: bool,
 }
 
 impl TantivySearchIndex {
     /// Opens (or creates) the index in `dir`. This process becomes its only writer.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_writable(dir, true)
+    }
+
+    /// Opens (or creates) an index that `movies replay` fills from the log before any server
+    /// opens it. Its commits make nothing ahead for searches (the tables, walk orders and typo
+    /// vocabulary a serving index refreshes at each commit): nobody searches it until a server
+    /// opens it, which makes them then, once. Searches still answer, building what they need.
+    /// Its writer has `REBUILD_HEAP_BYTES` of memory, room for a whole replay batch.
+    pub fn open_for_rebuild(dir: &Path) -> Result<Self> {
+        Self::open_writable(dir, false)
+    }
+
+    fn open_writable(dir: &Path, serving: bool) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| tantivy::TantivyError::IoError(e.into()))?;
         let (schema, fields) = schema();
         let directory = MmapDirectory::open(dir).map_err(tantivy::TantivyError::from)?;
@@ -109,14 +125,14 @@ impl TantivySearchIndex {
                 Index::create_in_dir(dir, schema)?
             }
         };
-        Self::with_index(index, fields, true)
+        Self::with_index(index, fields, true, serving)
     }
 
     /// Opens an existing index to read it while another process writes it; it reloads as that
     /// process commits, with the genre registry and checkpoint of each commit.
     pub fn open_read_only(dir: &Path) -> Result<Self> {
         let (_, fields) = schema();
-        let mut index = Self::with_index(Index::open_in_dir(dir)?, fields, false)?;
+        let mut index = Self::with_index(Index::open_in_dir(dir)?, fields, false, true)?;
         let (metas, reader) = (index.index.clone(), index.reader.clone());
         let (genres, checkpoint) = (index.genres.clone(), index.checkpoint.clone());
         let segments = index.segments.clone();
@@ -153,10 +169,10 @@ impl TantivySearchIndex {
     /// An index held in memory, for tests.
     pub fn in_memory() -> Result<Self> {
         let (schema, fields) = schema();
-        Self::with_index(Index::create_in_ram(schema), fields, true)
+        Self::with_index(Index::create_in_ram(schema), fields, true, true)
     }
 
-    fn with_index(mut index: Index, fields: Fields, writable: bool) -> Result<Self> {
+    fn with_index(mut index: Index, fields: Fields, writable: bool, serving: bool) -> Result<Self> {
         // A search visits the index's segments in parallel, one thread per core: a broad query
         // on a large index answers in about half the time on two cores.
         index.set_default_multithread_executor()?;
@@ -167,7 +183,8 @@ impl TantivySearchIndex {
         index.tokenizers().register(TOKENIZER, analyzer);
         // Read-only views reload from their own watch (see `open_read_only`).
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        let writer = if writable { Some(Mutex::new(index.writer(WRITER_HEAP_BYTES)?)) } else { None };
+        let heap = if serving { WRITER_HEAP_BYTES } else { REBUILD_HEAP_BYTES };
+        let writer = if writable { Some(Mutex::new(index.writer(heap)?)) } else { None };
         let stored = index.load_metas()?.payload.and_then(|p| serde_json::from_str::<Checkpoint>(&p).ok());
         let (checkpoint, genres, transport, ahead) = stored
             .map_or((0, Vec::new(), serde_json::Value::Null, BTreeSet::new()), |c| {
@@ -177,8 +194,10 @@ impl TantivySearchIndex {
         // before they need it (about a second at 5M movies; searches that come first wait for
         // what they need).
         let segments = Segments::new(&fields);
-        let (searcher, made) = (reader.searcher(), segments.clone());
-        std::thread::spawn(move || made.prepare(searcher));
+        if serving {
+            let (searcher, made) = (reader.searcher(), segments.clone());
+            std::thread::spawn(move || made.prepare(searcher));
+        }
         Ok(Self {
             index,
             fields,
@@ -193,6 +212,7 @@ impl TantivySearchIndex {
             segments,
             dense: DenseTerms::default(),
             completions: Completions::default(),
+            serving,
         })
     }
 
@@ -430,8 +450,9 @@ impl TantivySearchIndex {
             // documents with the new registry (a superset) or both new.
             *self.genres.lock().unwrap_or_else(|p| p.into_inner()) = registry;
             self.reader.reload()?;
-            let searcher = self.reader.searcher();
-            self.segments.prepare(searcher);
+            if self.serving {
+                self.segments.prepare(self.reader.searcher());
+            }
             *self.ahead.lock().unwrap_or_else(|p| p.into_inner()) = ahead;
             self.checkpoint.store(through, Ordering::SeqCst);
         }
@@ -1029,6 +1050,25 @@ mod tests {
         }
         let reopened = TantivySearchIndex::open(dir.path()).unwrap();
         assert!(orders_made(&reopened), "an opened index's segments have their orders without a search");
+    }
+
+    #[test]
+    fn an_index_being_rebuilt_makes_nothing_ahead_yet_answers_and_is_served_once_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let events: Vec<EventEnvelope> = (0..60).map(|n| created(n + 1, golden())).collect();
+        let query = SearchQuery { text: "golden".into(), limit: 100, ..Default::default() };
+        {
+            let index = TantivySearchIndex::open_for_rebuild(dir.path()).unwrap();
+            for batch in events.chunks(20) {
+                index.apply(batch).unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            assert_eq!(index.segments.orders.made(), 0, "a rebuild's commits make no walk orders");
+            assert_eq!(walk(&index, &query).1, 60, "a search still answers, making what it needs");
+        }
+        let reopened = TantivySearchIndex::open(dir.path()).unwrap();
+        assert!(orders_made(&reopened), "the server that opens it makes its orders without a search");
+        assert_eq!(walk(&reopened, &query).1, 60);
     }
 
     /// A new movie's creation at `position`, as the log would hand it over.

@@ -9,6 +9,10 @@ pub(crate) const TOKENIZER: &str = "movie_text";
 pub(crate) const ID_HI: &str = "id_hi";
 pub(crate) const ID_LO: &str = "id_lo";
 pub(crate) const WRITER_HEAP_BYTES: usize = 50_000_000;
+/// The writer's memory while `movies replay` rebuilds the index: room for a whole replay batch
+/// between commits, so each commit writes a few large segments rather than many small ones
+/// that merges then read and write again.
+pub(crate) const REBUILD_HEAP_BYTES: usize = 200_000_000;
 /// A prefix expands to at most this many of its most frequent completions per field.
 pub(crate) const PREFIX_EXPANSIONS: usize = 50;
 /// Words that only add to a score: requiring them would hide "Matrix" from "the matrix".
