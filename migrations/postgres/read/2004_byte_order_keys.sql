@@ -1,6 +1,6 @@
 -- Sort and filter keys compare as bytes (the "C" collation) whatever the server's locale: every
--- server then lists movies in the one order SQLite gives too, and sorting by bytes lets Postgres
--- build these indexes after a rebuild several times faster than by a locale's rules.
+-- server then lists movies in the one order SQLite gives too, and Postgres sorts them by bytes
+-- (with abbreviated keys) when it builds their indexes after a rebuild, not by a locale's rules.
 ALTER TABLE movies
     ALTER COLUMN name_key TYPE TEXT COLLATE "C",
     ALTER COLUMN director_key TYPE TEXT COLLATE "C";
