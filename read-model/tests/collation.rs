@@ -1,32 +1,21 @@
 //! The read store orders names by their bytes on every Postgres server, whatever its locale: the
 //! order SQLite gives, so a list pages the same way on either store and on any server.
 
-use chrono::Utc;
-use movies_events::{Actor, EventEnvelope, EventMetadata, MovieEvent, MovieFields, Role};
+use movies_events::{EventEnvelope, MovieEvent, MovieFields};
 use movies_read_model::{ListQuery, Order, PgReadStore, ProjectionStore, ReadStore, SortField};
 use movies_store::connect_postgres;
-use movies_store::testing::postgres_database_with;
+use movies_store::testing::{postgres_database_with, recorded};
 use uuid::Uuid;
 
 fn created(position: i64, name: &str, director: &str) -> EventEnvelope {
-    EventEnvelope {
-        event_id: Uuid::now_v7(),
-        stream_id: Uuid::now_v7(),
-        stream_version: 1,
-        position,
-        recorded_at: Utc::now(),
-        metadata: EventMetadata {
-            actor: Actor { subject: "collation".into(), role: Role::System },
-            request_id: None,
-        },
-        event: MovieEvent::Created(MovieFields {
-            name: name.into(),
-            director: director.into(),
-            popularity: 1.0,
-            imdb_score: 1.0,
-            genres: vec!["Drama".into()],
-        }),
-    }
+    let fields = MovieFields {
+        name: name.into(),
+        director: director.into(),
+        popularity: 1.0,
+        imdb_score: 1.0,
+        genres: vec!["Drama".into()],
+    };
+    recorded(position, Uuid::now_v7(), 1, MovieEvent::Created(fields))
 }
 
 #[tokio::test]
