@@ -89,10 +89,21 @@ pub struct TantivySearchIndex {
     serving: bool,
 }
 
+/// How a process uses the index it opens.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Opened {
+    /// The only writer, and searched (a projector, or a server with its own index).
+    Writer,
+    /// The only writer, filled from the log before anyone searches it (`movies replay`).
+    Rebuild,
+    /// Searched while another process writes it.
+    ReadOnly,
+}
+
 impl TantivySearchIndex {
     /// Opens (or creates) the index in `dir`. This process becomes its only writer.
     pub fn open(dir: &Path) -> Result<Self> {
-        Self::open_writable(dir, true)
+        Self::open_writable(dir, Opened::Writer)
     }
 
     /// Opens (or creates) an index that `movies replay` fills from the log before any server
@@ -101,10 +112,10 @@ impl TantivySearchIndex {
     /// opens it, which makes them then, once. Searches still answer, building what they need.
     /// Its writer has `REBUILD_HEAP_BYTES` of memory, room for a whole replay batch.
     pub fn open_for_rebuild(dir: &Path) -> Result<Self> {
-        Self::open_writable(dir, false)
+        Self::open_writable(dir, Opened::Rebuild)
     }
 
-    fn open_writable(dir: &Path, serving: bool) -> Result<Self> {
+    fn open_writable(dir: &Path, opened: Opened) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| tantivy::TantivyError::IoError(e.into()))?;
         let (schema, fields) = schema();
         let directory = MmapDirectory::open(dir).map_err(tantivy::TantivyError::from)?;
@@ -125,14 +136,14 @@ impl TantivySearchIndex {
                 Index::create_in_dir(dir, schema)?
             }
         };
-        Self::with_index(index, fields, true, serving)
+        Self::with_index(index, fields, opened)
     }
 
     /// Opens an existing index to read it while another process writes it; it reloads as that
     /// process commits, with the genre registry and checkpoint of each commit.
     pub fn open_read_only(dir: &Path) -> Result<Self> {
         let (_, fields) = schema();
-        let mut index = Self::with_index(Index::open_in_dir(dir)?, fields, false, true)?;
+        let mut index = Self::with_index(Index::open_in_dir(dir)?, fields, Opened::ReadOnly)?;
         let (metas, reader) = (index.index.clone(), index.reader.clone());
         let (genres, checkpoint) = (index.genres.clone(), index.checkpoint.clone());
         let segments = index.segments.clone();
@@ -169,10 +180,10 @@ impl TantivySearchIndex {
     /// An index held in memory, for tests.
     pub fn in_memory() -> Result<Self> {
         let (schema, fields) = schema();
-        Self::with_index(Index::create_in_ram(schema), fields, true, true)
+        Self::with_index(Index::create_in_ram(schema), fields, Opened::Writer)
     }
 
-    fn with_index(mut index: Index, fields: Fields, writable: bool, serving: bool) -> Result<Self> {
+    fn with_index(mut index: Index, fields: Fields, opened: Opened) -> Result<Self> {
         // A search visits the index's segments in parallel, one thread per core: a broad query
         // on a large index answers in about half the time on two cores.
         index.set_default_multithread_executor()?;
@@ -183,8 +194,12 @@ impl TantivySearchIndex {
         index.tokenizers().register(TOKENIZER, analyzer);
         // Read-only views reload from their own watch (see `open_read_only`).
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        let heap = if serving { WRITER_HEAP_BYTES } else { REBUILD_HEAP_BYTES };
-        let writer = if writable { Some(Mutex::new(index.writer(heap)?)) } else { None };
+        let writer = match opened {
+            Opened::Writer => Some(Mutex::new(index.writer(WRITER_HEAP_BYTES)?)),
+            Opened::Rebuild => Some(Mutex::new(index.writer(REBUILD_HEAP_BYTES)?)),
+            Opened::ReadOnly => None,
+        };
+        let serving = opened != Opened::Rebuild;
         let stored = index.load_metas()?.payload.and_then(|p| serde_json::from_str::<Checkpoint>(&p).ok());
         let (checkpoint, genres, transport, ahead) = stored
             .map_or((0, Vec::new(), serde_json::Value::Null, BTreeSet::new()), |c| {
