@@ -113,9 +113,9 @@ fn prepare(records: Vec<Box<RawValue>>, chunks: tokio::sync::mpsc::Sender<Chunk>
         }
         match MovieDraft::parse(input.clone()) {
             Ok(draft) => {
-                // The creation's event id is a fresh, time-ordered one (`None`): a retry is told
-                // by the movie's stream, which exists, and so its key lands at the end of the
-                // log's event-id index instead of on a random page of it.
+                // The creation's event id is a fresh, time-ordered one (`None`), so its key lands
+                // at the end of the log's event-id index instead of on a random page of it. A
+                // rerun is told by the movie's stream, which exists (its id is the record's).
                 let context = CommandContext { metadata: metadata.clone(), event_id: None };
                 valid.push((index, movie_id(&input), draft, context));
             }
