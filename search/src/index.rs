@@ -1597,6 +1597,42 @@ mod tests {
     }
 
     #[test]
+    fn a_few_matches_tied_in_popularity_are_ranked_by_their_whole_keys_on_a_walked_page() {
+        // 30 matches among 2,000 movies: few enough to be read directly, not walked in rank
+        // order. Ten share the best popularity and title length, so the page's cut falls
+        // among ties that only the id bits of their whole keys order.
+        let index = TantivySearchIndex::in_memory().unwrap();
+        let created: Vec<EventEnvelope> = (0..2000)
+            .map(|n| {
+                let (name, popularity) = match n {
+                    0..=9 => (format!("Twin Peak {n}"), 50.0),
+                    10..=29 => (format!("Twin Peak {n}"), 40.0),
+                    _ => (format!("Filler {n}"), (n % 97) as f64),
+                };
+                let fields = MovieFields { name, popularity, ..golden() };
+                let id =
+                    Uuid::from_u128((n as u128 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835));
+                movies_store::testing::recorded(n + 1, id, 1, MovieEvent::Created(fields))
+            })
+            .collect();
+        index.apply(&created).unwrap();
+        for sort in [SearchSort::Relevance, SearchSort::Popularity] {
+            let q = SearchQuery { text: "twin ".into(), sort, limit: 5, facets: true, ..Default::default() };
+            let words = index.words(&q.text).unwrap();
+            assert!(index.walk_plan(&q, sort, false, &words, &index.genre_registry()).is_some());
+            let full = SearchQuery {
+                filters: SearchFilters { min_score: Some(-1.0), ..Default::default() },
+                ..q.clone()
+            };
+            let (walked, expected) = (index.search(&q).unwrap(), index.search(&full).unwrap());
+            let ids = |page: &SearchPage| page.hits.iter().map(|h| h.id).collect::<Vec<_>>();
+            assert_eq!(ids(&walked).len(), 5, "{sort:?}");
+            assert_eq!(ids(&walked), ids(&expected), "{sort:?}");
+            assert_eq!(walk(&index, &q), walk(&index, &full), "{sort:?}, every page");
+        }
+    }
+
+    #[test]
     fn browsing_past_the_summaries_lists_is_walked_as_the_full_search_would_answer() {
         let mut index = TantivySearchIndex::in_memory().unwrap();
         // Lists of 16: every page past the first few goes past them.
@@ -1660,6 +1696,38 @@ mod tests {
             (again.hits, again.total, again.facets, again.next),
             (first.hits, first.total, first.facets, first.next)
         );
+    }
+
+    #[test]
+    fn a_prefix_in_one_movie_of_a_few_hundred_is_kept_whole_and_a_rarer_one_is_read_again() {
+        let index = TantivySearchIndex::in_memory().unwrap();
+        // Of 5,000 titles, 40 complete "qua" (one in 125) and 2 complete "ze".
+        let events: Vec<EventEnvelope> = (0..5000)
+            .map(|n| {
+                let name = match n {
+                    _ if n % 250 == 0 => format!("Quasar {n}"),
+                    _ if n % 250 == 1 => format!("Quartz {n}"),
+                    1002 => "Zebra".to_owned(),
+                    3002 => "Zenith".to_owned(),
+                    _ => format!("Filler {n}"),
+                };
+                created(n + 1, MovieFields { name, ..golden() })
+            })
+            .collect();
+        index.apply(&events).unwrap();
+        let search = |text: &str| {
+            let q = SearchQuery { text: text.into(), limit: 10, facets: true, ..Default::default() };
+            let page = index.search(&q).unwrap();
+            (page.hits.iter().map(|h| h.id).collect::<Vec<_>>(), page.total, page.facets)
+        };
+        let rare = search("ze");
+        assert_eq!(rare.1, 2);
+        assert_eq!(index.dense.unions(), 0, "a union of two movies in thousands is not kept");
+        let first = search("qua");
+        assert_eq!(first.1, 40);
+        assert!(index.dense.unions() > 0, "a union of one movie in 125 is kept");
+        assert_eq!(search("qua"), first);
+        assert_eq!(search("ze"), rare);
     }
 
     #[test]

@@ -242,7 +242,19 @@ impl Orders {
             }
             let mut found = Vec::new();
             if count <= need || count * count <= need * n {
-                for_each_doc(&tier, |doc| found.push((key(rank(doc)), doc)));
+                let mut docs = Vec::with_capacity(count);
+                for_each_doc(&tier, |doc| docs.push(doc));
+                if walk.after.is_none() && docs.len() > need {
+                    // A first page needs only the tier's `need` best: those by the small rank
+                    // the table holds in an array (ties at the cut all stay), then each one's
+                    // whole key from the column.
+                    let (_, cut, _) = docs.select_nth_unstable_by_key(need - 1, |doc| {
+                        std::cmp::Reverse(table.ranks[*doc as usize])
+                    });
+                    let cut = table.ranks[*cut as usize];
+                    docs.retain(|doc| table.ranks[*doc as usize] >= cut);
+                }
+                found.extend(docs.into_iter().map(|doc| (key(rank(doc)), doc)));
                 found.retain(|(key, _)| fresh(*key));
                 found.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
                 found.truncate(need);

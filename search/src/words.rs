@@ -12,7 +12,8 @@
 //!
 //! Terms in a sixteenth or more of a segment's documents ("the" is in half the titles, "drama"
 //! in a third of the genres) would be read again by every search that names them: their bitsets
-//! are kept (`DenseTerms`), so such a word costs a lookup instead of millions of postings.
+//! are kept (`DenseTerms`), so such a word costs a lookup instead of millions of postings. So
+//! are a prefix's completions taken together, from a five-hundredth of a segment.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -31,12 +32,18 @@ use tantivy::{DocId, DocSet, Score, Searcher, SegmentReader, TantivyError, Term,
 const DENSE_SHARE: u32 = 16;
 /// Memory the kept bitsets may take: about a hundred dense terms at 5M movies.
 const DENSE_BYTES: u64 = 64 << 20;
+/// A union of several terms (a prefix's completions) is kept from this share of a segment's
+/// documents (1/512): reading it again costs a dictionary lookup per term (fifty for a short
+/// prefix, in each field) besides the postings, and at 5M movies that was a third of a
+/// one-letter search when only dense unions were kept. Rarer unions, what most prefixes of
+/// three letters or more complete to, are cheap to read and would only crowd the dense terms.
+const KEPT_UNION_SHARE: u32 = 512;
 
 pub(crate) type Bits = Arc<Vec<u64>>;
 
-/// The bitsets of dense terms, and of dense unions of terms (a prefix's completions: "s" has
-/// fifty, each read from its postings, and together they are in most titles), per segment,
-/// least recently used dropped first. Entries of segments merged away are never asked for again
+/// The bitsets of dense terms, and of unions of terms in a five-hundredth or more of a segment
+/// (a prefix's completions: "s" has fifty, each read from its postings, and together they are in
+/// most titles), per segment, least recently used dropped first. Entries of segments merged away are never asked for again
 /// and age out.
 #[derive(Clone, Debug)]
 pub(crate) struct DenseTerms(moka::sync::Cache<(SegmentId, Vec<Term>), Bits>);
@@ -530,7 +537,7 @@ impl TextWeight {
             };
             if let Some(key) = key {
                 let count: u32 = bits.iter().map(|word| word.count_ones()).sum();
-                if count.saturating_mul(DENSE_SHARE) >= reader.max_doc() {
+                if count.saturating_mul(KEPT_UNION_SHARE) >= reader.max_doc() {
                     self.dense.0.insert(key, bits.clone());
                 }
             }
