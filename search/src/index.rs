@@ -195,7 +195,11 @@ impl TantivySearchIndex {
         // Read-only views reload from their own watch (see `open_read_only`).
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         let writer = match opened {
-            Opened::Writer => Some(Mutex::new(index.writer(WRITER_HEAP_BYTES)?)),
+            Opened::Writer => {
+                let writer = index.writer(WRITER_HEAP_BYTES)?;
+                writer.set_merge_policy(Box::new(serving_merge_policy()));
+                Some(Mutex::new(writer))
+            }
             Opened::Rebuild => Some(Mutex::new(index.writer(REBUILD_HEAP_BYTES)?)),
             Opened::ReadOnly => None,
         };
@@ -1065,6 +1069,25 @@ mod tests {
         }
         let reopened = TantivySearchIndex::open(dir.path()).unwrap();
         assert!(orders_made(&reopened), "an opened index's segments have their orders without a search");
+    }
+
+    #[test]
+    fn a_serving_index_merges_its_small_segments_into_few() {
+        // Seven commits of a hundred movies: seven small segments of one level, which tantivy's
+        // default policy leaves alone until there are eight.
+        let index = TantivySearchIndex::in_memory().unwrap();
+        for batch in 0..7 {
+            let events: Vec<EventEnvelope> =
+                (0..100).map(|n| created(batch * 100 + n + 1, golden())).collect();
+            index.apply(&events).unwrap();
+        }
+        let segments = || index.index.searchable_segment_metas().unwrap().len();
+        let waited = std::time::Instant::now();
+        while segments() > 2 && waited.elapsed() < std::time::Duration::from_secs(20) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(segments() <= 2, "{} segments", segments());
+        assert_eq!(index.len(), 700);
     }
 
     #[test]

@@ -13,6 +13,19 @@ pub(crate) const WRITER_HEAP_BYTES: usize = 50_000_000;
 /// between commits, so each commit writes a few large segments rather than many small ones
 /// that merges then read and write again.
 pub(crate) const REBUILD_HEAP_BYTES: usize = 200_000_000;
+/// How a serving index merges its segments: into few. Every search pays a dictionary lookup
+/// per term, a bitset and a walk per segment; at 5M movies tantivy's default policy (eight
+/// segments of a size before they merge) left 25 segments, and merged into 4 a one-word prefix
+/// search took a quarter of the time (p99 a third). Levels four times apart in size, merged
+/// from three: at most a few segments per level, each document rewritten about once per level
+/// (five from 10,000 movies to 5M). A rebuild keeps tantivy's default: its big batches make
+/// big segments, and the serving writer that opens it merges them at its first commits.
+pub(crate) fn serving_merge_policy() -> tantivy::indexer::LogMergePolicy {
+    let mut policy = tantivy::indexer::LogMergePolicy::default();
+    policy.set_level_log_size(2.0);
+    policy.set_min_num_segments(3);
+    policy
+}
 /// A prefix expands to at most this many of its most frequent completions per field.
 pub(crate) const PREFIX_EXPANSIONS: usize = 50;
 /// Words that only add to a score: requiring them would hide "Matrix" from "the matrix".
