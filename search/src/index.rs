@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::columnar::Column;
 use tantivy::directory::{Directory, MmapDirectory, WatchCallback, WatchHandle};
+use tantivy::indexer::MergePolicy;
 use tantivy::query::{AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Value};
 use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, SimpleTokenizer, TextAnalyzer};
@@ -194,10 +195,15 @@ impl TantivySearchIndex {
         index.tokenizers().register(TOKENIZER, analyzer);
         // Read-only views reload from their own watch (see `open_read_only`).
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        // What searches need per segment, for the segments already there, made on a thread
+        // before they need it (about a second at 5M movies; searches that come first wait for
+        // what they need).
+        let segments = Segments::new(&fields);
         let writer = match opened {
             Opened::Writer => {
-                let writer = index.writer(WRITER_HEAP_BYTES)?;
+                let mut writer = index.writer(WRITER_HEAP_BYTES)?;
                 writer.set_merge_policy(Box::new(serving_merge_policy()));
+                merge_what_was_left(&index, &mut writer, &reader, &segments)?;
                 Some(Mutex::new(writer))
             }
             Opened::Rebuild => Some(Mutex::new(index.writer(REBUILD_HEAP_BYTES)?)),
@@ -209,10 +215,6 @@ impl TantivySearchIndex {
             .map_or((0, Vec::new(), serde_json::Value::Null, BTreeSet::new()), |c| {
                 (c.position, c.genres, c.transport, c.ahead)
             });
-        // What searches need per segment, for the segments already there, made on a thread
-        // before they need it (about a second at 5M movies; searches that come first wait for
-        // what they need).
-        let segments = Segments::new(&fields);
         if serving {
             let (searcher, made) = (reader.searcher(), segments.clone());
             std::thread::spawn(move || made.prepare(searcher));
@@ -930,6 +932,40 @@ impl TantivySearchIndex {
 
 /// Whether the filters name genres at most (no director, no score or popularity range): what
 /// the summaries and the walk can answer.
+/// Starts the merges the serving policy asks of the segments a serving writer finds at open (a
+/// rebuilt index has many, merged by tantivy's default policy), and once they end has searches
+/// read the merged segments: tantivy merges only after a commit, and a served catalogue may go
+/// a long while without a change. Searches read the segments they had until then.
+fn merge_what_was_left(
+    index: &Index,
+    writer: &mut IndexWriter,
+    reader: &IndexReader,
+    segments: &Segments,
+) -> Result<()> {
+    let metas = index.searchable_segment_metas()?;
+    let merges: Vec<_> = serving_merge_policy()
+        .compute_merge_candidates(&metas)
+        .into_iter()
+        .map(|candidate| writer.merge(&candidate.0))
+        .collect();
+    if merges.is_empty() {
+        return Ok(());
+    }
+    let (reader, segments) = (reader.clone(), segments.clone());
+    std::thread::spawn(move || {
+        for merge in merges {
+            if let Err(error) = merge.wait() {
+                tracing::warn!(%error, "a merge of the segments found at open failed; they stay as they were");
+            }
+        }
+        match reader.reload() {
+            Ok(()) => segments.prepare(reader.searcher()),
+            Err(error) => tracing::warn!(%error, "reloading after the merges at open failed"),
+        }
+    });
+    Ok(())
+}
+
 fn genres_only(f: &SearchFilters) -> bool {
     let ranges = [f.min_score, f.max_score, f.min_popularity, f.max_popularity];
     f.director.is_none() && ranges.iter().all(Option::is_none)
@@ -1088,6 +1124,31 @@ mod tests {
         }
         assert!(segments() <= 2, "{} segments", segments());
         assert_eq!(index.len(), 700);
+    }
+
+    #[test]
+    fn a_rebuilt_index_is_merged_into_few_segments_once_served_without_a_change() {
+        // Seven commits of a rebuild leave seven segments: its policy is tantivy's default.
+        let dir = tempfile::tempdir().unwrap();
+        let rebuilt = TantivySearchIndex::open_for_rebuild(dir.path()).unwrap();
+        for batch in 0..7 {
+            let events: Vec<EventEnvelope> =
+                (0..100).map(|n| created(batch * 100 + n + 1, golden())).collect();
+            rebuilt.apply(&events).unwrap();
+        }
+        assert_eq!(rebuilt.reader.searcher().segment_readers().len(), 7);
+        drop(rebuilt);
+        // Served, with no change to commit: the merges start at open and searches then read
+        // the merged segments.
+        let served = TantivySearchIndex::open(dir.path()).unwrap();
+        let segments = || served.reader.searcher().segment_readers().len();
+        let waited = std::time::Instant::now();
+        while segments() > 2 && waited.elapsed() < std::time::Duration::from_secs(20) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(segments() <= 2, "{} segments", segments());
+        let all = served.search(&SearchQuery { text: "golden".into(), limit: 1, ..Default::default() });
+        assert_eq!(all.unwrap().total, 700);
     }
 
     #[test]

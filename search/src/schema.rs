@@ -19,7 +19,7 @@ pub(crate) const REBUILD_HEAP_BYTES: usize = 200_000_000;
 /// search took a quarter of the time (p99 a third). Levels four times apart in size, merged
 /// from three: at most a few segments per level, each document rewritten about once per level
 /// (five from 10,000 movies to 5M). A rebuild keeps tantivy's default: its big batches make
-/// big segments, and the serving writer that opens it merges them at its first commit.
+/// big segments, and the serving writer that opens it merges them (`merge_what_was_left`).
 pub(crate) fn serving_merge_policy() -> tantivy::indexer::LogMergePolicy {
     let mut policy = tantivy::indexer::LogMergePolicy::default();
     policy.set_level_log_size(2.0);
