@@ -1080,9 +1080,9 @@ mod tests {
     /// Waits (up to 10 s) until every segment of the index has its walk order made.
     fn orders_made(index: &TantivySearchIndex) -> bool {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let segments = index.reader.searcher().segment_readers().len();
         while std::time::Instant::now() < deadline {
-            if index.segments.orders.made() == segments {
+            // Read each time: a serving index may merge what it opened meanwhile.
+            if index.segments.orders.made() == index.reader.searcher().segment_readers().len() {
                 return true;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -1107,16 +1107,20 @@ mod tests {
         assert!(orders_made(&reopened), "an opened index's segments have their orders without a search");
     }
 
-    #[test]
-    fn a_serving_index_merges_its_small_segments_into_few() {
-        // Seven commits of a hundred movies: seven small segments of one level, which tantivy's
-        // default policy leaves alone until there are eight.
-        let index = TantivySearchIndex::in_memory().unwrap();
+    /// Seven commits of a hundred movies each: seven small segments of one level, which
+    /// tantivy's default policy leaves alone until there are eight.
+    fn seven_commits(index: &TantivySearchIndex) {
         for batch in 0..7 {
             let events: Vec<EventEnvelope> =
                 (0..100).map(|n| created(batch * 100 + n + 1, golden())).collect();
             index.apply(&events).unwrap();
         }
+    }
+
+    #[test]
+    fn a_serving_index_merges_its_small_segments_into_few() {
+        let index = TantivySearchIndex::in_memory().unwrap();
+        seven_commits(&index);
         let segments = || index.index.searchable_segment_metas().unwrap().len();
         let waited = std::time::Instant::now();
         while segments() > 2 && waited.elapsed() < std::time::Duration::from_secs(20) {
@@ -1131,11 +1135,7 @@ mod tests {
         // Seven commits of a rebuild leave seven segments: its policy is tantivy's default.
         let dir = tempfile::tempdir().unwrap();
         let rebuilt = TantivySearchIndex::open_for_rebuild(dir.path()).unwrap();
-        for batch in 0..7 {
-            let events: Vec<EventEnvelope> =
-                (0..100).map(|n| created(batch * 100 + n + 1, golden())).collect();
-            rebuilt.apply(&events).unwrap();
-        }
+        seven_commits(&rebuilt);
         assert_eq!(rebuilt.reader.searcher().segment_readers().len(), 7);
         drop(rebuilt);
         // Served, with no change to commit: the merges start at open and searches then read
