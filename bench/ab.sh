@@ -8,8 +8,10 @@
 # measurement: this machine's speed drifts, so only builds measured in turn compare. Each
 # measurement starts its server afresh, so a search's first round of words is answered cold.
 # Each build has a copy of the data of its own, opened once before the rounds: a build whose
-# index schema differs rebuilds its index from the log then, not in a round.
-#   bench/ab.sh OLD_MOVIES_BINARY NEW_MOVIES_BINARY [ROUNDS] [COUNT]
+# index schema differs rebuilds its index from the log then, not in a round. AB_SETTLE=SECONDS
+# keeps each server running that long at that first open (default 0): merges a build starts at
+# open (a serving index merges what a rebuild left) then end before the rounds, not in them.
+#   [AB_SETTLE=SECONDS] bench/ab.sh OLD_MOVIES_BINARY NEW_MOVIES_BINARY [ROUNDS] [COUNT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 old="$1" new="$2" rounds="${3:-3}" count="${4:-1000}"
@@ -29,8 +31,8 @@ start() { # binary tag: a server on the tag's data, once it is ready (a rebuild 
   echo "bench/ab.sh: $1 never became ready" >&2; exit 1
 }
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
-start "$old" old; stop
-start "$new" new; stop
+start "$old" old; sleep "${AB_SETTLE:-0}"; stop
+start "$new" new; sleep "${AB_SETTLE:-0}"; stop
 # wrk scripts picking one of the catalogue's words, or one of its movies, at random per request.
 { echo "local paths = {"; sed 's|.*|"/api/v1/search?q=&",|' "$dir/data-new/words.txt"; echo "}"
   echo 'request = function() return wrk.format(nil, paths[math.random(#paths)]) end'; } >"$dir/search.lua"
