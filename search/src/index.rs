@@ -930,8 +930,6 @@ impl TantivySearchIndex {
     }
 }
 
-/// Whether the filters name genres at most (no director, no score or popularity range): what
-/// the summaries and the walk can answer.
 /// Starts the merges the serving policy asks of the segments a serving writer finds at open (a
 /// rebuilt index has many, merged by tantivy's default policy), and once they end has searches
 /// read the merged segments: tantivy merges only after a commit, and a served catalogue may go
@@ -966,6 +964,8 @@ fn merge_what_was_left(
     Ok(())
 }
 
+/// Whether the filters name genres at most (no director, no score or popularity range): what
+/// the summaries and the walk can answer.
 fn genres_only(f: &SearchFilters) -> bool {
     let ranges = [f.min_score, f.max_score, f.min_popularity, f.max_popularity];
     f.director.is_none() && ranges.iter().all(Option::is_none)

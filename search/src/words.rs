@@ -42,9 +42,9 @@ const KEPT_UNION_SHARE: u32 = 512;
 pub(crate) type Bits = Arc<Vec<u64>>;
 
 /// The bitsets of dense terms, and of unions of terms in a five-hundredth or more of a segment
-/// (a prefix's completions: "s" has fifty, each read from its postings, and together they are in
-/// most titles), per segment, least recently used dropped first. Entries of segments merged away are never asked for again
-/// and age out.
+/// (a prefix's completions: "s" has fifty, each read from its postings, and together they are
+/// in most titles), per segment, least recently used dropped first. Entries of segments merged
+/// away are never asked for again and age out.
 #[derive(Clone, Debug)]
 pub(crate) struct DenseTerms(moka::sync::Cache<(SegmentId, Vec<Term>), Bits>);
 
