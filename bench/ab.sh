@@ -33,6 +33,10 @@ start() { # binary tag: a server on the tag's data, once it is ready (a rebuild 
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
 start "$old" old; sleep "${AB_SETTLE:-0}"; stop
 start "$new" new; sleep "${AB_SETTLE:-0}"; stop
+segments() { # tag: the search index's segments as its last commit or merge left them
+  find "$dir/data-$1" -name meta.json | head -n1 | xargs python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["segments"]))'
+}
+echo "# search index segments before the rounds: old $(segments old), new $(segments new)"
 # wrk scripts picking one of the catalogue's words, or one of its movies, at random per request.
 { echo "local paths = {"; sed 's|.*|"/api/v1/search?q=&",|' "$dir/data-new/words.txt"; echo "}"
   echo 'request = function() return wrk.format(nil, paths[math.random(#paths)]) end'; } >"$dir/search.lua"
