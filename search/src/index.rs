@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::columnar::Column;
 use tantivy::directory::{Directory, MmapDirectory, WatchCallback, WatchHandle};
-use tantivy::indexer::MergePolicy;
 use tantivy::query::{AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Value};
 use tantivy::tokenizer::{AsciiFoldingFilter, LowerCaser, SimpleTokenizer, TextAnalyzer};
@@ -930,8 +929,8 @@ impl TantivySearchIndex {
     }
 }
 
-/// Starts the merges the serving policy asks of the segments a serving writer finds at open (a
-/// rebuilt index has many, merged by tantivy's default policy), and once they end has searches
+/// Starts the merges the writer's policy asks of the segments it finds at open (a rebuilt
+/// index has many, merged by tantivy's default policy), and once they end has searches
 /// read the merged segments: tantivy merges only after a commit, and a served catalogue may go
 /// a long while without a change. Searches read the segments they had until then.
 fn merge_what_was_left(
@@ -941,7 +940,8 @@ fn merge_what_was_left(
     segments: &Segments,
 ) -> Result<()> {
     let metas = index.searchable_segment_metas()?;
-    let merges: Vec<_> = serving_merge_policy()
+    let merges: Vec<_> = writer
+        .get_merge_policy()
         .compute_merge_candidates(&metas)
         .into_iter()
         .map(|candidate| writer.merge(&candidate.0))
